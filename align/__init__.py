@@ -1,0 +1,1 @@
+"""klear-align: preference alignment for the Klear MoE. Importing it registers the Klear model."""
