@@ -1,0 +1,1 @@
+"""Reading, validating and mixing training data, with every drop and truncation counted."""
