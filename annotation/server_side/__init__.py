@@ -1,0 +1,5 @@
+"""Code that runs inside argilla-server's own virtual environment (see annotation/serve.py).
+
+Only `search_match` is imported by the project's side as well: it must import nothing beyond
+the standard library.
+"""

@@ -1,0 +1,22 @@
+"""Entry point of every argilla-server process that `python -m annotation serve` starts.
+
+Runs with the server's virtual environment: it registers the embedded search engine, then hands
+the command line to argilla-server's own CLI (`start`, `worker`, `database migrate`,
+`database users create`), so the server, the rq worker and their jobs all know the engine.
+`... launch --each` runs several CLI commands, given as a JSON list of argv lists on standard
+input (so that the owner's password never shows in the process list), in this one process:
+importing argilla-server takes seconds, and a start needs the migration and the owner.
+"""
+
+import json
+import sys
+
+from annotation.server_side import embedded_engine  # noqa: F401  (registers the engine)
+from argilla_server.cli import app
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--each"]:
+        for command in json.load(sys.stdin):
+            app(command, standalone_mode=False)
+    else:
+        app()
