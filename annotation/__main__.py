@@ -1,0 +1,232 @@
+"""`python -m annotation <command>`: serve, users add, status, push, generate, pull, install-server.
+
+Client commands find the server through --data-dir DIR (the `credentials.json` that `serve`
+writes), else ARGILLA_API_URL / ARGILLA_API_KEY, else `.data/argilla`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from annotation.connection import DEFAULT_DATA_DIR, DEFAULT_WORKSPACE
+from annotation.errors import AnnotationError
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except AnnotationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m annotation", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run a local Argilla (foreground, until Ctrl-C)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=6900)
+    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    serve.add_argument("--allow-remote", action="store_true", help="allow binding an address other than loopback")
+    serve.add_argument("--elasticsearch", metavar="URL", help="use this Elasticsearch instead of the embedded engine")
+    serve.add_argument("--workspace", default=DEFAULT_WORKSPACE, help="the owner's first workspace")
+    serve.set_defaults(run=_serve)
+
+    install = commands.add_parser("install-server", help="create argilla-server's own venv (done once)")
+    install.set_defaults(run=_install_server)
+
+    users = commands.add_parser("users", help="annotator accounts").add_subparsers(dest="users_command", required=True)
+    add = users.add_parser("add", help="create a user and add it to a workspace")
+    add.add_argument("name")
+    add.add_argument("--password", required=True)
+    add.add_argument("--role", default="annotator", choices=["annotator", "admin", "owner"])
+    add.add_argument("--workspace", default=None)
+    _client_options(add)
+    add.set_defaults(run=_users_add)
+
+    status = commands.add_parser("status", help="progress per dataset and per annotator")
+    status.add_argument("--dataset", help="one dataset (default: every dataset of the workspace)")
+    status.add_argument("--workspace", default=None)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _client_options(status)
+    status.set_defaults(run=_status)
+
+    push = commands.add_parser("push", help="send candidate pairs to an Argilla dataset")
+    push.add_argument("file", type=Path, help="JSONL rows {id?, prompt, completions: [{model, content}], metadata?}")
+    push.add_argument("--dataset", required=True)
+    push.add_argument("--workspace", default=None)
+    push.add_argument("--min-submitted", type=int, default=1, help="annotators per record (overlap for agreement)")
+    push.add_argument("--aspects", default=",".join(_default_aspects()), help="per-aspect ratings ('' for none)")
+    push.add_argument("--seed", type=int, default=0, help="seed of the A/B order (keep it for re-pushes)")
+    push.add_argument("--max-pairs-per-prompt", type=int, default=None)
+    push.add_argument("--batch-size", type=int, default=500)
+    push.add_argument("--judge", action="store_true", help="attach LLM-judge suggestions (JUDGE_BASE_URL, JUDGE_MODEL)")
+    push.add_argument("--judge-model", default=None)
+    push.add_argument("--judge-base-url", default=None)
+    _client_options(push)
+    push.set_defaults(run=_push)
+
+    pull = commands.add_parser("pull", help="annotations -> TRL preference dataset + card.json")
+    pull.add_argument("--dataset", required=True)
+    pull.add_argument("--workspace", default=None)
+    pull.add_argument("--out", type=Path, required=True)
+    pull.add_argument("--min-votes", type=int, default=1, help="submitted responses a record needs")
+    pull.add_argument("--min-agreement", type=float, default=0.5, help="share of votes the majority label needs")
+    _client_options(pull)
+    pull.set_defaults(run=_pull)
+
+    generate = commands.add_parser("generate", help="candidate answers for prompts, in push's input format")
+    generate.add_argument("prompts", type=Path, help="JSONL rows {id?, prompt, metadata?}")
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
+                          help="a local model directory, or a model name at --base-url (repeat for several)")
+    generate.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint (else: local transformers)")
+    generate.add_argument("--samples", type=int, default=2, help="answers per prompt and model")
+    generate.add_argument("--temperature", type=float, default=0.8)
+    generate.add_argument("--max-new-tokens", type=int, default=512)
+    generate.add_argument("--batch-size", type=int, default=8)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(run=_generate)
+    return parser
+
+
+def _default_aspects():
+    from annotation.schema import DEFAULT_ASPECTS
+
+    return DEFAULT_ASPECTS
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None, help="the directory `serve` runs on")
+
+
+def _connect(args):
+    from annotation.connection import connect
+
+    client, address = connect(args.data_dir)
+    workspace = getattr(args, "workspace", None) or address.workspace
+    return client, workspace
+
+
+def _serve(args) -> int:
+    from annotation.serve import ServeConfig, serve_forever
+
+    config = ServeConfig(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        elasticsearch=args.elasticsearch,
+        redis_url=os.environ.get("ARGILLA_REDIS_URL"),
+        workspace=args.workspace,
+    )
+    serve_forever(config)
+    return 0
+
+
+def _install_server(args) -> int:
+    from annotation.server_venv import default_server_venv, install_server
+
+    install_server(default_server_venv())
+    return 0
+
+
+def _users_add(args) -> int:
+    from annotation.users import add_user
+
+    client, workspace = _connect(args)
+    print(add_user(client, args.name, args.password, args.role, workspace))
+    return 0
+
+
+def _status(args) -> int:
+    from annotation.status import dataset_status, format_status
+
+    client, workspace = _connect(args)
+    report = dataset_status(client, workspace, args.dataset)
+    print(json.dumps(report, indent=2) if args.json else format_status(report))
+    return 0
+
+
+def _push(args) -> int:
+    from annotation.pairs import make_pairs, parse_rows, read_rows
+    from annotation.push import push_pairs
+
+    if not args.file.exists():
+        raise AnnotationError(f"{args.file} does not exist")
+    if args.min_submitted < 1:
+        raise AnnotationError("--min-submitted must be at least 1")
+    parsed = parse_rows(read_rows(args.file))
+    pairs, capped = make_pairs(parsed.rows, seed=args.seed, max_pairs_per_prompt=args.max_pairs_per_prompt)
+    print(
+        f"{args.file}: {len(parsed.rows)} prompts -> {len(pairs)} pairs "
+        f"(identical answers dropped: {parsed.identical_answers_dropped}; "
+        f"pairs left out by --max-pairs-per-prompt: {capped})"
+    )
+    suggest = None
+    if args.judge or args.judge_model or args.judge_base_url:
+        from annotation.suggest import judge_suggester
+
+        suggest = judge_suggester(model=args.judge_model, base_url=args.judge_base_url)
+    client, workspace = _connect(args)
+    aspects = [a.strip() for a in args.aspects.split(",") if a.strip()]
+    report = push_pairs(
+        client,
+        pairs,
+        args.dataset,
+        workspace,
+        min_submitted=args.min_submitted,
+        aspects=aspects,
+        suggest=suggest,
+        batch_size=args.batch_size,
+    )
+    print("\n".join(report.lines()))
+    print(f"Next: annotate in the browser, then: python -m annotation pull --dataset {args.dataset} --out DIR")
+    return 0
+
+
+def _pull(args) -> int:
+    from annotation.pull import pull_preferences
+    from annotation.resolve import Policy
+
+    client, workspace = _connect(args)
+    card = pull_preferences(
+        client, args.dataset, workspace, args.out, Policy(min_votes=args.min_votes, min_agreement=args.min_agreement)
+    )
+    counts = card["counts"]
+    print(f"{args.out}: {counts['kept']} preference pairs kept of {counts['records']} records")
+    print(f"  dropped: {json.dumps(card['dropped'])}")
+    print(f"  responses: {json.dumps(card['responses'])}")
+    alpha = card["agreement"].get("krippendorff_alpha")
+    print(f"  agreement: Krippendorff's alpha = {alpha if alpha is None else round(alpha, 3)}; card: {args.out / 'card.json'}")
+    return 0
+
+
+def _generate(args) -> int:
+    from annotation.generate import generate_candidates
+
+    summary = generate_candidates(
+        prompts_path=args.prompts,
+        out_path=args.out,
+        models=args.model,
+        base_url=args.base_url,
+        samples=args.samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

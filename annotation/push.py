@@ -1,0 +1,238 @@
+"""`python -m annotation push`: create or update the Argilla dataset of A/B pairs.
+
+Pushing is idempotent and never touches annotated work: records are found again by their
+deterministic ids; a record that holds any response (submitted, draft or discarded) is left
+exactly as it is; an unannotated record is re-sent only when its content (or a new suggestion)
+differs. `plan_push` decides that as a pure function; `push_pairs` does the talking.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional, Sequence
+
+from annotation import schema
+from annotation.errors import AnnotationError
+from annotation.pairs import PairRecord
+
+RECORDS_PER_BATCH = 500  # argilla's most records per bulk upsert
+LIST_PAGE = 1000  # argilla's most records per list request
+
+
+@dataclass(frozen=True)
+class ExistingRecord:
+    annotated: bool  # holds a response of any status
+    fields: dict
+    metadata: dict
+    has_preference_suggestion: bool
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An LLM judge's verdict on the pair as shown (A and B as the annotators see them)."""
+
+    value: str  # a | b | tie
+    score: Optional[float]
+    agent: str
+
+
+@dataclass
+class PushPlan:
+    to_create: list = field(default_factory=list)
+    to_update: list = field(default_factory=list)
+    unchanged: int = 0
+    skipped_annotated: int = 0
+
+
+@dataclass
+class PushReport:
+    dataset: str
+    workspace: str
+    pairs: int
+    created: int
+    updated: int
+    unchanged: int
+    skipped_annotated: int
+    suggestions: int
+    a_is_first_input_answer: int  # of the pairs pushed: the A/B coin flip, for balance
+    retries: int
+
+    def lines(self) -> list:
+        return [
+            f"dataset {self.workspace}/{self.dataset}: {self.pairs} pairs in the input",
+            f"  created {self.created}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"left alone because already annotated {self.skipped_annotated}",
+            f"  judge suggestions attached: {self.suggestions}; retried batches: {self.retries}",
+        ]
+
+
+def record_fields(pair: PairRecord) -> dict:
+    return {
+        schema.PROMPT_FIELD: [dict(message) for message in pair.prompt],
+        "answer_a": pair.answer_a.content,
+        "answer_b": pair.answer_b.content,
+    }
+
+
+def plan_push(pairs: Sequence[PairRecord], existing: dict, judged: bool) -> PushPlan:
+    """Which pairs to create, which to update, which to leave alone (pure)."""
+    plan = PushPlan()
+    for pair in pairs:
+        found = existing.get(pair.id)
+        if found is None:
+            plan.to_create.append(pair)
+        elif found.annotated:
+            plan.skipped_annotated += 1
+        elif (
+            found.fields != record_fields(pair)
+            or found.metadata != pair.metadata
+            or (judged and not found.has_preference_suggestion)
+        ):
+            plan.to_update.append(pair)
+        else:
+            plan.unchanged += 1
+    return plan
+
+
+# ---------------------------------------------------------------- talking to Argilla
+
+
+def get_or_create_dataset(client, name: str, workspace: str, min_submitted: int, aspects: Sequence[str]):
+    import argilla as rg
+
+    if client.workspaces(workspace) is None:
+        rg.Workspace(name=workspace, client=client).create()
+    dataset = client.datasets(name=name, workspace=workspace)
+    if dataset is None:
+        settings = schema.preference_settings(min_submitted=min_submitted, aspects=aspects)
+        return rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create(), True
+    fields = [f.name for f in dataset.settings.fields]
+    questions = [q.name for q in dataset.settings.questions]
+    missing = schema.missing_names(fields, questions)
+    if missing:
+        raise AnnotationError(
+            f"dataset {workspace}/{name} exists but is not a pairwise preference dataset made by push "
+            f"(it lacks {', '.join(missing)}); choose another --dataset"
+        )
+    return dataset, False
+
+
+def existing_records(client, dataset) -> dict:
+    """Every record already in the dataset, by its external id, with whether it is annotated."""
+    question_ids = {q.id: q.name for q in dataset.settings.questions}
+    found, offset = {}, 0
+    while True:
+        page = client.api.records.list(
+            dataset.id, offset=offset, limit=LIST_PAGE, with_responses=True, with_suggestions=True
+        )
+        for model in page:
+            found[str(model.external_id)] = ExistingRecord(
+                annotated=bool(model.responses),
+                fields=_plain_fields(model.fields or {}),
+                metadata=_plain_metadata(model.metadata),
+                has_preference_suggestion=any(
+                    question_ids.get(s.question_id) == schema.PREFERENCE for s in model.suggestions or ()
+                ),
+            )
+        if len(page) < LIST_PAGE:
+            return found
+        offset += LIST_PAGE
+
+
+def _plain_fields(fields: dict) -> dict:
+    plain = {}
+    for name, value in fields.items():
+        if isinstance(value, list):
+            value = [m if isinstance(m, dict) else m.model_dump() for m in value]
+        plain[name] = value
+    return plain
+
+
+def _plain_metadata(metadata) -> dict:
+    if isinstance(metadata, dict):
+        return metadata
+    return {item.name: item.value for item in metadata or []}
+
+
+def _record_model(pair: PairRecord, dataset, suggestion: Optional[Suggestion]):
+    import argilla as rg
+
+    suggestions = []
+    if suggestion is not None:
+        suggestions.append(
+            rg.Suggestion(
+                question_name=schema.PREFERENCE, value=suggestion.value, score=suggestion.score, agent=suggestion.agent
+            )
+        )
+    record = rg.Record(id=pair.id, fields=record_fields(pair), metadata=dict(pair.metadata), suggestions=suggestions)
+    record.dataset = dataset
+    return record.api_model()
+
+
+def push_pairs(
+    client,
+    pairs: Sequence[PairRecord],
+    dataset_name: str,
+    workspace: str,
+    min_submitted: int = 1,
+    aspects: Sequence[str] = schema.DEFAULT_ASPECTS,
+    suggest: Optional[Callable[[Sequence[PairRecord]], dict]] = None,
+    batch_size: int = RECORDS_PER_BATCH,
+    max_retries: int = 4,
+    progress: bool = True,
+) -> PushReport:
+    """Create the dataset if needed and send the pairs that are new or changed.
+
+    `suggest`, when given, maps the pairs to send to {pair id: Suggestion} (an LLM judge)."""
+    from tqdm import tqdm
+
+    dataset, _ = get_or_create_dataset(client, dataset_name, workspace, min_submitted, aspects)
+    plan = plan_push(pairs, existing_records(client, dataset), judged=suggest is not None)
+    to_send = plan.to_create + plan.to_update
+    suggestions = suggest(to_send) if suggest is not None and to_send else {}
+
+    retries = 0
+    batch_size = max(1, min(batch_size, RECORDS_PER_BATCH))
+    with tqdm(total=len(to_send), desc=f"pushing to {dataset_name}", unit="pair", disable=not progress) as bar:
+        for start in range(0, len(to_send), batch_size):
+            batch = to_send[start : start + batch_size]
+            models = [_record_model(pair, dataset, suggestions.get(pair.id)) for pair in batch]
+            retries += _with_retries(lambda: client.api.records.bulk_upsert(dataset.id, models), max_retries, start)
+            bar.update(len(batch))
+
+    first_is_a = sum(1 for pair in to_send if not pair.flipped)
+    return PushReport(
+        dataset=dataset_name,
+        workspace=workspace,
+        pairs=len(pairs),
+        created=len(plan.to_create),
+        updated=len(plan.to_update),
+        unchanged=plan.unchanged,
+        skipped_annotated=plan.skipped_annotated,
+        suggestions=len(suggestions),
+        a_is_first_input_answer=first_is_a,
+        retries=retries,
+    )
+
+
+def _with_retries(send: Callable[[], object], max_retries: int, start: int) -> int:
+    """Send one batch; retry transient failures (connection, 5xx) with backoff. Safe because an
+    upsert by external id is idempotent. Returns the number of retries."""
+    import httpx
+    from argilla._exceptions import ArgillaAPIError
+
+    for attempt in range(max_retries + 1):
+        try:
+            send()
+            return attempt
+        except (httpx.TransportError, ArgillaAPIError) as error:
+            transient = isinstance(error, httpx.TransportError) or getattr(error, "status_code", 0) >= 500
+            if not transient:
+                raise AnnotationError(f"Argilla refused the batch of records from #{start}: {error}") from error
+            if attempt == max_retries:
+                raise AnnotationError(
+                    f"sending the batch of records from #{start} failed {max_retries + 1} times: {error}"
+                ) from error
+            time.sleep(min(30.0, 0.5 * 2**attempt))
+    return max_retries
