@@ -1,0 +1,284 @@
+"""From result rows to scores: pure functions, checked against hand-computed cases in the tests.
+
+- An item (question × turn × model; × game for pairwise) scores the median of its successful
+  repeats; an item with no successful repeat is excluded and counted, never scored -1 or 0.
+- MT-Bench (FastChat show_result.py): turn_1 / turn_2 are the means over that turn's items;
+  overall is the mean over all items of both turns; per category likewise.
+- Pairwise (FastChat show_result.py): game 1 puts the model first, game 2 the baseline first;
+  a win needs both games to agree; a tie in either game or disagreement counts as a tie
+  (disagreements are also counted apart, as `inconsistent`). win_rate_adjusted = (win + tie/2) / n.
+- AlignBench (THUDM show_result.py): category means; reasoning = mean of the 数学计算 and 逻辑推理
+  means, language = mean of the six language categories' means; overall = (reasoning + language) / 2.
+  Per dimension: the mean of each dimension's scores (THUDM dimension_calculate.py).
+- 95% confidence intervals: percentile bootstrap over questions (stratified by category for
+  AlignBench, as its score weights categories equally), fixed seed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from .benchmarks import ALIGNBENCH_LANGUAGE, ALIGNBENCH_REASONING
+from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
+
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
+def mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _item_key(row: dict) -> tuple:
+    return (row["model"], row["question_id"], row["turn"], row.get("game"))
+
+
+def group_items(rows: Iterable[dict], benchmark: str) -> dict[tuple, list[dict]]:
+    items: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["benchmark"] == benchmark:
+            items[_item_key(row)].append(row)
+    return items
+
+
+def item_score(repeats: list[dict]) -> float | None:
+    scores = [row["score"] for row in repeats if row["error"] is None and row["score"] is not None]
+    return statistics.median(scores) if scores else None
+
+
+def item_verdict(repeats: list[dict]) -> str | None:
+    """The most common verdict of the repeats; a tie between different verdicts counts as "tie"."""
+    counts = Counter(row["verdict"] for row in repeats if row["error"] is None and row["verdict"] is not None)
+    if not counts:
+        return None
+    ranked = counts.most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return "tie"
+    return ranked[0][0]
+
+
+def item_dimensions(repeats: list[dict]) -> dict[str, float]:
+    per_dimension: dict[str, list[float]] = defaultdict(list)
+    for row in repeats:
+        if row["error"] is None and row.get("ratings"):
+            for dimension, value in row["ratings"].items():
+                per_dimension[dimension].append(value)
+    return {dimension: statistics.median(values) for dimension, values in per_dimension.items()}
+
+
+def bootstrap_ci(
+    groups: dict[str, list[object]], statistic: Callable[[dict[str, list[object]]], float | None]
+) -> list[float] | None:
+    """95% percentile interval of `statistic` over resamples (with replacement) within each group."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    values = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        resample = {}
+        for name, members in groups.items():
+            picks = rng.integers(0, len(members), size=len(members))
+            resample[name] = [members[i] for i in picks]
+        value = statistic(resample)
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def _failures(items: dict[tuple, list[dict]], resolved: dict[tuple, object]) -> dict:
+    rows = [row for repeats in items.values() for row in repeats]
+    return {
+        "judge_calls_failed": sum(1 for row in rows if row["error"]),
+        "parse_retries": sum(len(row["failed_attempts"]) for row in rows if row["error"] is None),
+        "items_without_score": sum(1 for value in resolved.values() if value is None),
+    }
+
+
+# ----- MT-Bench single-answer grading -----
+
+
+def mt_bench_statistics(questions: list[list[tuple[int, float]]]) -> dict:
+    """Scores per question as [(turn, score), ...] -> overall (all items), turn_1, turn_2."""
+    flat = [(turn, score) for members in questions for turn, score in members]
+    return {
+        "overall": mean(score for _, score in flat),
+        "turn_1": mean(score for turn, score in flat if turn == 1),
+        "turn_2": mean(score for turn, score in flat if turn == 2),
+    }
+
+
+def summarize_mt_bench(rows: Iterable[dict]) -> dict[str, dict]:
+    """{model: {overall, turn_1, turn_2, per_category, ci95, n_items, ...}}."""
+    items = group_items(rows, MT_BENCH)
+    resolved = {key: item_score(repeats) for key, repeats in items.items()}
+    summary = {}
+    for model in sorted({key[0] for key in items}):
+        model_items = {key: repeats for key, repeats in items.items() if key[0] == model}
+        by_question: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        per_category: dict[str, list[float]] = defaultdict(list)
+        for key in sorted(model_items):
+            if resolved[key] is not None:
+                by_question[key[1]].append((key[2], resolved[key]))
+                per_category[model_items[key][0]["category"]].append(resolved[key])
+        questions = list(by_question.values())
+        stats = mt_bench_statistics(questions)
+        summary[model] = {
+            **{field: _round(value) for field, value in stats.items()},
+            "per_category": {category: _round(mean(values)) for category, values in sorted(per_category.items())},
+            "ci95": {
+                field: bootstrap_ci({"all": questions}, lambda groups, f=field: mt_bench_statistics(groups["all"])[f])
+                if questions
+                else None
+                for field in ("overall", "turn_1", "turn_2")
+            },
+            "n_items": len(model_items),
+            "n_scored": sum(len(members) for members in questions),
+            **_failures(model_items, {key: resolved[key] for key in model_items}),
+        }
+    return summary
+
+
+# ----- MT-Bench pairwise against a baseline -----
+
+
+def pair_outcome(game_1: str | None, game_2: str | None) -> str | None:
+    """FastChat's rule: both games must name the same winner; a tie in either or a disagreement is a tie."""
+    if game_1 is None or game_2 is None:
+        return None
+    if game_1 == "tie" or game_1 != game_2:
+        return "tie"
+    return "win" if game_1 == "model" else "loss"
+
+
+def _rates(outcomes: list[str]) -> dict:
+    n = len(outcomes)
+    counts = Counter(outcomes)
+    if n == 0:
+        return {"win_rate": None, "loss_rate": None, "win_rate_adjusted": None}
+    return {
+        "win_rate": _round(counts["win"] / n),
+        "loss_rate": _round(counts["loss"] / n),
+        "win_rate_adjusted": _round((counts["win"] + 0.5 * counts["tie"]) / n),
+    }
+
+
+def summarize_pairwise(rows: Iterable[dict]) -> dict[str, dict]:
+    items = group_items(rows, MT_BENCH_PAIR)
+    categories = {key[1]: repeats[0]["category"] for key, repeats in items.items()}
+    verdicts = {key: item_verdict(repeats) for key, repeats in items.items()}
+    baselines = {key[0]: repeats[0]["baseline"] for key, repeats in items.items()}
+    summary = {}
+    for model in sorted({key[0] for key in items}):
+        outcomes: dict[tuple[int, int], str] = {}
+        inconsistent = unresolved = 0
+        for qid, turn in sorted({(key[1], key[2]) for key in items if key[0] == model}):
+            game_1, game_2 = verdicts.get((model, qid, turn, 1)), verdicts.get((model, qid, turn, 2))
+            outcome = pair_outcome(game_1, game_2)
+            if outcome is None:
+                unresolved += 1
+                continue
+            inconsistent += game_1 != game_2 and "tie" not in (game_1, game_2)
+            outcomes[(qid, turn)] = outcome
+        per_category = defaultdict(list)
+        by_question = defaultdict(list)
+        for (qid, _turn), outcome in outcomes.items():
+            per_category[categories[qid]].append(outcome)
+            by_question[qid].append(outcome)
+        counts = Counter(outcomes.values())
+        model_items = {key: repeats for key, repeats in items.items() if key[0] == model}
+        summary[model] = {
+            "baseline": baselines[model],
+            "win": counts["win"],
+            "loss": counts["loss"],
+            "tie": counts["tie"],
+            "inconsistent": inconsistent,
+            **_rates(list(outcomes.values())),
+            "per_category": {
+                category: _rates(values)["win_rate_adjusted"] for category, values in sorted(per_category.items())
+            },
+            "ci95": {
+                "win_rate_adjusted": bootstrap_ci(
+                    {"all": list(by_question.values())},
+                    lambda groups: _rates([o for members in groups["all"] for o in members])["win_rate_adjusted"],
+                )
+                if by_question
+                else None
+            },
+            "n_pairs": len(outcomes) + unresolved,
+            "pairs_without_verdict": unresolved,
+            "judge_calls_failed": sum(1 for repeats in model_items.values() for row in repeats if row["error"]),
+        }
+    return summary
+
+
+# ----- AlignBench -----
+
+
+def alignbench_statistics(per_category: dict[str, list[float]]) -> dict:
+    means = {category: mean(values) for category, values in per_category.items() if values}
+    reasoning = mean(means[c] for c in ALIGNBENCH_REASONING if c in means)
+    language = mean(means[c] for c in ALIGNBENCH_LANGUAGE if c in means)
+    overall = mean(v for v in (reasoning, language) if v is not None)
+    return {"overall": overall, "reasoning": reasoning, "language": language, "per_category": means}
+
+
+def summarize_alignbench(rows: Iterable[dict]) -> dict[str, dict]:
+    items = group_items(rows, ALIGNBENCH)
+    resolved = {key: item_score(repeats) for key, repeats in items.items()}
+    summary = {}
+    for model in sorted({key[0] for key in items}):
+        model_items = {key: repeats for key, repeats in items.items() if key[0] == model}
+        per_category: dict[str, list[float]] = defaultdict(list)
+        per_dimension: dict[str, list[float]] = defaultdict(list)
+        missing_dimensions = 0
+        for key, repeats in model_items.items():
+            if resolved[key] is None:
+                continue
+            per_category[repeats[0]["category"]].append(resolved[key])
+            for dimension, value in item_dimensions(repeats).items():
+                per_dimension[dimension].append(value)
+            missing_dimensions += sum(len(row["missing_dimensions"]) for row in repeats if row["error"] is None)
+        stats = alignbench_statistics(per_category)
+        expected = sorted({row["category"] for repeats in model_items.values() for row in repeats})
+        summary[model] = {
+            "overall": _round(stats["overall"]),
+            "reasoning": _round(stats["reasoning"]),
+            "language": _round(stats["language"]),
+            "per_category": {category: _round(value) for category, value in sorted(stats["per_category"].items())},
+            "per_dimension": {dimension: _round(mean(values)) for dimension, values in sorted(per_dimension.items())},
+            "ci95": {
+                field: bootstrap_ci(dict(per_category), lambda groups, f=field: alignbench_statistics(groups)[f])
+                if per_category
+                else None
+                for field in ("overall", "reasoning", "language")
+            },
+            "categories_without_score": [category for category in expected if category not in per_category],
+            "dimension_scores_missing": missing_dimensions,
+            "n_items": len(model_items),
+            "n_scored": sum(len(values) for values in per_category.values()),
+            **_failures(model_items, {key: resolved[key] for key in model_items}),
+        }
+    return summary
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summarize_rows(rows: list[dict]) -> dict[str, dict]:
+    """Every benchmark present in the rows -> {model: summary}."""
+    benchmarks = {row["benchmark"] for row in rows}
+    summary = {}
+    if MT_BENCH in benchmarks:
+        summary[MT_BENCH] = summarize_mt_bench(rows)
+    if MT_BENCH_PAIR in benchmarks:
+        summary[MT_BENCH_PAIR] = summarize_pairwise(rows)
+    if ALIGNBENCH in benchmarks:
+        summary[ALIGNBENCH] = summarize_alignbench(rows)
+    return summary

@@ -1,0 +1,172 @@
+"""Answer generation, locally with transformers or through an OpenAI-compatible endpoint.
+
+Public entry point (also used by `annotation generate`):
+
+    from align.judging.answers import TransformersBackend, EndpointBackend, generate_answers
+
+    backend = TransformersBackend("outputs/sft")        # or EndpointBackend(base_url, model)
+    answers = generate_answers(
+        [[{"role": "user", "content": "Hi"}]],             # conversations, each a list of messages
+        backend, temperature=0.7, max_new_tokens=512, n=2,
+    )
+    # -> [["answer 1", "answer 2"]]: n answers per conversation, in the input order
+    backend.stats  # Counter: prompts, answers, truncated (hit max_new_tokens), empty
+
+Each conversation is formatted with the model's own chat template (add_generation_prompt=True).
+A temperature below 1e-4 means greedy decoding, as in FastChat; n greedy answers are then
+identical, and the local backend decodes once and repeats the answer. Answers that stop at
+max_new_tokens are kept and counted in `stats["truncated"]`, never dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from .client import create_with_backoff, make_openai_client
+
+Messages = list[dict[str, str]]
+GREEDY_BELOW = 1e-4
+
+
+class AnswerBackend(Protocol):
+    stats: Counter
+
+    def generate(
+        self, prompts: list[Messages], *, temperature: float, max_new_tokens: int, n: int, seed: int
+    ) -> list[list[str]]: ...
+
+
+def generate_answers(
+    prompts: list[Messages],
+    backend: AnswerBackend,
+    *,
+    temperature: float,
+    max_new_tokens: int,
+    n: int = 1,
+    seed: int = 0,
+) -> list[list[str]]:
+    """n answers for each conversation in `prompts` (a list of lists of {"role", "content"} messages).
+
+    Returns one list of n strings per conversation, in order. `temperature` < 1e-4 decodes
+    greedily. `seed` makes sampling repeatable with the local backend (and is sent to endpoints,
+    which may ignore it). Truncated and empty answers are counted in `backend.stats`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    for index, messages in enumerate(prompts):
+        if not messages or any(not {"role", "content"} <= set(m) for m in messages):
+            raise ValueError(f"prompt {index}: expected a non-empty list of {{'role', 'content'}} messages")
+    if not prompts:
+        return []
+    return backend.generate(prompts, temperature=temperature, max_new_tokens=max_new_tokens, n=n, seed=seed)
+
+
+class TransformersBackend:
+    """A local model directory (Klear included: `import align` registers it), batched, left-padded."""
+
+    def __init__(self, model_dir: str | Path, *, batch_size: int = 8, device: str | None = None, dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        import align  # noqa: F401  (registers Klear with the Auto classes)
+
+        self.name = Path(model_dir).name
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"  # generation continues from the right edge
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        eos = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
+        self.stop_ids = sorted((set(eos) | {self.tokenizer.eos_token_id}) - {None})
+        self.stats: Counter = Counter()
+
+    def _generate_batch(self, texts: list[str], *, temperature: float, max_new_tokens: int, samples: int) -> list[list[str]]:
+        import torch
+
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sampling = temperature >= GREEDY_BELOW
+        kwargs = {"do_sample": True, "temperature": temperature} if sampling else {"do_sample": False}
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=samples,
+                eos_token_id=self.stop_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **kwargs,
+            )
+        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+        answers = []
+        for sequence in new_tokens.tolist():
+            stopped = any(token in self.stop_ids for token in sequence)
+            self.stats["truncated"] += not stopped and len(sequence) >= max_new_tokens
+            if stopped:
+                sequence = sequence[: min(sequence.index(t) for t in self.stop_ids if t in sequence)]
+            answers.append(self.tokenizer.decode(sequence, skip_special_tokens=True).strip())
+        return [answers[i * samples:(i + 1) * samples] for i in range(len(texts))]
+
+    def generate(self, prompts: list[Messages], *, temperature: float, max_new_tokens: int, n: int, seed: int) -> list[list[str]]:
+        import torch
+
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
+        # Similar lengths batch together (less padding); results go back to input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        samples = n if temperature >= GREEDY_BELOW else 1
+        results: list[list[str]] = [[] for _ in texts]
+        torch.manual_seed(seed)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            outputs = self._generate_batch([texts[i] for i in batch], temperature=temperature,
+                                           max_new_tokens=max_new_tokens, samples=samples)
+            for index, answers in zip(batch, outputs):
+                results[index] = answers if samples == n else answers * n
+        self.stats["prompts"] += len(prompts)
+        self.stats["answers"] += len(prompts) * n
+        self.stats["empty"] += sum(1 for answers in results for answer in answers if not answer)
+        return results
+
+
+class EndpointBackend:
+    """Any OpenAI-compatible chat endpoint; n answers are n requests (not every server accepts `n`)."""
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
+                 timeout_s: float = 600.0, api_retries: int = 6):
+        self.name = model
+        self.model = model
+        self.concurrency = concurrency
+        self.api_retries = api_retries
+        self._client = make_openai_client(base_url, api_key, timeout_s)
+        self._lock = threading.Lock()
+        self.stats: Counter = Counter()
+
+    def _one(self, messages: Messages, temperature: float, max_new_tokens: int, seed: int) -> str:
+        request = {"model": self.model, "messages": messages, "temperature": temperature,
+                   "max_tokens": max_new_tokens, "seed": seed}
+        response = create_with_backoff(self._client, request, retries=self.api_retries, base_s=1.0, max_s=60.0,
+                                       on_retry=lambda reason: self._count("api_retries"))
+        choice = response.choices[0]
+        self._count("truncated", choice.finish_reason == "length")
+        return (choice.message.content or "").strip()
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.stats[name] += amount
+
+    def generate(self, prompts: list[Messages], *, temperature: float, max_new_tokens: int, n: int, seed: int) -> list[list[str]]:
+        jobs = [(i, k) for i in range(len(prompts)) for k in range(n)]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            outputs = list(pool.map(lambda job: self._one(prompts[job[0]], temperature, max_new_tokens, seed + job[1]), jobs))
+        results = [outputs[i * n:(i + 1) * n] for i in range(len(prompts))]
+        self.stats["prompts"] += len(prompts)
+        self.stats["answers"] += len(jobs)
+        self.stats["empty"] += sum(1 for answer in outputs if not answer)
+        return results

@@ -1,0 +1,176 @@
+"""All judge-API calls: an OpenAI-compatible chat client with backoff and a content-addressed cache.
+
+The cache key is the SHA-256 of the request (model, messages, temperature, max_tokens) plus a
+sample index, so repeated judging (n samples of the same request) and parse retries each get
+their own entry. A call whose response is in the cache is never made again: an interrupted run
+resumes where it stopped and a re-run costs nothing. Responses are cached whether or not they
+parse (a paid call is a paid call); API errors are not cached, so a re-run tries them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+
+from .config import JudgeConfig
+
+Messages = list[dict[str, str]]
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+class JudgeAPIError(RuntimeError):
+    """The endpoint failed for good: a non-retryable status, or retries exhausted."""
+
+
+def request_key(request: dict, sample: int) -> str:
+    canonical = json.dumps({"request": request, "sample": sample}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class JudgeCache:
+    """One JSON file per judge call, at DIR/ab/abcdef....json; writes are atomic (tmp + rename)."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        path = self._path(key)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:
+            return None  # a torn write cannot happen (atomic rename); anything else is re-fetched
+
+    def put(self, key: str, record: dict) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, ensure_ascii=False)
+        os.replace(tmp, path)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.directory.glob("*/*.json")) if self.directory.is_dir() else 0
+
+
+def _retry_after_seconds(error: openai.APIStatusError) -> float | None:
+    value = error.response.headers.get("retry-after") if error.response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def create_with_backoff(
+    client: openai.OpenAI,
+    request: dict,
+    *,
+    retries: int,
+    base_s: float,
+    max_s: float,
+    on_retry: Callable[[str], None] = lambda reason: None,
+    sleep: Callable[[float], None] = time.sleep,
+):
+    """`chat.completions.create` retried with exponential backoff and full jitter (Retry-After wins)
+    on rate limits, timeouts, conflicts, server errors and connection failures."""
+    for attempt in range(retries + 1):
+        try:
+            return client.chat.completions.create(**request)
+        except openai.APIStatusError as err:
+            retryable = err.status_code in RETRYABLE_STATUS or err.status_code >= 500
+            if not retryable or attempt == retries:
+                raise JudgeAPIError(f"HTTP {err.status_code} from {client.base_url}: {err.message}") from None
+            delay = _retry_after_seconds(err)
+            reason = f"HTTP {err.status_code}"
+        except openai.APIConnectionError as err:  # includes timeouts
+            if attempt == retries:
+                raise JudgeAPIError(f"{type(err).__name__} talking to {client.base_url}: {err}") from None
+            delay, reason = None, type(err).__name__
+        if delay is None:
+            delay = random.uniform(0, min(max_s, base_s * 2**attempt))
+        on_retry(reason)
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def make_openai_client(base_url: str, api_key: str | None, timeout_s: float) -> openai.OpenAI:
+    # The SDK's own retries are off: backoff happens here, where it is counted.
+    return openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    content: str
+    finish_reason: str | None
+    cached: bool
+    key: str
+
+
+class JudgeClient:
+    """Thread-safe: the runner calls `complete` from a pool of `config.concurrency` threads."""
+
+    def __init__(self, config: JudgeConfig, cache: JudgeCache | None = None, *, sleep=time.sleep):
+        self.config = config
+        self.cache = cache
+        self._sleep = sleep
+        self._openai = make_openai_client(config.base_url, config.api_key, config.timeout_s)
+        self._lock = threading.Lock()
+        self.stats: Counter[str] = Counter()  # api_calls, cache_hits, api_retries, api_errors
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.stats[name] += 1
+
+    def complete(self, messages: Messages, *, max_tokens: int | None, sample: int = 0) -> CallResult:
+        request: dict = {"model": self.config.model, "messages": messages, "temperature": 0}
+        if max_tokens is not None:
+            request["max_tokens"] = max_tokens
+        key = request_key(request, sample)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            self._count("cache_hits")
+            return CallResult(hit["response"]["content"], hit["response"].get("finish_reason"), True, key)
+        self._count("api_calls")
+        try:
+            response = create_with_backoff(
+                self._openai,
+                request,
+                retries=self.config.api_retries,
+                base_s=self.config.backoff_base_s,
+                max_s=self.config.backoff_max_s,
+                on_retry=lambda reason: self._count("api_retries"),
+                sleep=self._sleep,
+            )
+        except JudgeAPIError:
+            self._count("api_errors")
+            raise
+        if not response.choices:
+            self._count("api_errors")
+            raise JudgeAPIError(f"{self.config.base_url} answered with no choices")
+        choice = response.choices[0]
+        content = choice.message.content or ""
+        if self.cache is not None:
+            self.cache.put(
+                key,
+                {
+                    "request": request,
+                    "sample": sample,
+                    "response": {"content": content, "finish_reason": choice.finish_reason, "model": response.model},
+                    "created": time.time(),
+                },
+            )
+        return CallResult(content, choice.finish_reason, False, key)

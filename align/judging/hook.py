@@ -1,0 +1,139 @@
+"""The one call the SFT and DPO stages make after saving a model (rank 0 only):
+
+    from align.judging.hook import judge_after_training
+    report = judge_after_training(output_dir, Path(output_dir) / "judge", judge_config)
+
+It answers the benchmarks with the saved model (locally, batched), judges the answers and writes
+the report (summary.json, report.md, report.html, radar PNGs) into `out_dir`, next to the
+earlier runs' so the report compares with them. `judge_config` (a dict, e.g. the `judge:`
+section of a stage's YAML) takes the JudgeConfig keys (base_url, model, concurrency, repeats,
+parse_retries, max_tokens, ...; the key comes from JUDGE_API_KEY / OPENAI_API_KEY) and:
+
+    enabled: true                     false skips judging
+    benchmarks: [mt_bench, alignbench]  default: mt_bench, plus alignbench when its data is found
+    questions_per_category: null      e.g. 1 for a demo (the report labels the subset)
+    max_new_tokens: null              answer length (default 1024 MT-Bench, 2048 AlignBench)
+    batch_size: 8                     local generation batch
+    mode: single                      MT-Bench: single, pairwise or both
+    baseline_answers: null            FastChat answer file of the baseline (pairwise)
+    alignbench_dir: null              see benchmarks.resolve_alignbench_dir
+    model_name: null                  name in the report (default: the model directory's name)
+
+With no judge endpoint (neither in `judge_config` nor in JUDGE_BASE_URL / OPENAI_*), the saved
+model itself is served by a local `transformers serve` and judges its own answers, with short
+judgments and no parse retries: the pipeline runs end to end, and the report says plainly that
+such scores mean nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import fields
+from pathlib import Path
+
+from .benchmark_answers import answer_benchmark
+from .benchmarks import alignbench_available, load_alignbench, load_mt_bench
+from .config import JudgeConfig, judge_configured
+from .local_server import serve_model
+from .pipeline import JudgeRequest, judge_answers
+from .tasks import select_questions
+
+logger = logging.getLogger("align.judging")
+
+HOOK_KEYS = {
+    "enabled", "benchmarks", "questions_per_category", "max_new_tokens", "batch_size", "mode",
+    "baseline_answers", "alignbench_dir", "model_name",
+}
+JUDGE_KEYS = {f.name for f in fields(JudgeConfig)}
+LOCAL_JUDGE_WARNING = (
+    "No judge endpoint was configured, so the trained model judged its own answers through a local "
+    "`transformers serve`. These scores mean nothing; configure a real judge (JUDGE_BASE_URL, JUDGE_MODEL, "
+    "JUDGE_API_KEY) for scores that do."
+)
+LOCAL_JUDGE_DEFAULTS = {"max_tokens": 32, "parse_retries": 0, "concurrency": 2}
+
+
+def split_judge_config(judge_config: dict | None) -> tuple[dict, dict]:
+    """(hook options, JudgeConfig values); unknown keys are an error so typos do not pass silently."""
+    config = dict(judge_config or {})
+    unknown = sorted(set(config) - HOOK_KEYS - JUDGE_KEYS)
+    if unknown:
+        raise ValueError(f"judge config: unknown key(s) {unknown}; known: {sorted(HOOK_KEYS | JUDGE_KEYS)}")
+    return {k: v for k, v in config.items() if k in HOOK_KEYS}, {k: v for k, v in config.items() if k in JUDGE_KEYS}
+
+
+def _is_rank_zero() -> bool:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return True
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _generate(model_dir: Path, out_dir: Path, options: dict, benchmarks: list[str], model_id: str) -> dict[str, Path]:
+    from .answers import TransformersBackend
+
+    backend = TransformersBackend(model_dir, batch_size=options.get("batch_size", 8))
+    per_category = options.get("questions_per_category")
+    paths = {}
+    for benchmark in benchmarks:
+        bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.get("alignbench_dir"))
+        questions = select_questions(bench.questions, per_category)
+        logger.info("answering %d %s questions with %s", len(questions), benchmark, model_dir)
+        paths[benchmark] = answer_benchmark(benchmark, bench, questions, backend, out_dir, model_id,
+                                            max_new_tokens=options.get("max_new_tokens"))
+    return paths
+
+
+def _mt_bench_answers(paths: dict[str, Path], options: dict, out_dir: Path) -> Path | None:
+    """The answer file, or a directory holding it and the baseline's copy for pairwise judging."""
+    if "mt_bench" not in paths:
+        return None
+    if options.get("mode", "single") == "single":
+        return paths["mt_bench"]
+    baseline = Path(options["baseline_answers"])
+    if paths["mt_bench"].parent != baseline.parent:
+        shutil.copyfile(baseline, paths["mt_bench"].parent / baseline.name)
+    return paths["mt_bench"].parent
+
+
+def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_config: dict | None) -> Path | None:
+    """Answer, judge and report; returns report.md, or None when disabled, not rank 0, or failed.
+
+    A bad `judge_config` raises ValueError at once. A failure while judging is logged with its
+    traceback and returns None: the saved model is not affected, and the caller decides.
+    """
+    options, judge_values = split_judge_config(judge_config)
+    if not options.get("enabled", True) or not _is_rank_zero():
+        return None
+    benchmarks = options.get("benchmarks") or ["mt_bench"] + (
+        ["alignbench"] if alignbench_available(options.get("alignbench_dir")) else []
+    )
+    if options.get("mode", "single") != "single" and not options.get("baseline_answers"):
+        raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model_id = options.get("model_name") or model_dir.resolve().name
+    try:
+        paths = _generate(model_dir, out_dir, options, benchmarks, model_id)
+        request = JudgeRequest(
+            mt_bench_answers=_mt_bench_answers(paths, options, out_dir),
+            alignbench_answers=paths.get("alignbench"),
+            mode=options.get("mode", "single"),
+            baseline=Path(options["baseline_answers"]).stem if options.get("baseline_answers") else "gpt-3.5-turbo",
+            models=None,
+            questions_per_category=options.get("questions_per_category"),
+            alignbench_dir=options.get("alignbench_dir"),
+            note=f"after training {model_dir}",
+        )
+        if judge_configured(judge_values):
+            return judge_answers(out_dir, request, JudgeConfig.from_mapping(judge_values))
+        logger.warning("NO JUDGE CONFIGURED: %s", LOCAL_JUDGE_WARNING)
+        with serve_model(model_dir, out_dir / "local_judge_server.log") as server:
+            judge = JudgeConfig(base_url=server.base_url, model=server.model,
+                                **{**LOCAL_JUDGE_DEFAULTS, **judge_values})
+            local_request = JudgeRequest(**{**request.__dict__, "warning": LOCAL_JUDGE_WARNING})
+            return judge_answers(out_dir, local_request, judge)
+    except Exception:
+        logger.exception("judging %s failed; the saved model is unaffected", model_dir)
+        return None

@@ -1,0 +1,154 @@
+"""Pairwise suggestions for annotation: which of two answers to a prompt is better, and how sure.
+
+    from align.judging.pairwise import judge_pair
+    verdict = judge_pair([{"role": "user", "content": "Explain DPO"}], answer_a, answer_b)
+    verdict.winner      # "a", "b" or "tie"
+    verdict.confidence  # share of the 2 x repeats judge calls (both orders) that agree with it
+    verdict.judge_model, verdict.raw  # raw: every judgment text, order AB then BA per repeat
+
+The judge is FastChat's pair-v2 prompt, asked in both orders (A/B and B/A), as MT-Bench does:
+`a` or `b` wins only if the verdicts agree; a tie in either order or a disagreement is a tie.
+A single-question prompt is put into pair-v2 unchanged; a longer conversation (or a system
+message) is written into the question as a transcript, since pair-v2 has one question slot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .benchmarks import load_mt_bench
+from .client import JudgeAPIError, JudgeCache, JudgeClient
+from .config import JudgeConfig
+from .parsing import JudgmentParseError, parse_pair_verdict
+from .prompts import Messages, pair_v2_messages
+
+
+class PairwiseJudgeError(RuntimeError):
+    """No order of the pair produced a parseable verdict; `raw` holds what the judge said."""
+
+    def __init__(self, message: str, raw: list[str]):
+        super().__init__(message)
+        self.raw = raw
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    winner: str  # "a" | "b" | "tie"
+    confidence: float  # 0..1
+    judge_model: str
+    raw: list[str] = field(default_factory=list)
+    votes: dict[str, int] = field(default_factory=dict)  # per-call verdicts mapped to a/b/tie
+    failed_calls: int = 0
+
+
+def prompt_as_question(prompt_messages: Messages) -> str:
+    """The text for pair-v2's {question} slot."""
+    if len(prompt_messages) == 1 and prompt_messages[0]["role"] == "user":
+        return prompt_messages[0]["content"]
+    names = {"system": "System", "user": "User", "assistant": "Assistant"}
+    return "\n\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in prompt_messages)
+
+
+def combine_votes(game_ab: str | None, game_ba: str | None) -> str:
+    """Verdicts already mapped to a/b/tie: the two orders must agree for a winner."""
+    if game_ab is None or game_ba is None:
+        return game_ab or game_ba or "tie"
+    if game_ab == "tie" or game_ab != game_ba:
+        return "tie"
+    return game_ab
+
+
+def modal_verdict(counts: Counter) -> str | None:
+    """The most common verdict; equally common different verdicts make a tie."""
+    ranked = counts.most_common()
+    if not ranked:
+        return None
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return "tie"
+    return ranked[0][0]
+
+
+def _call(client: JudgeClient, messages: Messages, sample: list[int], max_tokens: int) -> tuple[str, str | None]:
+    """(raw judgment, verdict A/B/tie or None)."""
+    try:
+        result = client.complete(messages, max_tokens=max_tokens, sample=sample)
+    except JudgeAPIError as err:
+        return f"<api error: {err}>", None
+    try:
+        return result.content, parse_pair_verdict(result.content)
+    except JudgmentParseError:
+        return result.content, None
+
+
+def judge_pair(
+    prompt_messages: Messages,
+    answer_a: str,
+    answer_b: str,
+    *,
+    judge: JudgeConfig | None = None,
+    client: JudgeClient | None = None,
+    cache_dir: str | Path | None = None,
+) -> PairVerdict:
+    """Judge A vs B in both orders, `judge.repeats` times each (judge from the environment when not
+    given). Unparseable judgments are retried up to `judge.parse_retries` times and then left out of
+    the vote; raises PairwiseJudgeError when no call gave a verdict."""
+    if client is None:
+        judge = judge or JudgeConfig.from_mapping({})
+        client = JudgeClient(judge, JudgeCache(cache_dir) if cache_dir else None)
+    config = client.config
+    question = prompt_as_question(prompt_messages)
+    bench = load_mt_bench()
+    orders = {"ab": pair_v2_messages(bench, question, answer_a, answer_b),
+              "ba": pair_v2_messages(bench, question, answer_b, answer_a)}
+    to_ab = {"ab": {"A": "a", "B": "b", "tie": "tie"}, "ba": {"A": "b", "B": "a", "tie": "tie"}}
+    max_tokens = config.max_tokens or 2048
+    raw: list[str] = []
+    votes: list[tuple[str, str]] = []  # (order, a/b/tie)
+    failed = 0
+    for repeat in range(config.repeats):
+        for order, messages in orders.items():
+            for attempt in range(config.parse_retries + 1):
+                text, verdict = _call(client, messages, [repeat, attempt], max_tokens)
+                raw.append(text)
+                if verdict is not None:
+                    votes.append((order, to_ab[order][verdict]))
+                    break
+                failed += 1
+    if not votes:
+        raise PairwiseJudgeError(f"judge {config.model} gave no parseable verdict in {len(raw)} call(s)", raw)
+    modal = {order: modal_verdict(Counter(v for o, v in votes if o == order)) for order in orders}
+    winner = combine_votes(modal["ab"], modal["ba"])
+    tally = Counter(v for _, v in votes)
+    return PairVerdict(
+        winner=winner,
+        # Failed calls count against the verdict: one order alone can reach at most 0.5.
+        confidence=round(tally[winner] / (2 * config.repeats), 4),
+        judge_model=config.model,
+        raw=raw,
+        votes=dict(tally),
+        failed_calls=failed,
+    )
+
+
+def judge_pairs(
+    items: list[tuple[Messages, str, str]],
+    *,
+    judge: JudgeConfig | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[PairVerdict | PairwiseJudgeError]:
+    """`judge_pair` over many (prompt_messages, answer_a, answer_b), `judge.concurrency` at a time.
+    A pair that failed comes back as its PairwiseJudgeError, in place, so nothing is dropped."""
+    judge = judge or JudgeConfig.from_mapping({})
+    client = JudgeClient(judge, JudgeCache(cache_dir) if cache_dir else None)
+
+    def one(item: tuple[Messages, str, str]) -> PairVerdict | PairwiseJudgeError:
+        try:
+            return judge_pair(item[0], item[1], item[2], client=client)
+        except PairwiseJudgeError as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=judge.concurrency) as pool:
+        return list(pool.map(one, items))

@@ -1,0 +1,162 @@
+"""Judge tasks: one judge prompt to send, with everything a result row needs to name it.
+
+The matches are FastChat's (gen_judgment.py: turn 1 and turn 2 of every question; pairwise
+against a baseline, both orders) and THUDM's (judge.py: every question once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .benchmarks import AlignBench, MTBench
+from .prompts import (
+    ALIGNBENCH_PROMPT_NAME,
+    Messages,
+    alignbench_messages,
+    alignbench_prompt_hash,
+    mt_bench_pair_messages,
+    mt_bench_single_messages,
+    mt_bench_template_hash,
+)
+
+MT_BENCH = "mt_bench"
+MT_BENCH_PAIR = "mt_bench_pair"
+ALIGNBENCH = "alignbench"
+# Upstream request sizes: FastChat asks the judge for at most 2048 tokens; THUDM sets no limit.
+DEFAULT_JUDGE_MAX_TOKENS = {MT_BENCH: 2048, MT_BENCH_PAIR: 2048, ALIGNBENCH: None}
+
+
+@dataclass(frozen=True)
+class JudgeTask:
+    benchmark: str
+    question_id: int
+    turn: int
+    category: str
+    model: str
+    judge_prompt: str  # template name, e.g. "single-math-v1-multi-turn"
+    prompt_hash: str  # hash of that template (and, for AlignBench, its dimension config)
+    messages: Messages
+    max_tokens: int | None
+    subcategory: str | None = None
+    dimensions: tuple[str, ...] = ()
+    baseline: str | None = None
+    game: int | None = None  # pairwise: 1 = the model is assistant A, 2 = the baseline is A
+
+    @property
+    def item_key(self) -> tuple:
+        """What repeats of this task share (one scored item)."""
+        return (self.benchmark, self.model, self.baseline, self.question_id, self.turn, self.game)
+
+
+def select_questions(questions: list[dict], per_category: int | None) -> list[dict]:
+    """All questions, or the first `per_category` of each category (a labelled subset, for demos)."""
+    if per_category is None:
+        return questions
+    taken: dict[str, int] = {}
+    chosen = []
+    for question in questions:
+        if taken.get(question["category"], 0) < per_category:
+            taken[question["category"]] = taken.get(question["category"], 0) + 1
+            chosen.append(question)
+    return chosen
+
+
+def _max_tokens(benchmark: str, override: int | None) -> int | None:
+    return override if override is not None else DEFAULT_JUDGE_MAX_TOKENS[benchmark]
+
+
+def mt_bench_single_tasks(
+    bench: MTBench,
+    questions: list[dict],
+    answers: dict[str, dict[int, list[str]]],
+    *,
+    max_tokens: int | None = None,
+) -> list[JudgeTask]:
+    tasks = []
+    for model, model_answers in answers.items():
+        for question in questions:
+            answer = model_answers[question["question_id"]]
+            for turn in (1, 2):
+                name, messages = mt_bench_single_messages(bench, question, answer, turn)
+                tasks.append(
+                    JudgeTask(
+                        benchmark=MT_BENCH,
+                        question_id=question["question_id"],
+                        turn=turn,
+                        category=question["category"],
+                        model=model,
+                        judge_prompt=name,
+                        prompt_hash=mt_bench_template_hash(bench.judge_prompts[name]),
+                        messages=messages,
+                        max_tokens=_max_tokens(MT_BENCH, max_tokens),
+                    )
+                )
+    return tasks
+
+
+def mt_bench_pair_tasks(
+    bench: MTBench,
+    questions: list[dict],
+    answers: dict[str, dict[int, list[str]]],
+    baseline: str,
+    *,
+    max_tokens: int | None = None,
+) -> list[JudgeTask]:
+    """Every model against the baseline, each pair judged in both orders (FastChat's g1 and g2)."""
+    if baseline not in answers:
+        raise KeyError(f"pairwise: no answers for the baseline model {baseline!r}; have {sorted(answers)}")
+    tasks = []
+    for model, model_answers in answers.items():
+        if model == baseline:
+            continue
+        for question in questions:
+            qid = question["question_id"]
+            for turn in (1, 2):
+                for game, (first, second) in ((1, (model_answers, answers[baseline])), (2, (answers[baseline], model_answers))):
+                    name, messages = mt_bench_pair_messages(bench, question, first[qid], second[qid], turn)
+                    tasks.append(
+                        JudgeTask(
+                            benchmark=MT_BENCH_PAIR,
+                            question_id=qid,
+                            turn=turn,
+                            category=question["category"],
+                            model=model,
+                            judge_prompt=name,
+                            prompt_hash=mt_bench_template_hash(bench.judge_prompts[name]),
+                            messages=messages,
+                            max_tokens=_max_tokens(MT_BENCH_PAIR, max_tokens),
+                            baseline=baseline,
+                            game=game,
+                        )
+                    )
+    return tasks
+
+
+def alignbench_tasks(
+    bench: AlignBench,
+    questions: list[dict],
+    answers: dict[str, dict[int, str]],
+    *,
+    max_tokens: int | None = None,
+) -> list[JudgeTask]:
+    prompt_hash = alignbench_prompt_hash(bench)
+    tasks = []
+    for model, model_answers in answers.items():
+        for question in questions:
+            dimensions, messages = alignbench_messages(bench, question, model_answers[question["question_id"]])
+            tasks.append(
+                JudgeTask(
+                    benchmark=ALIGNBENCH,
+                    question_id=question["question_id"],
+                    turn=1,
+                    category=question["category"],
+                    model=model,
+                    judge_prompt=ALIGNBENCH_PROMPT_NAME,
+                    prompt_hash=prompt_hash,
+                    messages=messages,
+                    max_tokens=_max_tokens(ALIGNBENCH, max_tokens),
+                    subcategory=question["subcategory"],
+                    dimensions=tuple(dimensions),
+                )
+            )
+    return tasks
