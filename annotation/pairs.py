@@ -123,7 +123,7 @@ def _parse_row(location: str, raw) -> tuple:
         raise ValueError(raw)
     if not isinstance(raw, dict):
         raise ValueError(f"a row must be a JSON object, not {type(raw).__name__}")
-    prompt = _parse_prompt(raw.get("prompt"))
+    prompt = parse_prompt(raw.get("prompt"))
     completions, dropped = _parse_completions(raw.get("completions"))
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -142,7 +142,7 @@ def _parse_row(location: str, raw) -> tuple:
     return PromptRow(location, str(prompt_id), prompt, completions, metadata), dropped
 
 
-def _parse_prompt(prompt) -> tuple:
+def parse_prompt(prompt) -> tuple:
     if prompt is None:
         raise ValueError("field 'prompt' is missing")
     if isinstance(prompt, str):

@@ -55,6 +55,7 @@ class PushReport:
     unchanged: int
     skipped_annotated: int
     suggestions: int
+    judge_failures: int  # pairs sent that the judge gave no verdict on
     a_is_first_input_answer: int  # of the pairs pushed: the A/B coin flip, for balance
     retries: int
 
@@ -63,7 +64,9 @@ class PushReport:
             f"dataset {self.workspace}/{self.dataset}: {self.pairs} pairs in the input",
             f"  created {self.created}, updated {self.updated}, unchanged {self.unchanged}, "
             f"left alone because already annotated {self.skipped_annotated}",
-            f"  judge suggestions attached: {self.suggestions}; retried batches: {self.retries}",
+            f"  judge suggestions attached: {self.suggestions} (no verdict: {self.judge_failures}); "
+            f"A is the input's first answer in {self.a_is_first_input_answer} of the pairs sent; "
+            f"retried batches: {self.retries}",
         ]
 
 
@@ -211,6 +214,7 @@ def push_pairs(
         unchanged=plan.unchanged,
         skipped_annotated=plan.skipped_annotated,
         suggestions=len(suggestions),
+        judge_failures=len(to_send) - len(suggestions) if suggest is not None else 0,
         a_is_first_input_answer=first_is_a,
         retries=retries,
     )
