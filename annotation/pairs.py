@@ -95,14 +95,14 @@ def parse_rows(raw_rows: Iterable[tuple]) -> ParseReport:
             continue
         report.identical_answers_dropped += dropped
         prompt_key = _canonical(row.prompt)
-        if row.prompt_id in seen_ids:
-            errors.append(f"{location}: field 'id': {row.prompt_id!r} is also the id of {seen_ids[row.prompt_id]}")
-            continue
         if prompt_key in seen_prompts:
             errors.append(
                 f"{location}: field 'prompt': duplicate prompt (same as {seen_prompts[prompt_key]}); "
                 "put all answers to one prompt in one row's 'completions'"
             )
+            continue
+        if row.prompt_id in seen_ids:
+            errors.append(f"{location}: field 'id': {row.prompt_id!r} is also the id of {seen_ids[row.prompt_id]}")
             continue
         seen_ids[row.prompt_id] = location
         seen_prompts[prompt_key] = location
