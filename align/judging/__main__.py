@@ -94,6 +94,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         models=tuple(args.models) if args.models else None,
         questions_per_category=args.questions_per_category,
+        question_ids=tuple(args.question_ids) if args.question_ids else None,
         alignbench_dir=args.alignbench_dir,
         note=args.note,
     )
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--baseline", default="gpt-3.5-turbo", help="pairwise baseline model (among the answers)")
     judge.add_argument("--models", nargs="+", help="judge only these models")
     judge.add_argument("--questions-per-category", type=int, help="only the first N questions of each category")
+    judge.add_argument("--question-ids", type=int, nargs="+", help="only these question ids")
     judge.add_argument("--alignbench-dir")
     judge.add_argument("--note", help="free text recorded with the run")
     _judge_arguments(judge)

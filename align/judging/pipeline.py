@@ -36,6 +36,7 @@ class JudgeRequest:
     baseline: str = "gpt-3.5-turbo"
     models: tuple[str, ...] | None = None  # judge only these models (the baseline is always loaded)
     questions_per_category: int | None = None  # a labelled subset, for demos and smoke tests
+    question_ids: tuple[int, ...] | None = None  # likewise (applied to each benchmark given)
     alignbench_dir: str | Path | None = None
     note: str | None = None
     warning: str | None = None  # shown at the top of the report (e.g. "these scores mean nothing")
@@ -62,7 +63,7 @@ def build_tasks(request: JudgeRequest, judge: JudgeConfig) -> tuple[list[JudgeTa
     provenance: dict = {"answers": {}}
     if request.mt_bench_answers is not None:
         bench = load_mt_bench()
-        questions = select_questions(bench.questions, request.questions_per_category)
+        questions = select_questions(bench.questions, request.questions_per_category, request.question_ids)
         keep = request.baseline if request.mode != "single" else None
         files = _selected(answer_files(request.mt_bench_answers), request.models, keep)
         answers = {model: load_fastchat_answers(path) for model, path in files.items()}
@@ -76,7 +77,7 @@ def build_tasks(request: JudgeRequest, judge: JudgeConfig) -> tuple[list[JudgeTa
         provenance["answers"]["mt_bench"] = {model: str(path) for model, path in files.items()}
     if request.alignbench_answers is not None:
         bench = load_alignbench(request.alignbench_dir)
-        questions = select_questions(bench.questions, request.questions_per_category)
+        questions = select_questions(bench.questions, request.questions_per_category, request.question_ids)
         files = _selected(answer_files(request.alignbench_answers), request.models)
         answers = {model: load_alignbench_answers(path) for model, path in files.items()}
         for model, path in files.items():
@@ -102,7 +103,12 @@ def judge_answers(
     """Judge, write DIR/runs/<id>/judgments.jsonl and rebuild DIR's report; returns report.md."""
     out_dir = Path(out_dir)
     tasks, provenance = build_tasks(request, judge)
-    subset = {"questions_per_category": request.questions_per_category} if request.questions_per_category else None
+    subset = {
+        key: value
+        for key, value in (("questions_per_category", request.questions_per_category),
+                           ("question_ids", list(request.question_ids or []) or None))
+        if value
+    } or None
     meta = {
         "fingerprint": run_fingerprint(tasks, judge),
         "judge": judge.public(),

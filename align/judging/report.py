@@ -181,9 +181,13 @@ def report_blocks(summary: dict, history: list[dict], charts: list[tuple[str, st
     if summary.get("warning"):
         blocks.append(("warn", summary["warning"]))
     if summary.get("subset"):
-        per_category = summary["subset"].get("questions_per_category")
-        blocks.append(("warn", f"Question subset (the first {per_category} question(s) of each category): "
-                               "not comparable with full-benchmark scores."))
+        subset = summary["subset"]
+        parts = []
+        if subset.get("question_ids"):
+            parts.append(f"question ids {subset['question_ids']}")
+        if subset.get("questions_per_category"):
+            parts.append(f"the first {subset['questions_per_category']} question(s) of each category")
+        blocks.append(("warn", f"Question subset ({'; '.join(parts)}): not comparable with full-benchmark scores."))
     blocks.append(
         ("p", f"Judge {judge['model']} at {judge['base_url'] or 'n/a'}; finished {when(summary['finished'])}."
               + (f" Source: {summary['source']}." if summary.get("source") else "")

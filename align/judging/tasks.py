@@ -48,8 +48,15 @@ class JudgeTask:
         return (self.benchmark, self.model, self.baseline, self.question_id, self.turn, self.game)
 
 
-def select_questions(questions: list[dict], per_category: int | None) -> list[dict]:
-    """All questions, or the first `per_category` of each category (a labelled subset, for demos)."""
+def select_questions(
+    questions: list[dict], per_category: int | None = None, question_ids: tuple[int, ...] | None = None
+) -> list[dict]:
+    """All questions, or a labelled subset: the given ids and/or the first `per_category` of each category."""
+    if question_ids is not None:
+        unknown = sorted(set(question_ids) - {q["question_id"] for q in questions})
+        if unknown:
+            raise KeyError(f"no question with id {unknown}")
+        questions = [q for q in questions if q["question_id"] in set(question_ids)]
     if per_category is None:
         return questions
     taken: dict[str, int] = {}

@@ -1,0 +1,69 @@
+"""Helpers for the judge tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from align.judging.benchmarks import alignbench_available, resolve_alignbench_dir
+
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden"
+
+needs_alignbench = pytest.mark.skipif(
+    not alignbench_available(),
+    reason=f"AlignBench data not found at {resolve_alignbench_dir()} (it is never vendored: "
+    "set ALIGNBENCH_DIR to a copy of THUDM/AlignBench's data/ and config/)",
+)
+
+
+@dataclass
+class ScriptedJudge:
+    base_url: str
+    process: subprocess.Popen
+
+    def requests(self) -> int:
+        return self.stats()["requests"]
+
+    def stats(self) -> dict:
+        return httpx.get(self.base_url.removesuffix("/v1") + "/stats", timeout=5).json()
+
+
+def start_scripted_judge(directory: Path, delay_s: float = 0.0) -> ScriptedJudge:
+    directory.mkdir(parents=True, exist_ok=True)
+    port_file = directory / "port"
+    port_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "scripted_judge.py"), "--port-file", str(port_file), "--delay", str(delay_s)]
+    )
+    deadline = time.monotonic() + 30
+    while not (port_file.is_file() and port_file.read_text()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the scripted judge did not start")
+        time.sleep(0.05)
+    return ScriptedJudge(f"http://127.0.0.1:{port_file.read_text()}/v1", process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def write_fastchat_answers(path: Path, answers: dict[int, list[str]]) -> Path:
+    """A FastChat answer file (model = file stem)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for qid, turns in answers.items():
+            row = {"question_id": qid, "answer_id": f"a{qid}", "model_id": path.stem, "choices": [{"index": 0, "turns": turns}]}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
