@@ -33,7 +33,7 @@ class JudgeAPIError(RuntimeError):
     """The endpoint failed for good: a non-retryable status, or retries exhausted."""
 
 
-def request_key(request: dict, sample: int) -> str:
+def request_key(request: dict, sample: object) -> str:
     canonical = json.dumps({"request": request, "sample": sample}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -130,17 +130,24 @@ class JudgeClient:
         self._sleep = sleep
         self._openai = make_openai_client(config.base_url, config.api_key, config.timeout_s)
         self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
         self.stats: Counter[str] = Counter()  # api_calls, cache_hits, api_retries, api_errors
 
     def _count(self, name: str) -> None:
         with self._lock:
             self.stats[name] += 1
 
-    def complete(self, messages: Messages, *, max_tokens: int | None, sample: int = 0) -> CallResult:
+    def complete(self, messages: Messages, *, max_tokens: int | None, sample: object = 0) -> CallResult:
         request: dict = {"model": self.config.model, "messages": messages, "temperature": 0}
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
         key = request_key(request, sample)
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # two identical requests in flight (e.g. two models, same answer) make one call
+            return self._complete(request, key, sample)
+
+    def _complete(self, request: dict, key: str, sample: object) -> CallResult:
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self._count("cache_hits")
             return CallResult(hit["response"]["content"], hit["response"].get("finish_reason"), True, key)
