@@ -109,6 +109,16 @@ def check_server(address: ServerAddress) -> dict:
     return response.json()
 
 
+def lookup(find, *args, **kwargs):
+    """A client lookup (`client.users(name)`, `client.datasets(...)`) without the SDK's warning
+    when the answer is None: finding nothing is an expected answer here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return find(*args, **kwargs)
+
+
 def connect(data_dir: Optional[Path] = None, environ: Optional[dict] = None):
     """An `argilla.Argilla` client for the resolved server, checked before use."""
     address = resolve_server(data_dir, dict(os.environ) if environ is None else environ)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict
 
 from annotation import schema
+from annotation.connection import lookup
 from annotation.errors import AnnotationError
 from annotation.resolve import (
     AnnotatedPair,
@@ -130,7 +131,7 @@ def build_card(dataset_name: str, workspace: str, pairs: list, policy: Policy) -
 def pull_preferences(client, dataset_name: str, workspace: str, out_dir: Path, policy: Policy) -> dict:
     import datasets
 
-    dataset = client.datasets(name=dataset_name, workspace=workspace)
+    dataset = lookup(client.datasets, name=dataset_name, workspace=workspace)
     if dataset is None:
         raise AnnotationError(f"dataset {workspace}/{dataset_name} does not exist")
     rows, card = build_card(dataset_name, workspace, fetch_pairs(client, dataset), policy)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
 
 from annotation import schema
+from annotation.connection import lookup
 from annotation.errors import AnnotationError
 from annotation.pairs import PairRecord
 
@@ -104,9 +105,9 @@ def plan_push(pairs: Sequence[PairRecord], existing: dict, judged: bool) -> Push
 def get_or_create_dataset(client, name: str, workspace: str, min_submitted: int, aspects: Sequence[str]):
     import argilla as rg
 
-    if client.workspaces(workspace) is None:
+    if lookup(client.workspaces, workspace) is None:
         rg.Workspace(name=workspace, client=client).create()
-    dataset = client.datasets(name=name, workspace=workspace)
+    dataset = lookup(client.datasets, name=name, workspace=workspace)
     if dataset is None:
         settings = schema.preference_settings(min_submitted=min_submitted, aspects=aspects)
         return rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create(), True

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from annotation.connection import lookup
 from annotation.errors import AnnotationError
 
 
 def dataset_status(client, workspace_name: str, dataset_name: Optional[str] = None) -> dict:
     """{dataset name: {total, completed, pending, users: {username: {submitted, draft, discarded}}}}."""
-    workspace = client.workspaces(workspace_name)
+    workspace = lookup(client.workspaces, workspace_name)
     if workspace is None:
         raise AnnotationError(f"workspace {workspace_name!r} does not exist")
     datasets = list(workspace.datasets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from annotation.connection import lookup
 from annotation.errors import AnnotationError
 
 MIN_PASSWORD_LENGTH = 8  # argilla-server's own minimum
@@ -16,10 +17,10 @@ def add_user(client, name: str, password: str, role: str, workspace_name: str) -
 
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AnnotationError(f"the password for {name!r} is too short: at least {MIN_PASSWORD_LENGTH} characters")
-    workspace = client.workspaces(workspace_name)
+    workspace = lookup(client.workspaces, workspace_name)
     if workspace is None:
         workspace = rg.Workspace(name=workspace_name, client=client).create()
-    user = client.users(name)
+    user = lookup(client.users, name)
     if user is None:
         try:
             user = rg.User(username=name, password=password, role=role, client=client).create()
