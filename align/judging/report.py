@@ -261,7 +261,9 @@ def _charts(out_dir: Path, summary: dict, previous: dict | None) -> list[tuple[s
         scores = summary["benchmarks"].get(benchmark)
         if not scores:
             continue
-        current = {model: s["per_category"] for model, s in scores.items()}
+        current = {model: s["per_category"] for model, s in scores.items() if s["per_category"]}
+        if not current:  # no valid score at all: nothing to draw (the tables say so)
+            continue
         before = None
         if previous and benchmark in previous["benchmarks"]:
             before = {model: s["per_category"] for model, s in previous["benchmarks"][benchmark].items()}
