@@ -12,7 +12,6 @@ from .modeling_klear import (
     KlearPreTrainedModel,
     KlearRouter,
     KlearSparseMoeBlock,
-    klear_load_balancing_loss,
 )
 
 
@@ -38,6 +37,5 @@ __all__ = [
     "KlearPreTrainedModel",
     "KlearRouter",
     "KlearSparseMoeBlock",
-    "klear_load_balancing_loss",
     "register",
 ]

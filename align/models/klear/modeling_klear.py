@@ -17,6 +17,12 @@ expert-parallel engines can replace it while the shared expert and the blend sta
 are fused 3D tensors computed through transformers' experts interface (`grouped_mm` by default,
 `batched_mm`, or `eager`, a plain loop over the experts hit). Checkpoints keep the official
 per-expert key names: `KLEAR_CHECKPOINT_CONVERSION` fuses them on load and splits them on save.
+
+Auxiliary loss: the load-balancing loss of Switch/Mixtral (transformers' `load_balancing_loss_func`,
+softmax over the router logits), weighted by `router_aux_loss_coef`. It is the loss TRL's trainers
+add for every MoE through their fused LM head, so this forward returns the same one. Klear's own
+training loss is not public; the sigmoid router's real balancing lever is the expert bias, which
+`align`'s `expert_bias_update: aux_free` adjusts the auxiliary-loss-free way.
 """
 
 import torch
@@ -32,6 +38,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast, MoeModelOutputWithPast
 from transformers.modeling_utils import PreTrainedModel
+from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 from transformers.models.qwen3_moe.modeling_qwen3_moe import (
     Qwen3MoeAttention,
     Qwen3MoeMLP,
@@ -298,39 +305,6 @@ class KlearModel(KlearPreTrainedModel):
         return MoeModelOutputWithPast(last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values)
 
 
-def klear_load_balancing_loss(
-    router_logits: tuple[torch.Tensor, ...],
-    expert_biases: list[torch.Tensor],
-    top_k: int,
-    attention_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Load-balancing loss for sigmoid routing (DeepSeek-V3's balance loss, over the batch).
-
-    Per sparse layer, with T real tokens and E experts:
-      f_i = E / (k * T) * #tokens whose top-k (chosen by sigmoid score + bias) contains expert i
-      P_i = 1/T * sum_t s_{t,i} / sum_j s_{t,j}   (normalised unbiased sigmoid scores)
-      L   = sum_i f_i * P_i
-    L is 1 for perfectly uniform routing and grows with imbalance; layers are averaged. Padding
-    tokens (attention_mask == 0) are excluded.
-    """
-    layer_losses = []
-    for logits, bias in zip(router_logits, expert_biases, strict=True):
-        num_experts = logits.shape[-1]
-        scores = logits.float().sigmoid()
-        chosen = torch.topk(scores + bias.float(), top_k, dim=-1).indices
-        weight = torch.ones(scores.shape[0], device=scores.device)
-        if attention_mask is not None and attention_mask.numel() == scores.shape[0]:
-            weight = attention_mask.reshape(-1).to(scores.device, torch.float32)
-        num_tokens = weight.sum().clamp(min=1.0)
-        counts = torch.zeros(num_experts, device=scores.device).scatter_add_(
-            0, chosen.reshape(-1), weight.repeat_interleave(top_k)
-        )
-        f = counts * num_experts / (top_k * num_tokens)
-        p = ((scores / scores.sum(-1, keepdim=True)) * weight[:, None]).sum(0) / num_tokens
-        layer_losses.append((f * p).sum())
-    return torch.stack(layer_losses).mean()
-
-
 class KlearMoeForCausalLM(KlearPreTrainedModel, GenerationMixin):
     _tp_plan = {"lm_head": "colwise_gather_output"}
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
@@ -389,11 +363,10 @@ class KlearMoeForCausalLM(KlearPreTrainedModel, GenerationMixin):
 
         aux_loss = None
         if output_router_logits and outputs.router_logits:
-            aux_loss = klear_load_balancing_loss(
-                outputs.router_logits,
-                [r.e_score_correction_bias for r in self.routers()],
-                self.config.num_experts_per_tok,
-                attention_mask,
+            # The same loss TRL's trainers compute through their fused LM head, so that training and
+            # this forward agree (see `load_balancing_loss_func`'s note in the module docstring).
+            aux_loss = load_balancing_loss_func(
+                outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok, attention_mask
             )
             if labels is not None:
                 loss = loss + self.config.router_aux_loss_coef * aux_loss.to(loss.device)

@@ -1,0 +1,64 @@
+"""Small learnable tasks for the demo and the tests, written as the stages' input files.
+
+    python -m align.data.demo --out runs/data
+
+- `sft.jsonl`: chat rows whose answers follow fixed rules (capitals, counting), so that even a
+  tiny random model's loss falls within a few dozen steps;
+- `sft_eval.jsonl`: more rows of the same rules.
+They are synthetic: a model trained on them has learnt the rules and nothing else.
+"""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+CAPITALS = {
+    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Spain": "Madrid", "Egypt": "Cairo",
+    "Peru": "Lima", "Kenya": "Nairobi", "Chile": "Santiago", "Greece": "Athens", "Norway": "Oslo",
+    "Poland": "Warsaw", "Cuba": "Havana", "Nepal": "Kathmandu", "Ireland": "Dublin", "Austria": "Vienna",
+    "Canada": "Ottawa",
+}
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+
+def chat_examples(n: int, seed: int) -> list[dict]:
+    """`n` chat rows, half capital questions and half counting, shuffled by `seed`."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        if i % 2 == 0:
+            country = rng.choice(sorted(CAPITALS))
+            user, answer = f"What is the capital of {country}?", f"The capital of {country} is {CAPITALS[country]}."
+        else:
+            start = rng.randrange(0, 7)
+            stop = start + rng.randrange(2, 5)
+            user = f"Count from {NUMBERS[start]} to {NUMBERS[min(stop, 10)]}."
+            answer = " ".join(NUMBERS[start : min(stop, 10) + 1]) + "."
+        rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return path
+
+
+def write_demo_data(out: Path, n_train: int = 256, n_eval: int = 32) -> dict[str, Path]:
+    return {
+        "sft": write_jsonl(out / "sft.jsonl", chat_examples(n_train, seed=0)),
+        "sft_eval": write_jsonl(out / "sft_eval.jsonl", chat_examples(n_eval, seed=1)),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    for name, path in write_demo_data(args.out).items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

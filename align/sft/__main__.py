@@ -1,0 +1,64 @@
+"""Supervised fine-tuning of a Klear MoE on chat data (TRL's SFTTrainer underneath).
+
+    accelerate launch --config_file configs/accelerate/cpu-2proc.yaml -m align.sft --config configs/sft/tiny.yaml
+    python -m align.sft --config configs/sft/tiny.yaml            # one process, no DeepSpeed
+
+Any recipe field can be overridden on the command line (`--max_steps 5`, `--output_dir ...`).
+The final model lands in `output_dir` in the official Klear layout, with its tokenizer,
+`training_summary.json` and `data_card.json`.
+"""
+
+import time
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from trl import ModelConfig, ScriptArguments, SFTTrainer, TrlParser, get_peft_config
+
+import align  # noqa: F401  (registers Klear)
+from align.data.chat import build_sft_dataset
+from align.data.sources import DataReport
+from align.training.config import KlearSFTConfig
+from align.training.run import after_training, prepare_model_for_training, report_data
+from align.training.trainer import KlearTrainerMixin
+
+
+class KlearSFTTrainer(KlearTrainerMixin, SFTTrainer):
+    """TRL's SFTTrainer with Klear's MoE metrics, bias update and gathering save."""
+
+
+def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args: ModelConfig) -> KlearSFTTrainer:
+    started = time.time()
+    set_seed(training_args.seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    data_report = DataReport()
+    train_dataset = build_sft_dataset(
+        training_args.mixture_sources(script_args.dataset_name),
+        tokenizer,
+        training_args.max_length,
+        data_report,
+        seed=training_args.seed,
+    )
+    report_data(training_args, data_report)
+    if not training_args.packing:
+        # Rows are truncated (and counted) above; TRL must not cut them again, and refuses
+        # `padding_free` with a `max_length` it would not enforce. Packing needs it as the bin size.
+        training_args.max_length = None
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation
+    )
+    trainer = KlearSFTTrainer(
+        model=prepare_model_for_training(model, training_args),
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    after_training(trainer, training_args, started, data_report, stage="sft")
+    return trainer
+
+
+if __name__ == "__main__":
+    parser = TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig))
+    main(*parser.parse_args_and_config())

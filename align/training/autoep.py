@@ -1,0 +1,150 @@
+"""DeepSpeed AutoEP expert parallelism for Klear: the preset, a config check, and saving.
+
+No AutoEP preset ships for Klear, so `register_klear_preset()` adds one at run time (every rank,
+before `deepspeed.initialize`; the training entry points call it). It targets `mlp.routed`
+(router + expert bias + fused experts, see `modeling_klear`), which AutoEP replaces with its
+`AutoEPMoELayer`; the shared expert and the softmax blend stay in the enclosing block, which no
+preset could express. AutoEP's router is Klear's: sigmoid scores, choice by scores plus
+`e_score_correction_bias`, weights from the unbiased scores, renormalised. The preset's adapter
+points transformers' router-logit recorder at AutoEP's gate, so the auxiliary loss still works.
+
+Two things need care (both found by running it):
+- AutoEP multiplies the routing weights by `routed_scaling_factor`, read from the model config
+  unless the DeepSpeed config says otherwise; Klear declares 2.5 but applies nothing, so the
+  DeepSpeed config must set `"routed_scaling_factor": 1.0`. `check_expert_parallel_config` refuses
+  to train otherwise.
+- DeepSpeed cannot consolidate a ZeRO-3 + AutoEP model (`_zero3_consolidated_16bit_state_dict`
+  raises), so `gather_full_state_dict` rebuilds the full model on rank 0 itself: ordinary
+  parameters through ZeRO's gather, experts through an all-gather over the expert-parallel group.
+"""
+
+from collections import OrderedDict
+
+import torch
+
+KLEAR_PRESET_NAME = "klear"
+
+
+def register_klear_preset() -> None:
+    """Make `"preset_model": "klear"` (and detection from model_type "Klear") known to AutoEP."""
+    from deepspeed.module_inject.auto_ep_presets import registry
+    from deepspeed.module_inject.auto_ep_presets.base import MoEModelPreset, TransformersTopLevelRouterLogitsAdapter
+
+    if KLEAR_PRESET_NAME in registry.PRESET_MODELS:
+        return
+    registry._PRESET_ADAPTERS[KLEAR_PRESET_NAME] = TransformersTopLevelRouterLogitsAdapter(
+        display_name="Klear", hf_model_types=("Klear", "klear"), class_name_fragments=("Klear",)
+    )
+    registry.PRESET_MODELS[KLEAR_PRESET_NAME] = MoEModelPreset(
+        moe_layer_pattern=r"model\.layers\.\d+\.mlp\.routed",
+        router_pattern="gate",
+        experts_pattern="experts",
+        expert_storage="fused_3d",
+        expert_w1="gate_up_proj",
+        expert_w2="down_proj",
+        expert_w3=None,  # gate and up are fused in gate_up_proj
+        num_experts_attr="num_experts",
+        top_k_attr="num_experts_per_tok",
+        score_func="sigmoid",
+        score_apply="post",
+        route_norm=True,
+        gate_bias=False,
+        has_shared_experts=False,  # the shared expert and the blend stay outside the replaced module
+        supports_expert_bias=False,  # AutoEP's own bias balancing is disabled; align updates the bias
+        preset_adapter=KLEAR_PRESET_NAME,
+        hf_model_types=("Klear", "klear"),
+    )
+
+
+def expert_parallel_section(deepspeed_config: dict | None) -> dict | None:
+    section = (deepspeed_config or {}).get("expert_parallel")
+    return section if section and section.get("enabled") else None
+
+
+def check_expert_parallel_config(deepspeed_config: dict | None, model_config) -> None:
+    """Refuse DeepSpeed settings that would silently change Klear's routing."""
+    section = expert_parallel_section(deepspeed_config)
+    if section is None:
+        return
+    scale = section.get("routed_scaling_factor", "auto")
+    if scale == "auto" or float(scale) != 1.0:
+        raise ValueError(
+            f"DeepSpeed expert_parallel.routed_scaling_factor is {scale!r}: AutoEP would scale Klear's routing "
+            f"weights by it (or by config.routed_scaling_factor={model_config.routed_scaling_factor}), which no "
+            'released Klear implementation does. Set "routed_scaling_factor": 1.0 in the DeepSpeed config.'
+        )
+    if section.get("load_balance_coeff") is not None:
+        raise ValueError(
+            "DeepSpeed expert_parallel.load_balance_coeff must be null for Klear: use the recipe's "
+            "`expert_bias_update: aux_free` to balance with Klear's own expert bias."
+        )
+    size = int(section.get("autoep_size", 1))
+    if model_config.num_experts % size:
+        raise ValueError(f"autoep_size={size} does not divide num_experts={model_config.num_experts}")
+
+
+def autoep_layers(model) -> list:
+    from deepspeed.module_inject.auto_ep_layer import AutoEPMoELayer
+
+    return [m for m in model.modules() if isinstance(m, AutoEPMoELayer)]
+
+
+def _gather_experts(layer) -> list[torch.Tensor]:
+    """The full [num_experts, ...] w1, w2, w3 of an AutoEP layer (collective: every rank calls it)."""
+    import deepspeed
+    import deepspeed.comm as dist
+    from deepspeed.checkpoint.autoep_affine import autoep_experts_for_rank
+
+    weights = [layer.experts.w1, layer.experts.w2, layer.experts.w3]
+    # ZeRO-3 partitions each rank's local experts over its expert-data-parallel group first.
+    with deepspeed.zero.GatheredParameters(weights, modifier_rank=None):
+        local = [w.detach().clone() for w in weights]
+    if layer.ep_size == 1:
+        return local
+    placement = [autoep_experts_for_rank(layer.expert_placement_descriptor, r) for r in range(layer.ep_size)]
+    full = []
+    for tensor in local:
+        pieces = [torch.empty_like(tensor) for _ in range(layer.ep_size)]
+        dist.all_gather(pieces, tensor.contiguous(), group=layer.ep_group)
+        out = torch.empty((layer.num_experts, *tensor.shape[1:]), dtype=tensor.dtype)
+        for rank_experts, piece in zip(placement, pieces, strict=True):
+            out[list(rank_experts)] = piece.cpu()
+        full.append(out)
+    return full
+
+
+def gather_full_state_dict(model) -> "OrderedDict[str, torch.Tensor] | None":
+    """The whole model's state dict under the in-memory Klear names (`mlp.routed.experts.gate_up_proj`,
+    ...), as if AutoEP had never replaced anything. Collective; returns the dict on rank 0, else None."""
+    import deepspeed
+    import deepspeed.comm as dist
+    from deepspeed.module_inject.auto_ep_layer import AutoEPMoELayer
+
+    is_main = not dist.is_initialized() or dist.get_rank() == 0
+    state = OrderedDict() if is_main else None
+
+    def visit(module, prefix: str) -> None:
+        if isinstance(module, AutoEPMoELayer):
+            w1, w2, w3 = _gather_experts(module)
+            router_params = list(module.router.parameters())
+            with deepspeed.zero.GatheredParameters(router_params, modifier_rank=None):
+                gate_weight = module.router.gate.weight.detach().clone().cpu()
+            if is_main:
+                state[prefix + "gate.weight"] = gate_weight
+                state[prefix + "gate.e_score_correction_bias"] = module.router.e_score_correction_bias.detach().cpu()
+                state[prefix + "experts.gate_up_proj"] = torch.cat([w1, w3], dim=1).cpu()
+                state[prefix + "experts.down_proj"] = w2.cpu()
+            return
+        own = list(module.parameters(recurse=False))
+        with deepspeed.zero.GatheredParameters(own, modifier_rank=None):
+            if is_main:
+                for name, param in module.named_parameters(recurse=False):
+                    state[prefix + name] = param.detach().clone().cpu()
+                for name, buffer in module.named_buffers(recurse=False):
+                    if buffer is not None and name not in module._non_persistent_buffers_set:
+                        state[prefix + name] = buffer.detach().clone().cpu()
+        for name, child in module.named_children():
+            visit(child, prefix + name + ".")
+
+    visit(model, "")
+    return state

@@ -1,0 +1,82 @@
+"""The steps around `trainer.train()` that both stages take: before (model options, data report)
+and after (final model, summary, judge)."""
+
+import json
+import time
+from pathlib import Path
+
+from accelerate import PartialState
+
+from align.data.sources import DataReport
+
+from .autoep import register_klear_preset
+from .config import KlearArguments
+from .moe import freeze_routers, load_metrics
+
+
+def prepare_model_for_training(model, args: KlearArguments):
+    """Apply the recipe's MoE options to a freshly loaded model, before the trainer sees it."""
+    register_klear_preset()  # must precede deepspeed.initialize on every rank
+    if args.freeze_router:
+        frozen = freeze_routers(model)
+        if not frozen:
+            raise ValueError("freeze_router is set but the model has no router weights (mlp.routed.gate.weight)")
+    return model
+
+
+def report_data(args, report: DataReport) -> None:
+    """Print the data counts and write them to `output_dir/data_card.json` (main process)."""
+    state = PartialState()
+    if state.is_main_process:
+        print(f"training data:\n{report.summary()}", flush=True)
+        write_json(Path(args.output_dir) / "data_card.json", report.as_dict())
+
+
+def training_summary(trainer, started: float, data_report: DataReport) -> dict:
+    """Steps, tokens, losses, time, throughput and expert-load figures of a finished run."""
+    history = trainer.state.log_history
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    num_tokens = max((entry.get("num_tokens", 0) for entry in history), default=0)
+    runtime = next((e["train_runtime"] for e in reversed(history) if "train_runtime" in e), None)
+    summary = {
+        "global_steps": trainer.state.global_step,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "aux_loss_last": next((e["aux_loss"] for e in reversed(history) if "aux_loss" in e), None),
+        "train_tokens": num_tokens,
+        "train_runtime_s": runtime,
+        "tokens_per_s": num_tokens / runtime if runtime else None,
+        "wall_time_s": time.time() - started,
+        "world_size": trainer.accelerator.num_processes,
+        "data": data_report.as_dict(),
+    }
+    if trainer.expert_load.total is not None:
+        figures = load_metrics(trainer.expert_load.total)
+        summary["expert_load"] = {k: v for k, v in figures.items() if "/layer_" not in k}
+        # Shares, not counts: with gradient checkpointing every layer is run twice per step.
+        shares = trainer.expert_load.total / trainer.expert_load.total.sum(-1, keepdim=True).clamp(min=1)
+        summary["expert_load"]["share_per_expert"] = [[round(x, 4) for x in layer] for layer in shares.tolist()]
+    return summary
+
+
+def after_training(trainer, args: KlearArguments, started: float, data_report: DataReport, stage: str) -> None:
+    """Save the final model and the summary; judge it when the recipe has a `judge:` section."""
+    trainer.save_final_model(args.output_dir)
+    if not trainer.accelerator.is_main_process:
+        return
+    summary = training_summary(trainer, started, data_report)
+    write_json(Path(args.output_dir) / "training_summary.json", summary)
+    print(f"{stage}: {summary['global_steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
+          f"{summary['train_tokens']} tokens, model saved to {args.output_dir}", flush=True)
+    if args.judge:
+        from align.judging.hook import judge_after_training
+
+        judge_after_training(args.output_dir, Path(args.output_dir) / "judge", args.judge)
+    else:
+        print(f"judge it: python -m align.judging run --model {args.output_dir} --out {args.output_dir}/judge "
+              "(or add a `judge:` section to the recipe)", flush=True)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")

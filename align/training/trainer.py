@@ -1,0 +1,42 @@
+"""What both stages add to TRL's trainers: MoE metrics and bias updates, and a gathering final save."""
+
+import torch
+
+from .autoep import check_expert_parallel_config, gather_full_state_dict
+from .moe import ExpertLoadCallback
+
+
+class KlearTrainerMixin:
+    """Put in front of a TRL trainer (`class T(KlearTrainerMixin, SFTTrainer)`).
+
+    - refuses DeepSpeed expert-parallel settings that would change Klear's routing;
+    - tracks expert loads every optimiser step (and updates the expert bias when the recipe says
+      `expert_bias_update: aux_free`), adding `moe/*` metrics to the training logs;
+    - `save_final_model` writes the official Klear layout even from ZeRO-3 + expert-parallel shards.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plugin = self.accelerator.state.deepspeed_plugin
+        check_expert_parallel_config(plugin.deepspeed_config if plugin else None, self.model.config)
+        self.expert_load = ExpertLoadCallback(self.args.bias_update_rate)
+        self.add_callback(self.expert_load)
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs:  # training logs, not eval or the end-of-training summary
+            logs.update(self.expert_load.pop_metrics())
+        super().log(logs, start_time)
+
+    def save_final_model(self, output_dir: str) -> None:
+        """Write the trained model (official Klear layout) and its tokenizer. Every rank calls it."""
+        if not self.is_deepspeed_enabled or hasattr(self.model, "peft_config"):
+            self.save_model(output_dir)
+            return
+        state = gather_full_state_dict(self.model)  # collective: every rank takes part
+        if self.accelerator.is_main_process:
+            with torch.device("meta"):  # no second full-size allocation on rank 0
+                plain = type(self.model)(self.model.config)
+            plain.load_state_dict(state, strict=True, assign=True)
+            plain.save_pretrained(output_dir)
+            self.processing_class.save_pretrained(output_dir)
+        self.accelerator.wait_for_everyone()
