@@ -317,21 +317,23 @@ def test_aux_loss_is_returned_weighted_into_the_loss_and_differentiable():
     assert model.model.layers[0].mlp.routed.gate.weight.grad.abs().sum() > 0
 
 
-def test_aux_loss_is_one_for_uniform_routing_and_ignores_padding():
-    from align.models.klear import klear_load_balancing_loss
+def test_aux_loss_matches_transformers_mixtral_formula_and_ignores_padding():
+    """The forward returns the loss TRL's trainers add, computed only over real tokens."""
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 
-    E, k = 4, 2
-    # four tokens whose top-2 sets cover every expert exactly twice, with equal scores
-    logits = torch.full((4, E), -5.0)
-    for t, pair in enumerate([(0, 1), (2, 3), (0, 2), (1, 3)]):
-        logits[t, list(pair)] = 5.0
-    loss = klear_load_balancing_loss((logits,), [torch.zeros(E)], k)
-    # P_i: each expert has the high score in 2 of 4 tokens -> P_i = 1/4 (up to the -5 leakage)
-    assert loss.item() == pytest.approx(1.0, abs=0.02)
-    # a padded copy that routes everything to expert 0 must not change the loss
-    padded = torch.cat([logits, torch.tensor([[9.0, 9.0, -9.0, -9.0]] * 4)])
-    mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]])
-    torch.testing.assert_close(klear_load_balancing_loss((padded,), [torch.zeros(E)], k, mask), loss)
+    config = KlearConfig(**TINY)
+    torch.manual_seed(0)
+    model = KlearMoeForCausalLM(config).eval()
+    ids = torch.randint(1, config.vocab_size, (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    out = model(ids, attention_mask=mask, output_router_logits=True)
+    expected = load_balancing_loss_func(out.router_logits, config.num_experts, config.num_experts_per_tok, mask)
+    torch.testing.assert_close(out.aux_loss, expected)
+    # the real tokens alone give the same loss as the left-padded batch
+    alone = [model(ids[i : i + 1, 6 - int(mask[i].sum()) :], output_router_logits=True).router_logits for i in (0, 1)]
+    joined = tuple(torch.cat([a, b]) for a, b in zip(alone[0], alone[1], strict=True))
+    unpadded = load_balancing_loss_func(joined, config.num_experts, config.num_experts_per_tok)
+    torch.testing.assert_close(out.aux_loss, unpadded, atol=1e-5, rtol=1e-5)
 
 
 def test_expert_load_statistics_count_every_routed_token():
