@@ -128,13 +128,12 @@ class ChildProcesses:
         return "\n".join(text[-lines:])
 
     def stop(self, grace_s: float = 15) -> None:
+        """Stop the worker, then the server, then Redis: each one after the one that needs it."""
         for _, process in reversed(self.children):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for _, process in reversed(self.children):
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
