@@ -10,6 +10,7 @@ import html
 import time
 from pathlib import Path
 
+from .benchmarks import DataError
 from .charts import radar_chart
 from .rundir import list_runs, write_json_atomic
 from .summary import history_entry, rebuild_summaries
@@ -21,7 +22,7 @@ TITLES = {MT_BENCH: "MT-Bench", MT_BENCH_PAIR: "MT-Bench pairwise", ALIGNBENCH: 
 Block = tuple
 
 
-class NoFinishedRun(RuntimeError):
+class NoFinishedRun(DataError):
     pass
 
 
