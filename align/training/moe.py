@@ -24,6 +24,24 @@ def expert_load_counters(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return counters
 
 
+def expert_parallel_layout(model) -> list[dict]:
+    """Per rank: the routed experts it holds and the local shape of their weights (collective)."""
+    layers = [m for m in model.modules() if hasattr(m, "tokens_per_expert") and hasattr(m, "ep_rank")]
+    local = {
+        "rank": torch.distributed.get_rank() if torch.distributed.is_initialized() else 0,
+        "expert_parallel_rank": layers[0].ep_rank if layers else 0,
+        "experts_held": layers[0].num_local_experts if layers else None,
+        "experts_total": layers[0].num_experts if layers else None,
+        # ZeRO-3 keeps the logical shape of a partitioned parameter in `ds_shape`
+        "w1_shape": list(getattr(layers[0].experts.w1, "ds_shape", layers[0].experts.w1.shape)) if layers else None,
+    }
+    if not torch.distributed.is_initialized():
+        return [local]
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, local)
+    return gathered
+
+
 def freeze_routers(model) -> int:
     """Stop gradient updates of every router weight; returns how many were frozen."""
     frozen = 0
@@ -73,6 +91,10 @@ class ExpertLoadCallback(TrainerCallback):
         self.bias_update_rate = bias_update_rate
         self._since_log: torch.Tensor | None = None
         self.total: torch.Tensor | None = None  # the whole run's loads, for the training summary
+        self.expert_layout: list[dict] | None = None  # which rank holds which experts, seen in training
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.expert_layout = expert_parallel_layout(model)
 
     @torch.no_grad()
     def on_step_end(self, args, state, control, model=None, **kwargs):

@@ -50,6 +50,8 @@ def training_summary(trainer, started: float, data_report: DataReport) -> dict:
         "world_size": trainer.accelerator.num_processes,
         "data": data_report.as_dict(),
     }
+    if trainer.expert_load.expert_layout is not None:
+        summary["expert_parallel_layout"] = trainer.expert_load.expert_layout
     if trainer.expert_load.total is not None:
         figures = load_metrics(trainer.expert_load.total)
         summary["expert_load"] = {k: v for k, v in figures.items() if "/layer_" not in k}

@@ -1,0 +1,65 @@
+"""Running the stages for real: `accelerate launch` with 2 CPU processes (gloo, ZeRO-3, expert parallel 2)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CPU_2PROC = REPO_ROOT / "configs/accelerate/cpu-2proc.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(target: list[str], args: list[str]) -> list[str]:
+    """`target` is `["-m", "align.sft"]` or `["path/to/script.py"]`."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(CPU_2PROC), "--main_process_port", str(free_port()),
+        *target, *args,
+    ]
+
+
+def env() -> dict:
+    return {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def run_2proc(target: list[str], args: list[str], log: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    with log.open("w") as out:
+        done = subprocess.run(
+            launch_command(target, args), cwd=REPO_ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    if done.returncode != 0:
+        raise AssertionError(f"launch failed ({done.returncode}); last lines of {log}:\n" + tail(log))
+    return done
+
+
+def run_2proc_until(target: list[str], args: list[str], log: Path, stop_when, timeout: int = 600) -> None:
+    """Start a run and kill it hard (SIGKILL to the whole process group) as soon as `stop_when()` holds."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            launch_command(target, args), cwd=REPO_ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while not stop_when():
+            if proc.poll() is not None:
+                raise AssertionError(f"the run ended ({proc.returncode}) before it could be killed:\n" + tail(log))
+            if time.time() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise AssertionError("the kill condition never held:\n" + tail(log))
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])

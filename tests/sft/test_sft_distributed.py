@@ -1,0 +1,80 @@
+"""`accelerate launch -m align.sft` with 2 CPU processes, ZeRO-3 and expert parallel size 2."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForCausalLM
+
+import align  # noqa: F401
+from align.data.demo import write_demo_data
+from tests.distributed import run_2proc
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory, tiny_klear_dir):
+    root = tmp_path_factory.mktemp("sft")
+    data = write_demo_data(root / "data")
+    out = root / "out"
+    os.environ["PROBE_OUT"] = str(root / "probe.pt")
+    run_2proc(
+        ["tests/sft/sft_probe.py"],
+        ["--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
+         "--dataset_name", str(data["sft"]), "--output_dir", str(out), "--max_steps", "30",
+         "--save_strategy", "no"],
+        log=root / "launch.log",
+    )
+    return out, root / "probe.pt"
+
+
+def test_each_rank_holds_half_of_the_routed_experts_during_training(sft_run):
+    out, _ = sft_run
+    layout = json.loads((out / "training_summary.json").read_text())["expert_parallel_layout"]
+    assert [r["expert_parallel_rank"] for r in layout] == [0, 1]
+    for rank in layout:
+        assert rank["experts_held"] == 4 and rank["experts_total"] == 8
+        assert rank["w1_shape"][0] == 4  # [local experts, moe_intermediate, hidden]
+
+
+def test_loss_falls_clearly_on_the_learnable_chat_task(sft_run):
+    out, _ = sft_run
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["global_steps"] == 30
+    assert summary["final_loss"] < 0.5 * summary["first_loss"]
+    assert summary["data"]["kept"] == 256 and summary["world_size"] == 2
+
+
+def test_aux_loss_and_moe_metrics_reach_tensorboard(sft_run):
+    out, _ = sft_run
+    events = EventAccumulator(str(next((out / "runs").iterdir()))).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/aux_loss", "train/moe/max_load_share", "train/moe/load_entropy", "train/moe/unused_experts"} <= tags
+    aux = [e.value for e in events.Scalars("train/aux_loss")]
+    assert all(v > 0 for v in aux)
+    entropy = [e.value for e in events.Scalars("train/moe/load_entropy")]
+    assert all(0 < v <= 1 for v in entropy)
+
+
+def test_saved_checkpoint_has_the_official_layout_and_reloads_to_the_trained_logits(sft_run, tiny_klear_dir):
+    out, probe = sft_run
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert {f"model.layers.1.mlp.experts.{e}.down_proj.weight" for e in range(8)} <= keys
+    assert "model.layers.0.mlp.expert_bias" in keys and "model.layers.0.mlp.gate.weight" in keys
+    assert not any(".routed." in k or ".w1" in k for k in keys)
+    model, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    expected = torch.load(probe)
+    with torch.no_grad():
+        logits = model.eval()(input_ids=expected["input_ids"]).logits
+    torch.testing.assert_close(logits, expected["logits"], atol=1e-4, rtol=1e-4)
+    # the aux-free update moved the expert bias away from the factory's values, and it was saved
+    with safe_open(str(out / "model.safetensors"), "pt") as f, safe_open(str(tiny_klear_dir / "model.safetensors"), "pt") as g:
+        moved = f.get_tensor("model.layers.0.mlp.expert_bias") - g.get_tensor("model.layers.0.mlp.expert_bias")
+    assert moved.abs().max() > 1e-3
+    assert (out / "tokenizer.json").exists() and (out / "chat_template.jinja").exists()
