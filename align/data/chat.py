@@ -12,9 +12,9 @@ from .sources import DataError, DataReport, Source, load_mixture
 ROLES = ("system", "user", "assistant")
 
 
-def validate_messages(messages, where: str, field: str = "messages") -> list[dict]:
-    """Check one conversation: known roles, non-empty text, an optional leading system message,
-    then user and assistant strictly alternating. Returns the messages as plain dicts."""
+def validate_messages(messages, where: str, field: str = "messages", alternate: bool = True) -> list[dict]:
+    """Check one conversation: known roles, non-empty text and, with `alternate`, an optional leading
+    system message then user and assistant strictly alternating. Returns the messages as plain dicts."""
     if not isinstance(messages, list) or not messages:
         raise DataError(f"{where}: field '{field}' must be a non-empty list of messages")
     cleaned = []
@@ -32,6 +32,8 @@ def validate_messages(messages, where: str, field: str = "messages") -> list[dic
         if not isinstance(content, str) or not content.strip():
             raise DataError(f"{where}: field '{name}.content' is empty")
         cleaned.append({"role": role, "content": content})
+    if not alternate:
+        return cleaned
     turns = cleaned[1:] if cleaned[0]["role"] == "system" else cleaned
     for i, message in enumerate(turns):
         expected = "user" if i % 2 == 0 else "assistant"

@@ -4,7 +4,10 @@
 
 - `sft.jsonl`: chat rows whose answers follow fixed rules (capitals, counting), so that even a
   tiny random model's loss falls within a few dozen steps;
-- `sft_eval.jsonl`: more rows of the same rules.
+- `sft_eval.jsonl`: more rows of the same rules;
+- `dpo.jsonl`, `dpo_eval.jsonl`: preference pairs (conversational, explicit prompt) on the same
+  questions, where the chosen answer follows the rule and the rejected one breaks it (a wrong
+  capital, a skipped number), for training and for held-out evaluation.
 They are synthetic: a model trained on them has learnt the rules and nothing else.
 """
 
@@ -39,6 +42,28 @@ def chat_examples(n: int, seed: int) -> list[dict]:
     return rows
 
 
+def preference_examples(n: int, seed: int) -> list[dict]:
+    """`n` pairs: the chosen answer is right, the rejected one breaks the rule in a plausible way."""
+    rng = random.Random(seed)
+    pairs = []
+    for row in chat_examples(n, seed):
+        user, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        if user.startswith("What is the capital"):
+            country = user.removeprefix("What is the capital of ").rstrip("?")
+            wrong = rng.choice(sorted(set(CAPITALS.values()) - {CAPITALS[country]}))
+            broken = answer.replace(CAPITALS[country], wrong)
+        else:
+            words = answer.rstrip(".").split()
+            del words[rng.randrange(1, len(words))]  # skip a number
+            broken = " ".join(words) + "."
+        pairs.append({
+            "prompt": [{"role": "user", "content": user}],
+            "chosen": [{"role": "assistant", "content": answer}],
+            "rejected": [{"role": "assistant", "content": broken}],
+        })
+    return pairs
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -49,6 +74,8 @@ def write_demo_data(out: Path, n_train: int = 256, n_eval: int = 32) -> dict[str
     return {
         "sft": write_jsonl(out / "sft.jsonl", chat_examples(n_train, seed=0)),
         "sft_eval": write_jsonl(out / "sft_eval.jsonl", chat_examples(n_eval, seed=1)),
+        "dpo": write_jsonl(out / "dpo.jsonl", preference_examples(n_train, seed=2)),
+        "dpo_eval": write_jsonl(out / "dpo_eval.jsonl", preference_examples(n_eval * 2, seed=3)),
     }
 
 

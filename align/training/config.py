@@ -70,4 +70,21 @@ class KlearSFTConfig(KlearArguments, SFTConfig):
 
 @dataclass
 class KlearDPOConfig(KlearArguments, DPOConfig):
-    pass
+    """TRL's DPOConfig plus Klear's fields. The reference model is chosen with TRL's own switches:
+    a frozen copy sharded like the policy (default), `precompute_ref_log_probs: true` (log-probs
+    computed once before training, no copy kept), or `use_peft: true` (the base with adapters off)."""
+
+    padding_free: bool = field(
+        default=True,
+        metadata={
+            "help": "Pack each batch's pairs without padding and score only completion tokens (align's padding-free "
+            "DPO; TRL's own is disabled). Log-probs equal the padded computation."
+        },
+    )
+    share_prompt: bool = field(
+        default=True,
+        metadata={"help": "With padding_free, compute each pair's prompt once for its chosen and rejected answers."},
+    )
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "Drop (and count) pairs whose prompt has more tokens than this."}
+    )
