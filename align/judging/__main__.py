@@ -142,7 +142,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     for directory in args.dirs:
-        print(f"{directory}: {write_report(directory)}")
+        print(f"{directory}: {write_report(directory, rebuild=True)}")
     return 0
 
 

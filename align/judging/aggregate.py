@@ -10,15 +10,16 @@
 - AlignBench (THUDM show_result.py): category means; reasoning = mean of the 数学计算 and 逻辑推理
   means, language = mean of the six language categories' means; overall = (reasoning + language) / 2.
   Per dimension: the mean of each dimension's scores (THUDM dimension_calculate.py).
-- 95% confidence intervals: percentile bootstrap over questions (stratified by category for
-  AlignBench, as its score weights categories equally), fixed seed.
+- 95% confidence intervals: percentile bootstrap (1000 resamples, fixed seed) over questions,
+  both turns of a question together; stratified by category for AlignBench, whose score weights
+  categories equally.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -71,24 +72,23 @@ def item_dimensions(repeats: list[dict]) -> dict[str, float]:
     return {dimension: statistics.median(values) for dimension, values in per_dimension.items()}
 
 
-def bootstrap_ci(
-    groups: dict[str, list[object]], statistic: Callable[[dict[str, list[object]]], float | None]
-) -> list[float] | None:
-    """95% percentile interval of `statistic` over resamples (with replacement) within each group."""
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    values = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        resample = {}
-        for name, members in groups.items():
-            picks = rng.integers(0, len(members), size=len(members))
-            resample[name] = [members[i] for i in picks]
-        value = statistic(resample)
-        if value is not None:
-            values.append(value)
-    if not values:
+def percentile_interval(samples: np.ndarray) -> list[float] | None:
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
         return None
-    low, high = np.percentile(values, [2.5, 97.5])
+    low, high = np.percentile(samples, [2.5, 97.5])
     return [round(float(low), 4), round(float(high), 4)]
+
+
+def resample_indices(n: int, rng: np.random.Generator) -> np.ndarray:
+    """BOOTSTRAP_SAMPLES rows of n indices drawn with replacement."""
+    return rng.integers(0, n, size=(BOOTSTRAP_SAMPLES, n))
+
+
+def ratio_ci(numerators: np.ndarray, denominators: np.ndarray, picks: np.ndarray) -> list[float] | None:
+    """Interval of sum(numerators) / sum(denominators) over resampled units (rows of `picks`)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return percentile_interval(numerators[picks].sum(axis=1) / denominators[picks].sum(axis=1))
 
 
 def _failures(items: dict[tuple, list[dict]], resolved: dict[tuple, object]) -> dict:
@@ -113,6 +113,20 @@ def mt_bench_statistics(questions: list[list[tuple[int, float]]]) -> dict:
     }
 
 
+def mt_bench_ci(questions: list[list[tuple[int, float]]]) -> dict[str, list[float] | None]:
+    """Resample questions (both turns travel together); the same resamples serve all three numbers."""
+    if not questions:
+        return {"overall": None, "turn_1": None, "turn_2": None}
+    sums = np.array([[sum(s for t, s in q if t == turn) for turn in (1, 2)] for q in questions])
+    counts = np.array([[sum(1 for t, _ in q if t == turn) for turn in (1, 2)] for q in questions], dtype=float)
+    picks = resample_indices(len(questions), np.random.default_rng(BOOTSTRAP_SEED))
+    return {
+        "overall": ratio_ci(sums.sum(axis=1), counts.sum(axis=1), picks),
+        "turn_1": ratio_ci(sums[:, 0], counts[:, 0], picks),
+        "turn_2": ratio_ci(sums[:, 1], counts[:, 1], picks),
+    }
+
+
 def summarize_mt_bench(rows: Iterable[dict]) -> dict[str, dict]:
     """{model: {overall, turn_1, turn_2, per_category, ci95, n_items, ...}}."""
     items = group_items(rows, MT_BENCH)
@@ -131,12 +145,7 @@ def summarize_mt_bench(rows: Iterable[dict]) -> dict[str, dict]:
         summary[model] = {
             **{field: _round(value) for field, value in stats.items()},
             "per_category": {category: _round(mean(values)) for category, values in sorted(per_category.items())},
-            "ci95": {
-                field: bootstrap_ci({"all": questions}, lambda groups, f=field: mt_bench_statistics(groups["all"])[f])
-                if questions
-                else None
-                for field in ("overall", "turn_1", "turn_2")
-            },
+            "ci95": mt_bench_ci(questions),
             "n_items": len(model_items),
             "n_scored": sum(len(members) for members in questions),
             **_failures(model_items, {key: resolved[key] for key in model_items}),
@@ -166,6 +175,14 @@ def _rates(outcomes: list[str]) -> dict:
         "loss_rate": _round(counts["loss"] / n),
         "win_rate_adjusted": _round((counts["win"] + 0.5 * counts["tie"]) / n),
     }
+
+
+def adjusted_win_rate_ci(questions: list[list[str]]) -> list[float] | None:
+    if not questions:
+        return None
+    points = np.array([sum({"win": 1.0, "tie": 0.5}.get(o, 0.0) for o in q) for q in questions])
+    counts = np.array([len(q) for q in questions], dtype=float)
+    return ratio_ci(points, counts, resample_indices(len(questions), np.random.default_rng(BOOTSTRAP_SEED)))
 
 
 def summarize_pairwise(rows: Iterable[dict]) -> dict[str, dict]:
@@ -202,14 +219,7 @@ def summarize_pairwise(rows: Iterable[dict]) -> dict[str, dict]:
             "per_category": {
                 category: _rates(values)["win_rate_adjusted"] for category, values in sorted(per_category.items())
             },
-            "ci95": {
-                "win_rate_adjusted": bootstrap_ci(
-                    {"all": list(by_question.values())},
-                    lambda groups: _rates([o for members in groups["all"] for o in members])["win_rate_adjusted"],
-                )
-                if by_question
-                else None
-            },
+            "ci95": {"win_rate_adjusted": adjusted_win_rate_ci(list(by_question.values()))},
             "n_pairs": len(outcomes) + unresolved,
             "pairs_without_verdict": unresolved,
             "judge_calls_failed": sum(1 for repeats in model_items.values() for row in repeats if row["error"]),
@@ -226,6 +236,27 @@ def alignbench_statistics(per_category: dict[str, list[float]]) -> dict:
     language = mean(means[c] for c in ALIGNBENCH_LANGUAGE if c in means)
     overall = mean(v for v in (reasoning, language) if v is not None)
     return {"overall": overall, "reasoning": reasoning, "language": language, "per_category": means}
+
+
+def alignbench_ci(per_category: dict[str, list[float]]) -> dict[str, list[float] | None]:
+    """Resample within each category (AlignBench weights categories, not questions, equally)."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = {}
+    for category in sorted(per_category):
+        scores = np.array(per_category[category])
+        means[category] = scores[resample_indices(len(scores), rng)].mean(axis=1)
+
+    def average(categories) -> np.ndarray | None:
+        present = [means[c] for c in categories if c in means]
+        return np.mean(present, axis=0) if present else None
+
+    reasoning, language = average(ALIGNBENCH_REASONING), average(ALIGNBENCH_LANGUAGE)
+    halves = [h for h in (reasoning, language) if h is not None]
+    overall = np.mean(halves, axis=0) if halves else None
+    return {
+        name: None if values is None else percentile_interval(values)
+        for name, values in (("overall", overall), ("reasoning", reasoning), ("language", language))
+    }
 
 
 def summarize_alignbench(rows: Iterable[dict]) -> dict[str, dict]:
@@ -252,12 +283,7 @@ def summarize_alignbench(rows: Iterable[dict]) -> dict[str, dict]:
             "language": _round(stats["language"]),
             "per_category": {category: _round(value) for category, value in sorted(stats["per_category"].items())},
             "per_dimension": {dimension: _round(mean(values)) for dimension, values in sorted(per_dimension.items())},
-            "ci95": {
-                field: bootstrap_ci(dict(per_category), lambda groups, f=field: alignbench_statistics(groups)[f])
-                if per_category
-                else None
-                for field in ("overall", "reasoning", "language")
-            },
+            "ci95": alignbench_ci(per_category),
             "categories_without_score": [category for category in expected if category not in per_category],
             "dimension_scores_missing": missing_dimensions,
             "n_items": len(model_items),

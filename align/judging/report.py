@@ -1,7 +1,7 @@
 """The human report: report.md and report.html (same content), radar PNGs, summary.json.
 
-`python -m align.judging report DIR...` calls `write_report` for each DIR: it recomputes every
-finished run's summary from its judgments, so the report always matches the rows.
+`python -m align.judging report DIR...` calls `write_report(DIR, rebuild=True)`: it recomputes
+every finished run's summary from its judgments, so the report always matches the rows.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from .benchmarks import DataError
 from .charts import radar_chart
 from .rundir import list_runs, write_json_atomic
-from .summary import history_entry, rebuild_summaries
+from .summary import history_entry, run_summaries
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
 
 TITLES = {MT_BENCH: "MT-Bench", MT_BENCH_PAIR: "MT-Bench pairwise", ALIGNBENCH: "AlignBench v1.1"}
@@ -275,10 +275,11 @@ def _charts(out_dir: Path, summary: dict, previous: dict | None) -> list[tuple[s
     return charts
 
 
-def write_report(out_dir: str | Path) -> Path:
-    """Rebuild summaries, summary.json, report.md, report.html and radar PNGs of DIR; returns report.md."""
+def write_report(out_dir: str | Path, *, rebuild: bool = False) -> Path:
+    """Write summary.json, report.md, report.html and radar PNGs of DIR; returns report.md.
+    `rebuild` recomputes every run's summary from its judgments (else only missing ones)."""
     out_dir = Path(out_dir)
-    summaries = rebuild_summaries(list_runs(out_dir))
+    summaries = run_summaries(list_runs(out_dir), rebuild)
     if not summaries:
         raise NoFinishedRun(f"{out_dir}: no finished judge run (runs/*/run.json with 'finished') to report on")
     latest, previous = summaries[-1], (summaries[-2] if len(summaries) > 1 else None)

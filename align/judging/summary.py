@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from .aggregate import summarize_rows
@@ -100,13 +101,17 @@ def history_entry(summary: dict) -> dict:
     }
 
 
-def rebuild_summaries(runs: list[Run]) -> list[dict]:
-    """Recompute and write every finished run's summary.json from its judgments; oldest first."""
+def run_summaries(runs: list[Run], rebuild: bool) -> list[dict]:
+    """Every finished run's summary, oldest first: recomputed from its judgments (and rewritten)
+    when `rebuild` or when missing, else read from its summary.json."""
     summaries = []
     for run in runs:
         if not run.finished:
             continue
-        summary = run_summary(run, run.rows())
-        write_json_atomic(run.summary_path, summary)
+        if rebuild or not run.summary_path.is_file():
+            summary = run_summary(run, run.rows())
+            write_json_atomic(run.summary_path, summary)
+        else:
+            summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
         summaries.append(summary)
     return summaries

@@ -3,7 +3,8 @@
 import pytest
 
 from align.judging.aggregate import (
-    bootstrap_ci,
+    alignbench_ci,
+    mt_bench_ci,
     pair_outcome,
     summarize_alignbench,
     summarize_mt_bench,
@@ -92,14 +93,12 @@ def test_alignbench_reasoning_language_overall_and_dimensions_by_hand():
     assert s["categories_without_score"] == []
 
 
-def test_bootstrap_interval_brackets_the_mean_and_is_repeatable():
-    groups = {"all": [[(1, float(v))] for v in (2, 4, 6, 8, 10)]}
-
-    def statistic(g):
-        values = [score for members in g["all"] for _, score in members]
-        return sum(values) / len(values)
-
-    low, high = bootstrap_ci(groups, statistic)
-    assert low < 6.0 < high and 2 <= low and high <= 10
-    assert bootstrap_ci(groups, statistic) == [low, high]  # fixed seed
-    assert bootstrap_ci({"all": [[(1, 5.0)]] * 4}, statistic) == [5.0, 5.0]
+def test_bootstrap_intervals_bracket_the_estimate_and_are_repeatable():
+    questions = [[(1, float(v)), (2, float(v + 1))] for v in (2, 4, 6, 8)]  # turn-1 mean 5, turn-2 mean 6
+    ci = mt_bench_ci(questions)
+    assert ci["turn_1"][0] < 5 < ci["turn_1"][1] and ci["turn_2"][0] < 6 < ci["turn_2"][1]
+    assert 2 <= ci["overall"][0] < 5.5 < ci["overall"][1] <= 9
+    assert mt_bench_ci(questions) == ci  # fixed seed
+    assert mt_bench_ci([[(1, 7.0)]] * 4) == {"overall": [7.0, 7.0], "turn_1": [7.0, 7.0], "turn_2": None}
+    strata = alignbench_ci({"数学计算": [4.0, 6.0], "基本任务": [7.0, 7.0]})
+    assert strata["language"] == [7.0, 7.0] and strata["reasoning"][0] >= 4 and strata["reasoning"][1] <= 6
