@@ -13,28 +13,53 @@ import time
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
+from trl.models.utils import prepare_deepspeed
+from trl.trainer.utils import add_fused_lm_head
 
 import align  # noqa: F401  (registers Klear)
 from align.data.preference import build_preference_dataset
 from align.data.sources import DataReport
 from align.dpo.packing import use_packed_pairs
+from align.training.autoep import expert_parallel_section
 from align.training.config import KlearDPOConfig
-from align.training.run import after_training, prepare_model_for_training, report_data
+from align.training.run import after_training, finalize_data, prepare_model_for_training
 from align.training.trainer import KlearTrainerMixin
 
 
 class KlearDPOTrainer(KlearTrainerMixin, DPOTrainer):
-    """TRL's DPOTrainer with padding-free packed pairs, Klear's MoE metrics, bias update and gathering save."""
+    """TRL's DPOTrainer with padding-free packed pairs, Klear's MoE metrics, bias update and gathering save.
 
-    def __init__(self, *args, **kwargs):
+    `load_reference` loads a fresh copy of the starting model; it is needed to precompute reference
+    log-probs under expert parallelism (see `_precompute_ref_logps`).
+    """
+
+    def __init__(self, *args, load_reference=None, **kwargs):
+        self._load_reference = load_reference
         super().__init__(*args, **kwargs)
         if self.args.padding_free:
             for model in (self.model, self.ref_model):
-                if model is None:
-                    continue
-                target = getattr(model, "module", model)  # a DeepSpeed engine wraps the reference model
-                target = target.get_base_model() if hasattr(target, "get_base_model") else target
-                use_packed_pairs(target, share_prompt=self.args.share_prompt)
+                if model is not None:
+                    use_packed_pairs(_causal_lm(model), share_prompt=self.args.share_prompt)
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        plugin = self.accelerator.state.deepspeed_plugin
+        if self.ref_model is not None or not expert_parallel_section(plugin.deepspeed_config if plugin else None):
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        # TRL would wrap the policy itself in a DeepSpeed engine for this pass; AutoEP replaces MoE blocks
+        # in place, which would leave nothing for the training engine to replace. Score with a copy.
+        reference = self._load_reference()
+        add_fused_lm_head(reference)
+        self.ref_model = prepare_deepspeed(reference, self.accelerator)
+        try:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        finally:
+            self.ref_model = None
+
+
+def _causal_lm(model):
+    """The module TRL patched with its fused LM head, under a DeepSpeed engine or a PEFT wrapper."""
+    model = getattr(model, "module", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args: ModelConfig) -> KlearDPOTrainer:
@@ -51,7 +76,7 @@ def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args
         data_report,
         seed=training_args.seed,
     )
-    report_data(training_args, data_report)
+    train_dataset = finalize_data(training_args, train_dataset, data_report)
 
     def load_model():
         return AutoModelForCausalLM.from_pretrained(
@@ -65,6 +90,7 @@ def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args
     trainer = KlearDPOTrainer(
         model=model,
         ref_model=load_model() if needs_copy else None,
+        load_reference=load_model,
         args=training_args,
         train_dataset=train_dataset,
         processing_class=tokenizer,

@@ -17,7 +17,7 @@ import align  # noqa: F401  (registers Klear)
 from align.data.chat import build_sft_dataset
 from align.data.sources import DataReport
 from align.training.config import KlearSFTConfig
-from align.training.run import after_training, prepare_model_for_training, report_data
+from align.training.run import after_training, finalize_data, prepare_model_for_training
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -38,7 +38,7 @@ def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args
         data_report,
         seed=training_args.seed,
     )
-    report_data(training_args, data_report)
+    train_dataset = finalize_data(training_args, train_dataset, data_report)
     if not training_args.packing:
         # Rows are truncated (and counted) above; TRL must not cut them again, and refuses
         # `padding_free` with a `max_length` it would not enforce. Packing needs it as the bin size.

@@ -24,12 +24,20 @@ def prepare_model_for_training(model, args: KlearArguments):
     return model
 
 
-def report_data(args, report: DataReport) -> None:
-    """Print the data counts and write them to `output_dir/data_card.json` (main process)."""
+def finalize_data(args, dataset, report: DataReport):
+    """Print the data counts, write `output_dir/data_card.json` and the exact training set
+    (`output_dir/train_data`), and return that saved copy: every rank then reads the same files,
+    which TRL's cached preprocessing across ranks relies on."""
     state = PartialState()
+    saved = Path(args.output_dir) / "train_data"
     if state.is_main_process:
         print(f"training data:\n{report.summary()}", flush=True)
         write_json(Path(args.output_dir) / "data_card.json", report.as_dict())
+        dataset.save_to_disk(str(saved))
+    state.wait_for_everyone()
+    from datasets import load_from_disk
+
+    return load_from_disk(str(saved))
 
 
 def training_summary(trainer, started: float, data_report: DataReport) -> dict:
