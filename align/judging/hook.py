@@ -1,6 +1,8 @@
 """The one call the SFT and DPO stages make after saving a model (rank 0 only):
 
-    from align.judging.hook import judge_after_training
+    from align.judging.hook import check_judge_config, judge_after_training
+    print(check_judge_config(judge_config))   # at startup: a bad config fails before training
+    ...
     report = judge_after_training(output_dir, Path(output_dir) / "judge", judge_config)
 
 It answers the benchmarks with the saved model (locally, batched), judges the answers and writes
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .benchmark_answers import answer_benchmark
@@ -61,6 +63,23 @@ def split_judge_config(judge_config: dict | None) -> tuple[dict, dict]:
     if unknown:
         raise ValueError(f"judge config: unknown key(s) {unknown}; known: {sorted(HOOK_KEYS | JUDGE_KEYS)}")
     return {k: v for k, v in config.items() if k in HOOK_KEYS}, {k: v for k, v in config.items() if k in JUDGE_KEYS}
+
+
+def check_judge_config(judge_config: dict | None) -> str:
+    """Validate a stage's `judge:` section at startup (not hours later, after training); returns a
+    one-line description of what will judge. Raises ValueError / JudgeConfigError."""
+    options, judge_values = split_judge_config(judge_config)
+    if not options.get("enabled", True):
+        return "judging disabled"
+    if options.get("mode", "single") != "single" and not options.get("baseline_answers"):
+        raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
+    unknown = sorted(set(options.get("benchmarks") or []) - {"mt_bench", "alignbench"})
+    if unknown:
+        raise ValueError(f"judge config: unknown benchmark(s) {unknown}; known: ['alignbench', 'mt_bench']")
+    if judge_configured(judge_values):
+        judge = JudgeConfig.from_mapping(judge_values)
+        return f"judge {judge.model} at {judge.base_url}"
+    return "no judge configured: the model will judge itself through a local transformers serve (meaningless scores)"
 
 
 def _is_rank_zero() -> bool:
@@ -101,17 +120,18 @@ def _mt_bench_answers(paths: dict[str, Path], options: dict, out_dir: Path) -> P
 def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_config: dict | None) -> Path | None:
     """Answer, judge and report; returns report.md, or None when disabled, not rank 0, or failed.
 
-    A bad `judge_config` raises ValueError at once. A failure while judging is logged with its
-    traceback and returns None: the saved model is not affected, and the caller decides.
+    A bad `judge_config` raises at once (stages should call `check_judge_config` at startup too).
+    A failure while judging is logged with its traceback and returns None: the saved model is not
+    affected, and the caller decides.
     """
+    description = check_judge_config(judge_config)
     options, judge_values = split_judge_config(judge_config)
     if not options.get("enabled", True) or not _is_rank_zero():
         return None
+    logger.info("judging %s: %s", model_dir, description)
     benchmarks = options.get("benchmarks") or ["mt_bench"] + (
         ["alignbench"] if alignbench_available(options.get("alignbench_dir")) else []
     )
-    if options.get("mode", "single") != "single" and not options.get("baseline_answers"):
-        raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model_id = options.get("model_name") or model_dir.resolve().name
     try:
@@ -121,7 +141,7 @@ def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_confi
             alignbench_answers=paths.get("alignbench"),
             mode=options.get("mode", "single"),
             baseline=Path(options["baseline_answers"]).stem if options.get("baseline_answers") else "gpt-3.5-turbo",
-            models=None,
+            models=(model_id,),  # DIR/answers may hold other models' answers from earlier runs
             questions_per_category=options.get("questions_per_category"),
             alignbench_dir=options.get("alignbench_dir"),
             note=f"after training {model_dir}",
@@ -129,11 +149,10 @@ def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_confi
         if judge_configured(judge_values):
             return judge_answers(out_dir, request, JudgeConfig.from_mapping(judge_values))
         logger.warning("NO JUDGE CONFIGURED: %s", LOCAL_JUDGE_WARNING)
+        tuning = {k: v for k, v in judge_values.items() if k not in ("base_url", "model", "api_key")}
         with serve_model(model_dir, out_dir / "local_judge_server.log") as server:
-            judge = JudgeConfig(base_url=server.base_url, model=server.model,
-                                **{**LOCAL_JUDGE_DEFAULTS, **judge_values})
-            local_request = JudgeRequest(**{**request.__dict__, "warning": LOCAL_JUDGE_WARNING})
-            return judge_answers(out_dir, local_request, judge)
+            judge = JudgeConfig(base_url=server.base_url, model=server.model, **{**LOCAL_JUDGE_DEFAULTS, **tuning})
+            return judge_answers(out_dir, replace(request, warning=LOCAL_JUDGE_WARNING), judge)
     except Exception:
         logger.exception("judging %s failed; the saved model is unaffected", model_dir)
         return None

@@ -4,12 +4,23 @@ import json
 
 import pytest
 
-from align.judging.hook import LOCAL_JUDGE_WARNING, judge_after_training
+from align.judging.config import JudgeConfigError
+from align.judging.hook import LOCAL_JUDGE_WARNING, check_judge_config, judge_after_training
 
 
-def test_bad_or_disabled_config(tmp_path):
+def test_bad_or_disabled_config(tmp_path, monkeypatch):
+    for name in ("JUDGE_BASE_URL", "JUDGE_MODEL", "OPENAI_BASE_URL", "JUDGE_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="unknown key"):
         judge_after_training(tmp_path, tmp_path, {"benchmark": ["mt_bench"]})
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        check_judge_config({"benchmarks": ["mtbench"]})
+    with pytest.raises(ValueError, match="baseline_answers"):
+        check_judge_config({"mode": "pairwise"})
+    with pytest.raises(JudgeConfigError, match="JUDGE_MODEL"):
+        check_judge_config({"base_url": "http://127.0.0.1:1/v1"})
+    assert "meaningless" in check_judge_config(None)
+    assert check_judge_config({"base_url": "http://127.0.0.1:1/v1", "model": "m"}) == "judge m at http://127.0.0.1:1/v1"
     assert judge_after_training(tmp_path, tmp_path, {"enabled": False}) is None
 
 
