@@ -36,7 +36,8 @@ def register_klear_preset() -> None:
         display_name="Klear", hf_model_types=("Klear", "klear"), class_name_fragments=("Klear",)
     )
     registry.PRESET_MODELS[KLEAR_PRESET_NAME] = MoEModelPreset(
-        moe_layer_pattern=r"model\.layers\.\d+\.mlp\.routed",
+        # any prefix: PEFT wraps the model (base_model.model.model.layers...)
+        moe_layer_pattern=r"(?:.*\.)?model\.layers\.\d+\.mlp\.routed",
         router_pattern="gate",
         experts_pattern="experts",
         expert_storage="fused_3d",

@@ -2,7 +2,7 @@
 
 import torch
 
-from .autoep import check_expert_parallel_config, gather_full_state_dict
+from .autoep import autoep_layers, check_expert_parallel_config, expert_parallel_section, gather_full_state_dict
 from .moe import ExpertLoadCallback
 
 
@@ -18,7 +18,16 @@ class KlearTrainerMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         plugin = self.accelerator.state.deepspeed_plugin
-        check_expert_parallel_config(plugin.deepspeed_config if plugin else None, self.model.config)
+        deepspeed_config = plugin.deepspeed_config if plugin else None
+        check_expert_parallel_config(deepspeed_config, self.model.config)
+        if expert_parallel_section(deepspeed_config) and hasattr(self.model, "peft_config") and (
+            self.args.save_strategy != "no"
+        ):
+            raise ValueError(
+                "LoRA with expert parallelism cannot write mid-training checkpoints: DeepSpeed 0.19.8's AutoEP refuses "
+                "to checkpoint frozen expert weights. Set save_strategy: 'no' (the final adapter is still saved), or "
+                "train LoRA without expert_parallel in the DeepSpeed config."
+            )
         self.expert_load = ExpertLoadCallback(self.args.bias_update_rate)
         self.add_callback(self.expert_load)
 
@@ -27,16 +36,27 @@ class KlearTrainerMixin:
             logs.update(self.expert_load.pop_metrics())
         super().log(logs, start_time)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if _internal_call and self.is_deepspeed_enabled and autoep_layers(self.model):
+            # A mid-training checkpoint: DeepSpeed cannot consolidate AutoEP's experts into one state
+            # dict, and resuming reads the DeepSpeed state the Trainer saves next to it anyway.
+            return
+        super().save_model(output_dir, _internal_call)
+
     def save_final_model(self, output_dir: str) -> None:
-        """Write the trained model (official Klear layout) and its tokenizer. Every rank calls it."""
-        if not self.is_deepspeed_enabled or hasattr(self.model, "peft_config"):
+        """Write the trained model (official Klear layout; LoRA: the adapter) and its tokenizer.
+        Every rank calls it."""
+        if not self.is_deepspeed_enabled:
             self.save_model(output_dir)
             return
         state = gather_full_state_dict(self.model)  # collective: every rank takes part
         if self.accelerator.is_main_process:
-            with torch.device("meta"):  # no second full-size allocation on rank 0
-                plain = type(self.model)(self.model.config)
-            plain.load_state_dict(state, strict=True, assign=True)
-            plain.save_pretrained(output_dir)
+            if hasattr(self.model, "peft_config"):
+                self.model.save_pretrained(output_dir, state_dict=state)  # PEFT keeps the adapter's weights
+            else:
+                with torch.device("meta"):  # no second full-size allocation on rank 0
+                    plain = type(self.model)(self.model.config)
+                plain.load_state_dict(state, strict=True, assign=True)
+                plain.save_pretrained(output_dir)
             self.processing_class.save_pretrained(output_dir)
         self.accelerator.wait_for_everyone()
