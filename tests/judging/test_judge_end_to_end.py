@@ -6,11 +6,12 @@ The client (openai SDK over HTTP), backoff, cache, parsing, aggregation and repo
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
 from align.judging.config import JudgeConfig
-from align.judging.pipeline import JudgeRequest, judge_answers
+from align.judging.pipeline import JudgeRequest, build_tasks, judge_answers
 from align.judging.rundir import list_runs
 from judging_support import needs_alignbench, write_fastchat_answers
 
@@ -115,6 +116,18 @@ def test_pairwise_both_orders_against_a_baseline(tmp_path, scripted_judge):
     assert (pair["alpha"]["win_rate"], pair["alpha"]["win_rate_adjusted"]) == (0.625, 0.6875)
     # a judge that always says [[A]] wins game 1 and loses game 2: every pair inconsistent -> tie
     assert (pair["biased"]["tie"], pair["biased"]["inconsistent"], pair["biased"]["win_rate_adjusted"]) == (16, 16, 0.5)
+
+
+SHARED_ANSWERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mt_bench" / "model_answer"
+
+
+@pytest.mark.skipif(not SHARED_ANSWERS.is_dir(), reason=f"{SHARED_ANSWERS} not found (the team's shared data)")
+def test_the_31_published_models_need_only_a_judge_endpoint():
+    judge = JudgeConfig(base_url="http://127.0.0.1:1/v1", model="gpt-4")  # never called here
+    tasks, provenance = build_tasks(JudgeRequest(mt_bench_answers=SHARED_ANSWERS), judge)
+    assert len(provenance["answers"]["mt_bench"]) == 31 and len(tasks) == 31 * 80 * 2
+    pairwise, _ = build_tasks(JudgeRequest(mt_bench_answers=SHARED_ANSWERS, mode="pairwise"), judge)
+    assert len(pairwise) == 30 * 80 * 2 * 2  # every model but gpt-3.5-turbo, both orders
 
 
 @needs_alignbench

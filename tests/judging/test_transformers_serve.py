@@ -54,3 +54,13 @@ def test_pairwise_judge_without_a_verdict_raises_with_the_raw_judgments(transfor
     with pytest.raises(PairwiseJudgeError) as raised:
         judge_pair([{"role": "user", "content": "Which is better?"}], "Answer A", "Answer B", judge=judge)
     assert len(raised.value.raw) == 2  # both orders asked once, neither parsed
+
+
+def test_a_refused_request_is_an_api_failure_not_retried_and_not_cached(tmp_path, transformers_server):
+    answers = write_fastchat_answers(tmp_path / "tiny.jsonl", {81: ["An answer.", "Another."]})
+    judge = JudgeConfig(base_url=transformers_server.base_url, model="not-the-served-model", max_tokens=4)
+    judge_answers(tmp_path / "judge", JudgeRequest(mt_bench_answers=answers, question_ids=(81,)), judge)
+    summary = json.loads((tmp_path / "judge" / "summary.json").read_text())
+    assert summary["counts"]["judgments_failed"] == 2 and summary["counts"]["api_retries"] == 0
+    assert all(f["error"].startswith("api: HTTP 400") for f in summary["failures"])
+    assert not list((tmp_path / "judge" / "cache").glob("*/*.json"))  # a re-run will try again
