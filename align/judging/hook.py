@@ -29,6 +29,7 @@ such scores mean nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import fields, replace
@@ -56,8 +57,16 @@ LOCAL_JUDGE_WARNING = (
 LOCAL_JUDGE_DEFAULTS = {"max_tokens": 32, "parse_retries": 0, "concurrency": 2}
 
 
-def split_judge_config(judge_config: dict | None) -> tuple[dict, dict]:
-    """(hook options, JudgeConfig values); unknown keys are an error so typos do not pass silently."""
+def split_judge_config(judge_config: dict | str | None) -> tuple[dict, dict]:
+    """(hook options, JudgeConfig values); a JSON object string (from a command line) is accepted.
+    Unknown keys are an error so typos do not pass silently."""
+    if isinstance(judge_config, str):
+        try:
+            judge_config = json.loads(judge_config)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"judge config: not a JSON object ({err.msg}): {judge_config!r}") from None
+    if judge_config is not None and not isinstance(judge_config, dict):
+        raise ValueError(f"judge config: expected a mapping, got {type(judge_config).__name__}")
     config = dict(judge_config or {})
     unknown = sorted(set(config) - HOOK_KEYS - JUDGE_KEYS)
     if unknown:
@@ -65,7 +74,7 @@ def split_judge_config(judge_config: dict | None) -> tuple[dict, dict]:
     return {k: v for k, v in config.items() if k in HOOK_KEYS}, {k: v for k, v in config.items() if k in JUDGE_KEYS}
 
 
-def check_judge_config(judge_config: dict | None) -> str:
+def check_judge_config(judge_config: dict | str | None) -> str:
     """Validate a stage's `judge:` section at startup (not hours later, after training); returns a
     one-line description of what will judge. Raises ValueError / JudgeConfigError."""
     options, judge_values = split_judge_config(judge_config)
@@ -117,7 +126,7 @@ def _mt_bench_answers(paths: dict[str, Path], options: dict, out_dir: Path) -> P
     return paths["mt_bench"].parent
 
 
-def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_config: dict | None) -> Path | None:
+def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_config: dict | str | None) -> Path | None:
     """Answer, judge and report; returns report.md, or None when disabled, not rank 0, or failed.
 
     A bad `judge_config` raises at once (stages should call `check_judge_config` at startup too).

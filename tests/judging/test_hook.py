@@ -22,6 +22,9 @@ def test_bad_or_disabled_config(tmp_path, monkeypatch):
     assert "meaningless" in check_judge_config(None)
     assert check_judge_config({"base_url": "http://127.0.0.1:1/v1", "model": "m"}) == "judge m at http://127.0.0.1:1/v1"
     assert judge_after_training(tmp_path, tmp_path, {"enabled": False}) is None
+    assert judge_after_training(tmp_path, tmp_path, '{"enabled": false}') is None  # JSON from a command line
+    with pytest.raises(ValueError, match="not a JSON object"):
+        check_judge_config("{enabled: no}")
 
 
 def test_with_a_configured_judge(tiny_klear_dir, tmp_path, scripted_judge, monkeypatch):
