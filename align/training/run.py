@@ -43,7 +43,8 @@ def finalize_data(args, dataset, report: DataReport):
 def training_summary(trainer, started: float, data_report: DataReport) -> dict:
     """Steps, tokens, losses, time, throughput and expert-load figures of a finished run."""
     history = trainer.state.log_history
-    losses = [entry["loss"] for entry in history if "loss" in entry]
+    steps = [entry for entry in history if "loss" in entry]
+    losses = [entry["loss"] for entry in steps]
     num_tokens = max((entry.get("num_tokens", 0) for entry in history), default=0)
     runtime = next((e["train_runtime"] for e in reversed(history) if "train_runtime" in e), None)
     summary = {
@@ -56,6 +57,8 @@ def training_summary(trainer, started: float, data_report: DataReport) -> dict:
         "tokens_per_s": num_tokens / runtime if runtime else None,
         "wall_time_s": time.time() - started,
         "world_size": trainer.accelerator.num_processes,
+        "first_step": steps[0] if steps else None,  # every metric logged, e.g. rewards/*, logps/*, moe/*
+        "last_step": steps[-1] if steps else None,
         "data": data_report.as_dict(),
     }
     if trainer.expert_load.expert_layout is not None:

@@ -73,7 +73,7 @@ def test_push_creates_the_pairwise_dataset_and_a_repush_changes_nothing(argilla,
     assert settings.distribution.min_submitted == 2
     assert "Which answer is better?" in settings.guidelines
     visible = {m.name: m.visible_for_annotators for m in settings.metadata}
-    assert visible["category"] and not visible["model_a"] and not visible["models"]
+    assert visible == {"source": True, "category": True, "models": False}
 
     records = records_by_prompt(argilla, "push-check")
     assert len(records) == 3
@@ -184,6 +184,8 @@ def test_the_embedded_engine_answers_what_the_web_ui_asks(argilla, annotators, t
         text = {"query": {"text": {"q": "beta"}}}
         found = ann1.post(f"/api/v1/me/datasets/{ds}/records/search", json=text).json()
         assert [item["record"]["fields"]["prompt"][0]["content"] for item in found["items"]] == ["beta question"]
+        # Annotators see source and category, never which model wrote which answer.
+        assert set(found["items"][0]["record"]["metadata"]) == {"source", "category"}
     with argilla.http() as http:
         progress = http.get(f"/api/v1/datasets/{ds}/progress").json()
         assert (progress["total"], progress["completed"], progress["pending"]) == (3, 1, 2)
@@ -193,8 +195,11 @@ def test_the_embedded_engine_answers_what_the_web_ui_asks(argilla, annotators, t
         metrics = http.get(f"/api/v1/metadata-properties/{category['id']}/metrics").json()
         assert metrics == {"type": "terms", "total": 3, "values": [{"term": "greek", "count": 3}]}
         filtered = http.post(f"/api/v1/me/datasets/{ds}/records/search", json={"filters": {"and": [
-            {"type": "terms", "scope": {"entity": "metadata", "metadata_property": "model_a"}, "values": ["model-good"]}]}})
-        assert all(i["record"]["metadata"]["model_a"] == "model-good" for i in filtered.json()["items"])
+            {"type": "terms", "scope": {"entity": "metadata", "metadata_property": "models"}, "values": ["model-good"]}]}})
+        assert filtered.json()["total"] == 3
+        nothing = http.post(f"/api/v1/me/datasets/{ds}/records/search", json={"filters": {"and": [
+            {"type": "terms", "scope": {"entity": "metadata", "metadata_property": "models"}, "values": ["no-such-model"]}]}})
+        assert nothing.json()["total"] == 0
 
 
 def test_restart_keeps_every_record_and_response(argilla, annotators, tmp_path):

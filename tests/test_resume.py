@@ -1,5 +1,5 @@
-"""A 2-process SFT run killed hard mid-training and resumed from its checkpoint ends where an
-uninterrupted run ends."""
+"""A 2-process run (SFT, DPO) killed hard mid-training and resumed from its last checkpoint ends
+where an uninterrupted run ends."""
 
 import json
 
@@ -18,23 +18,25 @@ def final_loss(output_dir) -> float:
     return next(e["loss"] for e in state["log_history"] if e.get("step") == STEPS and "loss" in e)
 
 
-def test_kill_and_resume_ends_with_the_uninterrupted_loss(tmp_path, tiny_klear_dir):
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_kill_and_resume_ends_with_the_uninterrupted_loss(tmp_path, tiny_klear_dir, stage):
     data = write_demo_data(tmp_path / "data")
-    common = ["--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
-              "--dataset_name", str(data["sft"]), "--max_steps", str(STEPS), "--logging_steps", "1",
+    module = ["-m", f"align.{stage}"]
+    common = ["--config", f"configs/{stage}/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
+              "--dataset_name", str(data[stage]), "--max_steps", str(STEPS), "--logging_steps", "1",
               "--save_strategy", "steps", "--save_steps", str(CHECKPOINT_AT), "--save_total_limit", "3",
               "--report_to", "none"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run_2proc(["-m", "align.sft"], [*common, "--output_dir", str(straight)], tmp_path / "straight.log")
+    run_2proc(module, [*common, "--output_dir", str(straight)], tmp_path / "straight.log")
 
     checkpoint = killed / f"checkpoint-{CHECKPOINT_AT}"
     run_2proc_until(
-        ["-m", "align.sft"], [*common, "--output_dir", str(killed)], tmp_path / "killed.log",
+        module, [*common, "--output_dir", str(killed)], tmp_path / "killed.log",
         # trainer_state.json is the last file the Trainer writes into a checkpoint
         stop_when=lambda: (checkpoint / "trainer_state.json").exists(),
     )
     assert not (killed / f"checkpoint-{STEPS}").exists(), "the run finished before it was killed"
 
-    run_2proc(["-m", "align.sft"], [*common, "--output_dir", str(killed), "--resume_from_checkpoint", str(checkpoint)],
+    run_2proc(module, [*common, "--output_dir", str(killed), "--resume_from_checkpoint", str(checkpoint)],
               tmp_path / "resumed.log")
     assert final_loss(killed) == pytest.approx(final_loss(straight), abs=1e-5)
