@@ -16,9 +16,12 @@ STRENGTH_VALUES = [1, 2, 3]
 RATIONALE = "rationale"
 DEFAULT_ASPECTS = ("helpfulness", "correctness")
 ASPECT_VALUES = [1, 2, 3, 4, 5]
-# Shown to annotators as filters; the models, and which one wrote A or B, stay hidden from them.
+# Metadata properties (filters in the UI): source and category shown to annotators, the models
+# shown to owners and admins only. Which model wrote A and which B (model_a, model_b) and the
+# prompt id ride along as extra metadata, which Argilla shows to owners and admins only, and which
+# costs nothing on upload (argilla-server validates each property of each record, slowly).
 VISIBLE_METADATA = ("source", "category")
-HIDDEN_METADATA = ("models", "model_a", "model_b", "prompt_id")
+HIDDEN_METADATA = ("models",)
 
 GUIDELINES = """\
 ## Which answer is better?

@@ -1,0 +1,92 @@
+"""Benchmark: push N preference pairs to a local Argilla and pull them back.
+
+    .venv/bin/python bench/annotation_push_pull.py [--pairs 5000] [--out DIR]
+
+Starts `annotation serve`'s server (argilla-server, SQLite, Redis, the embedded search engine)
+in a fresh temporary directory, then times, each on the same N pairs:
+  push      create N records (parse, pair, bulk upserts of 500)
+  re-push   the same input again: reads the dataset, finds every record unchanged, sends nothing
+  annotate  one scripted annotator (annotation.simulate, NOT human) submits every record through
+            the annotator's queue (a search per 100 records: the embedded engine under load)
+  pull      read every record with its responses, resolve, write the preference dataset + card
+and prints records per second for each, plus a JSON line for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from annotation.connection import connect
+from annotation.pairs import make_pairs, parse_rows, read_rows
+from annotation.pull import pull_preferences
+from annotation.push import push_pairs
+from annotation.resolve import Policy
+from annotation.serve import ServeConfig, free_loopback_port, running_server
+from annotation.simulate import ScriptedAnnotator, submit_scripted_responses
+from annotation.users import add_user
+
+
+def write_input(path: Path, pairs: int) -> None:
+    with open(path, "w") as handle:
+        for i in range(pairs):
+            row = {
+                "id": f"bench-{i}",
+                "prompt": f"Question {i}: explain item {i} of the benchmark in a few sentences.",
+                "completions": [
+                    {"model": "model-x", "content": f"Answer x to question {i}. " + "Some detail. " * (i % 7 + 1)},
+                    {"model": "model-y", "content": f"Answer y to question {i}. " + "Other detail. " * (i % 5 + 1)},
+                ],
+                "metadata": {"source": "bench", "category": f"c{i % 10}"},
+            }
+            handle.write(json.dumps(row) + "\n")
+
+
+def timed(label: str, records: int, work) -> dict:
+    start = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - start
+    print(f"{label:<9} {records} records in {seconds:7.1f} s = {records / seconds:8.1f} records/s", flush=True)
+    return {"step": label, "records": records, "seconds": round(seconds, 2), "records_per_s": round(records / seconds, 1), "result": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5000)
+    parser.add_argument("--out", type=Path, default=None, help="keep the pulled dataset and summary.json here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        out = args.out or tmp / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        source = tmp / "pairs.jsonl"
+        write_input(source, args.pairs)
+        config = ServeConfig(data_dir=tmp / "argilla", port=free_loopback_port())
+        with running_server(config, log=lambda message: None) as server:
+            client, address = connect(config.data_dir)
+            workspace = server.credentials.workspace
+            add_user(client, "bench-annotator", "bench-password", "annotator", workspace)
+
+            def push():
+                pairs, _ = make_pairs(parse_rows(read_rows(source)).rows)
+                report = push_pairs(client, pairs, "bench", workspace, progress=False)
+                return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
+
+            steps = [timed("push", args.pairs, push), timed("re-push", args.pairs, push)]
+            annotator = ScriptedAnnotator("bench-annotator", "bench-password", noise=0.1)
+            steps.append(timed("annotate", args.pairs, lambda: submit_scripted_responses(
+                address.api_url, "bench", workspace, [annotator])))
+            steps.append(timed("pull", args.pairs, lambda: pull_preferences(
+                client, "bench", workspace, out / "preferences", Policy())["counts"]))
+        summary = {"pairs": args.pairs, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "steps": steps}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
