@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[all,test]'
+	$(BIN)/python -m annotation install-server
 	touch $(STAMP)
 
 test: $(STAMP)
