@@ -1,52 +1,133 @@
-"""`make demo`: the klear-align loop on a tiny random Klear model, on this CPU.
+"""`make demo`: the whole klear-align loop on a tiny random Klear model, on this CPU.
 
     python -m align.demo [--out demo-output]
 
-Every step prints what it did and where its output is. The model is random and tiny: it shows
-that the machinery works end to end, and nothing it generates or scores means anything.
+1. build a tiny random Klear checkpoint (official layout) and the demo's learnable tasks;
+2. SFT with 2 processes (DeepSpeed ZeRO-3, expert parallel 2);
+3. annotation: a local Argilla, the demo pairs pushed, SCRIPTED stand-ins for annotators
+   submitting through Argilla's API (not people), the judgments pulled into a preference dataset;
+4. DPO with 2 processes on that dataset, judged when it ends (MT-Bench, a local judge);
+5. a held-out check that the DPO policy's implicit reward prefers the rule-following answers.
+
+Every step prints what it did and where its output is. The model is random and tiny: it shows the
+machinery working end to end; nothing it generates or scores is a measure of quality.
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu-2proc.yaml"]
+# Few questions and short answers: on 2 CPU cores the demo's judge step takes about a minute.
+DEMO_JUDGE = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 16}
 
-import align  # noqa: F401  (registers Klear)
-from align.models.klear.tiny import build_tiny_klear
 
-
-def step(title: str) -> None:
+def step(title: str) -> float:
     print(f"\n=== {title} ===", flush=True)
+    return time.perf_counter()
 
 
-def build_and_generate(out: Path) -> Path:
-    step("1. Build a tiny random Klear checkpoint (official layout) and generate from it")
-    started = time.perf_counter()
-    model_dir = build_tiny_klear(out / "tiny-klear", seed=0)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {model_dir} ({type(model).__name__}, {n_params:,} parameters, "
-          f"{model.config.num_experts} experts, {model.config.num_experts_per_tok} per token)")
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        generated = model.generate(**inputs, max_new_tokens=16, do_sample=False)
-    answer = tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    print(f"prompt: {messages[0]['content']!r}\nrandom model's greedy answer (meaningless): {answer!r}")
-    print(f"done in {time.perf_counter() - started:.1f}s")
-    return model_dir
+def done(started: float) -> None:
+    print(f"(done in {time.perf_counter() - started:.0f}s)", flush=True)
+
+
+def launch(stage: str, log: Path, *args: str) -> None:
+    """`accelerate launch -m align.<stage>` on 2 CPU processes; its output goes to `log`."""
+    command = [*LAUNCH, "-m", f"align.{stage}", *args]
+    print("$ accelerate launch --config_file configs/accelerate/cpu-2proc.yaml -m align." + stage + " "
+          + " ".join(args), flush=True)
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as out:
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    lines = log.read_text(errors="replace").splitlines()
+    print("\n".join(line for line in lines if line.startswith(("training data", "  ", f"{stage}:", "judge"))))
+    if result.returncode != 0:
+        sys.exit(f"align.{stage} failed; its log: {log}\n" + "\n".join(lines[-30:]))
+
+
+def annotation_pairs(pairs_file: Path, out: Path) -> tuple[Path, set[str]]:
+    """The DPO demo pairs as `annotation push` input: two candidate answers per prompt, and the set
+    of rule-following answers that the scripted stand-ins prefer."""
+    rows, correct = [], set()
+    for line in pairs_file.read_text().splitlines():
+        pair = json.loads(line)
+        chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        correct.add(chosen)
+        rows.append({
+            "prompt": pair["prompt"][0]["content"],
+            "completions": [{"model": "rule-follower", "content": chosen},
+                            {"model": "rule-breaker", "content": rejected}],
+            "metadata": {"source": "align.demo"},
+        })
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out, correct
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    build_and_generate(args.out)
-    print(f"\nAll demo outputs are under {args.out.resolve()}")
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    total = time.perf_counter()
+
+    started = step("1. A tiny random Klear checkpoint and the demo tasks")
+    from align.data.demo import write_demo_data
+    from align.models.klear.tiny import build_tiny_klear
+
+    model_dir = build_tiny_klear(out / "tiny-klear", seed=0)
+    data = write_demo_data(out / "data")
+    print(f"model: {model_dir} (random weights, official Klear layout, ChatML tokenizer)")
+    print("data: " + ", ".join(f"{name} {path}" for name, path in data.items()))
+    done(started)
+
+    started = step("2. SFT: 2 CPU processes, ZeRO-3 + expert parallel 2")
+    sft_dir = out / "sft"
+    launch("sft", out / "sft.log", "--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(model_dir),
+           "--dataset_name", str(data["sft"]), "--output_dir", str(sft_dir), "--report_to", "none")
+    done(started)
+
+    started = step("3. Annotation: local Argilla, push, SCRIPTED stand-in annotators (not people), pull")
+    from annotation.demo import scripted_annotation_round
+
+    pairs_file, correct = annotation_pairs(data["dpo"], out / "data" / "annotation_pairs.jsonl")
+
+    def prefer_rule_follower(pair) -> str:
+        return "a" if pair.answer_a in correct else "b" if pair.answer_b in correct else "tie"
+
+    preferences = out / "preferences"
+    card = scripted_annotation_round(pairs_file, preferences, data_dir=out / "argilla", choose=prefer_rule_follower)
+    print(f"preference dataset for DPO: {preferences} (card: {preferences / 'card.json'}; {card.get('warning', '')})")
+    done(started)
+
+    started = step("4. DPO on the pulled preferences: 2 CPU processes, ZeRO-3 + expert parallel 2, then the judge")
+    dpo_dir = out / "dpo"
+    launch("dpo", out / "dpo.log", "--config", "configs/dpo/tiny.yaml", "--model_name_or_path", str(sft_dir),
+           "--dataset_name", str(preferences), "--output_dir", str(dpo_dir), "--report_to", "none",
+           "--judge", json.dumps(DEMO_JUDGE))
+    print(f"judge report (a tiny random model judged by a local model: the scores mean nothing): "
+          f"{dpo_dir / 'judge' / 'report.md'}")
+    done(started)
+
+    started = step("5. Held-out pairs: does the DPO policy's implicit reward prefer the rule-following answer?")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from align.dpo.evaluate import implicit_reward_accuracy, load_pairs
+
+    result = implicit_reward_accuracy(
+        AutoModelForCausalLM.from_pretrained(dpo_dir), AutoModelForCausalLM.from_pretrained(sft_dir),
+        AutoTokenizer.from_pretrained(dpo_dir), load_pairs(str(data["dpo_eval"])),
+    )
+    print(f"{result['pairs']} held-out pairs: implicit reward ranks the chosen answer first in "
+          f"{result['reward_accuracy']:.0%} (the SFT model alone prefers it in {result['reference_preference_accuracy']:.0%})")
+    done(started)
+
+    print(f"\nAll demo outputs are under {out} (total {time.perf_counter() - total:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ from .moe import freeze_routers, load_metrics
 def prepare_model_for_training(model, args: KlearArguments):
     """Apply the recipe's MoE options to a freshly loaded model, before the trainer sees it."""
     register_klear_preset()  # must precede deepspeed.initialize on every rank
+    if args.judge:  # a bad judge section fails now, not after hours of training
+        from align.judging.hook import check_judge_config
+
+        check_judge_config(args.judge)
     if args.freeze_router:
         frozen = freeze_routers(model)
         if not frozen:
@@ -84,9 +88,11 @@ def after_training(trainer, args: KlearArguments, started: float, data_report: D
     if args.judge:
         from align.judging.hook import judge_after_training
 
-        judge_after_training(args.output_dir, Path(args.output_dir) / "judge", args.judge)
+        report = judge_after_training(args.output_dir, Path(args.output_dir) / "judge", args.judge)
+        if report is None and args.judge.get("enabled", True):
+            raise RuntimeError(f"judging {args.output_dir} failed (the traceback is above); the model is saved")
     else:
-        print(f"judge it: python -m align.judging run --model {args.output_dir} --out {args.output_dir}/judge "
+        print(f"judge it: python -m align.judging evaluate {args.output_dir} --out {args.output_dir}/judge "
               "(or add a `judge:` section to the recipe)", flush=True)
 
 

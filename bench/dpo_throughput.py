@@ -1,0 +1,180 @@
+"""Benchmark: align.dpo's trainer against stock TRL DPOTrainer, same model, data, batch and lengths.
+
+    .venv/bin/python bench/dpo_throughput.py [--steps 12] [--batch 8] [--pairs 256]
+
+Both run in their own subprocess (so peak memory is each one's own), one process, CPU, fp32:
+  trl    trl.DPOTrainer with its defaults (padded batches; fused LM head over every position)
+  align  align.dpo's KlearDPOTrainer (padding-free packed pairs, prompt computed once,
+         LM head on completion tokens only), otherwise the same DPOConfig
+The model is a small random Klear (the real architecture at reduced width: 4 layers, 16 experts,
+4 per token, a 32k vocabulary so that the LM head weighs what it weighs in practice); the pairs have
+a realistic spread of prompt and answer lengths (log-normal). Throughput counts the tokens of the
+two padded-free sequences of every pair (prompt + chosen, prompt + rejected), identical for both,
+over the steps after a warm-up; peak memory is the rise of the process's resident memory during
+training. Prints a table and a JSON line.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+WORDS = ("the a capital city river mountain count number answer question model expert token route "
+         "train prefer chosen rejected prompt reply explain short long because therefore").split()
+
+
+def lognormal_length(rng: random.Random, median: int, low: int, high: int) -> int:
+    return max(low, min(high, int(rng.lognormvariate(0, 0.8) * median)))
+
+
+def synthetic_pairs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+
+    def text(words: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(words))
+
+    return [
+        {
+            "prompt": [{"role": "user", "content": text(lognormal_length(rng, 40, 8, 240))}],
+            "chosen": [{"role": "assistant", "content": text(lognormal_length(rng, 30, 4, 160))}],
+            "rejected": [{"role": "assistant", "content": text(lognormal_length(rng, 30, 4, 160))}],
+        }
+        for _ in range(n)
+    ]
+
+
+class PeakRSS:
+    """Samples the resident memory of this process every 10 ms."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.baseline = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_variant(variant: str, args) -> dict:
+    import torch
+    from transformers import TrainerCallback
+    from trl import DPOTrainer
+
+    import align  # noqa: F401
+    from align.data.preference import build_preference_dataset
+    from align.data.sources import DataReport, Source
+    from align.dpo.__main__ import KlearDPOTrainer
+    from align.models.klear import KlearMoeForCausalLM
+    from align.models.klear.tiny import build_tiny_tokenizer, tiny_config
+    from align.training.config import KlearDPOConfig
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_config(tokenizer, vocab_size=32768, hidden_size=256, intermediate_size=512,
+                         moe_intermediate_size=128, num_hidden_layers=4, num_attention_heads=8,
+                         num_key_value_heads=2, num_experts=16, num_experts_per_tok=4)
+    model = KlearMoeForCausalLM(config)
+    reference = KlearMoeForCausalLM(config)
+    reference.load_state_dict(model.state_dict())
+
+    work = Path(args.work)
+    data_file = work / "pairs.jsonl"
+    report = DataReport()
+    dataset = build_preference_dataset([Source(str(data_file))], tokenizer, args.max_length, None, report)
+
+    training_args = KlearDPOConfig(
+        output_dir=str(work / variant), per_device_train_batch_size=args.batch, max_steps=args.steps,
+        max_length=args.max_length, learning_rate=1e-5, use_cpu=True, bf16=False, report_to="none",
+        save_strategy="no", logging_steps=1, seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        padding_free=variant == "align",
+    )
+    trainer_class = KlearDPOTrainer if variant == "align" else DPOTrainer
+
+    step_times = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            step_times.append(time.perf_counter() - self.started)
+
+    trainer = trainer_class(model=model, ref_model=reference, args=training_args, train_dataset=dataset,
+                            processing_class=tokenizer, callbacks=[Timer()])
+    with PeakRSS() as memory:
+        trainer.train()
+    measured = step_times[args.warmup :]
+    tokens = max(e.get("num_tokens", 0) for e in trainer.state.log_history)  # TRL's cumulative count
+    tokens_per_step = tokens / len(step_times)
+    return {
+        "variant": variant,
+        "steps_timed": len(measured),
+        "seconds_per_step": sum(measured) / len(measured),
+        "tokens_per_s": tokens_per_step * len(measured) / sum(measured),
+        "peak_rss_rise_mib": (memory.peak - memory.baseline) / 2**20,
+        "first_loss": next(e["loss"] for e in trainer.state.log_history if "loss" in e),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", choices=["trl", "align"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args.variant, args)), flush=True)
+        return
+
+    with tempfile.TemporaryDirectory() as work:
+        with open(Path(work) / "pairs.jsonl", "w") as f:
+            for pair in synthetic_pairs(args.pairs, seed=0):
+                f.write(json.dumps(pair) + "\n")
+        results = {}
+        for variant in ("trl", "align"):
+            command = [sys.executable, __file__, "--variant", variant, "--work", work, "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length),
+                       "--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            results[variant] = json.loads(line.removeprefix("RESULT "))
+    trl, ours = results["trl"], results["align"]
+    print(f"{'variant':8} {'s/step':>8} {'tokens/s':>10} {'peak RSS rise MiB':>18} {'first loss':>10}")
+    for r in (trl, ours):
+        print(f"{r['variant']:8} {r['seconds_per_step']:8.3f} {r['tokens_per_s']:10.1f} "
+              f"{r['peak_rss_rise_mib']:18.1f} {r['first_loss']:10.4f}")
+    ratio = ours["tokens_per_s"] / trl["tokens_per_s"]
+    memory = ours["peak_rss_rise_mib"] / max(trl["peak_rss_rise_mib"], 1e-9)
+    print(f"throughput align/trl: {ratio:.2f}x   peak memory rise align/trl: {memory:.2f}x")
+    print(json.dumps({"steps": args.steps, "batch": args.batch, "max_length": args.max_length,
+                      "throughput_ratio": ratio, "memory_ratio": memory, **{k: v for k, v in results.items()}}))
+
+
+if __name__ == "__main__":
+    main()
