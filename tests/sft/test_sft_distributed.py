@@ -78,3 +78,29 @@ def test_saved_checkpoint_has_the_official_layout_and_reloads_to_the_trained_log
         moved = f.get_tensor("model.layers.0.mlp.expert_bias") - g.get_tensor("model.layers.0.mlp.expert_bias")
     assert moved.abs().max() > 1e-3
     assert (out / "tokenizer.json").exists() and (out / "chat_template.jinja").exists()
+
+
+def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_path, tiny_klear_dir):
+    """Every token is sent to experts 0 and 1 (held by rank 0): rank 1's experts receive nothing."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "skewed"
+    shutil.copytree(tiny_klear_dir, model)
+    weights = load_file(str(model / "model.safetensors"))
+    for key in [k for k in weights if k.endswith("mlp.expert_bias")]:
+        weights[key] = torch.tensor([10.0, 10.0] + [0.0] * 6)
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})
+    data = write_demo_data(tmp_path / "data", n_train=32, n_eval=4)
+    out = tmp_path / "out"
+    run_2proc(
+        ["-m", "align.sft"],
+        ["--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(model), "--dataset_name", str(data["sft"]),
+         "--output_dir", str(out), "--max_steps", "3", "--expert_bias_update", "frozen", "--save_strategy", "no",
+         "--report_to", "none"],
+        log=tmp_path / "launch.log", timeout=300,
+    )
+    load = json.loads((out / "training_summary.json").read_text())["expert_load"]
+    assert load["moe/unused_experts"] == 6.0
+    assert all(layer[2:] == [0.0] * 6 for layer in load["share_per_expert"])

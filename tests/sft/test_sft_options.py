@@ -1,0 +1,51 @@
+"""SFT options in one process (no DeepSpeed): packing, gradient checkpointing, frozen router, LoRA."""
+
+import pytest
+import torch
+from safetensors import safe_open
+from trl import ModelConfig, ScriptArguments, TrlParser
+
+from align.data.demo import write_demo_data
+from align.sft.__main__ import main
+from align.training.config import KlearSFTConfig
+from tests.distributed import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_sft(tmp_path, tiny_klear_dir, *extra):
+    data = write_demo_data(tmp_path / "data", n_train=64, n_eval=4)
+    argv = ["--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
+            "--dataset_name", str(data["sft"]), "--output_dir", str(tmp_path / "out"), "--max_steps", "4",
+            "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no", *extra]
+    parser = TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig))
+    return main(*parser.parse_args_and_config(argv))
+
+
+def router_weight(path) -> torch.Tensor:
+    with safe_open(str(path), "pt") as f:
+        return f.get_tensor("model.layers.0.mlp.gate.weight")
+
+
+def test_packing_gradient_checkpointing_and_frozen_router(tmp_path, tiny_klear_dir, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # recipes are read relative to the repository root
+    trainer = run_sft(tmp_path, tiny_klear_dir, "--packing", "true", "--packing_strategy", "bfd",
+                      "--gradient_checkpointing", "true", "--freeze_router", "true")
+    out = tmp_path / "out"
+    assert torch.equal(router_weight(out / "model.safetensors"), router_weight(tiny_klear_dir / "model.safetensors"))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+    # packed rows: fewer, longer sequences than the 64 conversations
+    assert trainer.train_dataset.num_rows < 64
+
+
+def test_lora_on_attention_and_the_shared_expert_leaves_the_base_untouched(tmp_path, tiny_klear_dir, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    run_sft(tmp_path, tiny_klear_dir, "--use_peft", "true", "--lora_r", "4", "--lora_target_modules",
+            "q_proj", "v_proj", "shared_experts.gate_proj", "shared_experts.up_proj", "shared_experts.down_proj")
+    out = tmp_path / "out"
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any("shared_experts.up_proj.lora_A" in k for k in keys)
+    assert any("self_attn.q_proj.lora_B" in k for k in keys)
+    assert not (out / "model.safetensors").exists()
