@@ -135,7 +135,7 @@ def test_round_trip_with_hand_computed_agreement(argilla, annotators, tmp_path):
     assert card["responses"] == {"submitted": 8, "draft": 1, "discarded": 1}
     assert card["scripted_responses"] == 8 and "not human preference data" in card["warning"]
     agreement = card["agreement"]
-    # votes per record (a,a) (a,b) (b,b) (b,b): alpha 8/15, Fleiss 7/15, Cohen 0.5 (see test_agreement.py)
+    # votes per record (a,a) (a,b) (b,b) (b,b): alpha 8/15, Fleiss 7/15, Cohen 0.5 (see test_annotator_agreement.py)
     assert agreement["krippendorff_alpha"] == pytest.approx(8 / 15)
     assert agreement["fleiss_kappa"] == pytest.approx(7 / 15)
     assert agreement["pairwise_cohen_kappa"] == [{"annotators": ["ann1", "ann2"], "records": 4, "kappa": pytest.approx(0.5)}]
