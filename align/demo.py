@@ -45,17 +45,33 @@ def launch(stage: str, log: Path, *args: str) -> None:
     with log.open("w") as out:
         result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     lines = log.read_text(errors="replace").splitlines()
-    print("\n".join(line for line in lines if line.startswith(("training data", "  ", f"{stage}:", "judge"))))
+    print("\n".join(summary_lines(lines, stage)))
     if result.returncode != 0:
         sys.exit(f"align.{stage} failed; its log: {log}\n" + "\n".join(lines[-30:]))
 
 
+def summary_lines(lines: list[str], stage: str) -> list[str]:
+    """The data counts block and the stage's closing lines, out of a launch log full of warnings."""
+    kept, in_data_block = [], False
+    for line in lines:
+        if line.startswith("training data"):
+            in_data_block = True
+        elif not line.startswith("  "):
+            in_data_block = False
+        if in_data_block or line.startswith((f"{stage}:", "judge it:")):
+            kept.append(line)
+    return kept
+
+
 def annotation_pairs(pairs_file: Path, out: Path) -> tuple[Path, set[str]]:
-    """The DPO demo pairs as `annotation push` input: two candidate answers per prompt, and the set
-    of rule-following answers that the scripted stand-ins prefer."""
-    rows, correct = [], set()
+    """The DPO demo pairs as `annotation push` input: two candidate answers per distinct prompt (push
+    refuses a prompt twice), and the set of rule-following answers the scripted stand-ins prefer."""
+    rows, correct, seen = [], set(), set()
     for line in pairs_file.read_text().splitlines():
         pair = json.loads(line)
+        if pair["prompt"][0]["content"] in seen:
+            continue
+        seen.add(pair["prompt"][0]["content"])
         chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
         correct.add(chosen)
         rows.append({

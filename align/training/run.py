@@ -86,8 +86,13 @@ def after_training(trainer, args: KlearArguments, started: float, data_report: D
     print(f"{stage}: {summary['global_steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
           f"{summary['train_tokens']} tokens, model saved to {args.output_dir}", flush=True)
     if args.judge:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
         from align.judging.hook import judge_after_training
 
+        # The judge loads the saved model on this rank alone: no ZeRO-3 partitioning (it would wait
+        # for the other ranks, which are done).
+        unset_hf_deepspeed_config()
         report = judge_after_training(args.output_dir, Path(args.output_dir) / "judge", args.judge)
         if report is None and args.judge.get("enabled", True):
             raise RuntimeError(f"judging {args.output_dir} failed (the traceback is above); the model is saved")
