@@ -11,7 +11,7 @@ official Klear layout, with `training_summary.json`, `data_card.json`, and the j
 
 import time
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoTokenizer, set_seed
 from trl import DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.models.utils import prepare_deepspeed
 from trl.trainer.utils import add_fused_lm_head
@@ -22,7 +22,7 @@ from align.data.sources import DataReport
 from align.dpo.packing import use_packed_pairs
 from align.training.autoep import expert_parallel_section
 from align.training.config import KlearDPOConfig
-from align.training.run import after_training, finalize_data, prepare_model_for_training
+from align.training.run import after_training, finalize_data, load_model, prepare_model_for_training
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -78,19 +78,14 @@ def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args
     )
     train_dataset = finalize_data(training_args, train_dataset, data_report)
 
-    def load_model():
-        return AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation
-        )
-
-    model = prepare_model_for_training(load_model(), training_args)
+    model = prepare_model_for_training(load_model(model_args), training_args)
     # The reference: a frozen copy (sharded like the policy under DeepSpeed), unless the log-probs are
     # precomputed or LoRA adapters can be switched off.
     needs_copy = not (training_args.precompute_ref_log_probs or model_args.use_peft)
     trainer = KlearDPOTrainer(
         model=model,
-        ref_model=load_model() if needs_copy else None,
-        load_reference=load_model,
+        ref_model=load_model(model_args) if needs_copy else None,
+        load_reference=lambda: load_model(model_args),
         args=training_args,
         train_dataset=train_dataset,
         processing_class=tokenizer,

@@ -10,14 +10,14 @@ The final model lands in `output_dir` in the official Klear layout, with its tok
 
 import time
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoTokenizer, set_seed
 from trl import ModelConfig, ScriptArguments, SFTTrainer, TrlParser, get_peft_config
 
 import align  # noqa: F401  (registers Klear)
 from align.data.chat import build_sft_dataset
 from align.data.sources import DataReport
 from align.training.config import KlearSFTConfig
-from align.training.run import after_training, finalize_data, prepare_model_for_training
+from align.training.run import after_training, finalize_data, load_model, prepare_model_for_training
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -44,11 +44,8 @@ def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args
         # `padding_free` with a `max_length` it would not enforce. Packing needs it as the bin size.
         training_args.max_length = None
 
-    model = AutoModelForCausalLM.from_pretrained(
-        model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation
-    )
     trainer = KlearSFTTrainer(
-        model=prepare_model_for_training(model, training_args),
+        model=prepare_model_for_training(load_model(model_args), training_args),
         args=training_args,
         train_dataset=train_dataset,
         processing_class=tokenizer,

@@ -14,6 +14,15 @@ from .config import KlearArguments
 from .moe import freeze_routers, load_metrics
 
 
+def load_model(model_args):
+    """The starting checkpoint, as the recipe's ModelConfig describes it (under ZeRO-3: partitioned)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation
+    )
+
+
 def prepare_model_for_training(model, args: KlearArguments):
     """Apply the recipe's MoE options to a freshly loaded model, before the trainer sees it."""
     register_klear_preset()  # must precede deepspeed.initialize on every rank
