@@ -59,6 +59,7 @@ class PushReport:
     judge_failures: int  # pairs sent that the judge gave no verdict on
     a_is_first_input_answer: int  # of the pairs pushed: the A/B coin flip, for balance
     retries: int
+    notes: list = field(default_factory=list)
 
     def lines(self) -> list:
         return [
@@ -68,7 +69,7 @@ class PushReport:
             f"  judge suggestions attached: {self.suggestions} (no verdict: {self.judge_failures}); "
             f"A is the input's first answer in {self.a_is_first_input_answer} of the pairs sent; "
             f"retried batches: {self.retries}",
-        ]
+        ] + [f"  note: {note}" for note in self.notes]
 
 
 def record_fields(pair: PairRecord) -> dict:
@@ -191,7 +192,11 @@ def push_pairs(
     `suggest`, when given, maps the pairs to send to {pair id: Suggestion} (an LLM judge)."""
     from tqdm import tqdm
 
-    dataset, _ = get_or_create_dataset(client, dataset_name, workspace, min_submitted, aspects)
+    dataset, created = get_or_create_dataset(client, dataset_name, workspace, min_submitted, aspects)
+    notes = []
+    kept_overlap = dataset.settings.distribution.min_submitted
+    if not created and kept_overlap != min_submitted:
+        notes.append(f"the dataset keeps its min_submitted={kept_overlap}; --min-submitted {min_submitted} applies to new datasets")
     plan = plan_push(pairs, existing_records(client, dataset), judged=suggest is not None)
     to_send = plan.to_create + plan.to_update
     suggestions = suggest(to_send) if suggest is not None and to_send else {}
@@ -218,6 +223,7 @@ def push_pairs(
         judge_failures=len(to_send) - len(suggestions) if suggest is not None else 0,
         a_is_first_input_answer=first_is_a,
         retries=retries,
+        notes=notes,
     )
 
 

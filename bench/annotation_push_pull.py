@@ -6,6 +6,8 @@ Starts `annotation serve`'s server (argilla-server, SQLite, Redis, the embedded 
 in a fresh temporary directory, then times, each on the same N pairs:
   push      create N records (parse, pair, bulk upserts of 500)
   re-push   the same input again: reads the dataset, finds every record unchanged, sends nothing
+  queue     the annotator's queue query of the web UI (pending for this user, one record), 10
+            times on the full dataset: the embedded search engine's latency, median and max
   annotate  one scripted annotator (annotation.simulate, NOT human) submits every record through
             the annotator's queue (a search per 100 records: the embedded engine under load)
   pull      read every record with its responses, resolve, write the preference dataset + card
@@ -17,9 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 from annotation.connection import connect
 from annotation.pairs import make_pairs, parse_rows, read_rows
@@ -54,6 +59,25 @@ def timed(label: str, records: int, work) -> dict:
     return {"step": label, "records": records, "seconds": round(seconds, 2), "records_per_s": round(records / seconds, 1), "result": result}
 
 
+def queue_latency(api_url: str, username: str, password: str, dataset: str, repeats: int = 10) -> dict:
+    """Seconds per queue query as the web UI makes it, logged in as the annotator."""
+    with httpx.Client(base_url=api_url, timeout=120) as http:
+        token = http.post("/api/v1/token", data={"username": username, "password": password}).json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        dataset_id = next(d["id"] for d in http.get("/api/v1/me/datasets").json()["items"] if d["name"] == dataset)
+        queue = {"filters": {"and": [
+            {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]},
+            {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
+        ]}}
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            http.post(f"/api/v1/me/datasets/{dataset_id}/records/search", json=queue, params={"limit": 1}).raise_for_status()
+            seconds.append(time.perf_counter() - start)
+    print(f"queue     {repeats} queries on the full dataset: median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s")
+    return {"step": "queue", "median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5000)
@@ -78,6 +102,7 @@ def main() -> None:
                 return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
 
             steps = [timed("push", args.pairs, push), timed("re-push", args.pairs, push)]
+            steps.append(queue_latency(address.api_url, "bench-annotator", "bench-password", "bench"))
             annotator = ScriptedAnnotator("bench-annotator", "bench-password", noise=0.1)
             steps.append(timed("annotate", args.pairs, lambda: submit_scripted_responses(
                 address.api_url, "bench", workspace, [annotator])))

@@ -84,6 +84,7 @@ def test_push_creates_the_pairwise_dataset_and_a_repush_changes_nothing(argilla,
 
     again = argilla.cli("push", str(source), "--dataset", "push-check")
     assert "created 0, updated 0, unchanged 3" in again.stdout
+    assert "note: the dataset keeps its min_submitted=2; --min-submitted 1 applies to new datasets" in again.stdout
     assert len(records_by_prompt(argilla, "push-check")) == 3
 
 
