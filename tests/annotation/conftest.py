@@ -27,14 +27,3 @@ def annotators(argilla) -> dict:
     for name, password in ANNOTATORS.items():
         add_user(client, name, password, "annotator", argilla.credentials["workspace"])
     return dict(ANNOTATORS)
-
-
-@pytest.fixture(scope="session")
-def annotators(argilla) -> dict:
-    """Three annotator accounts, members of the owner's workspace: {username: password}."""
-    from annotation.users import add_user
-
-    client = argilla.client()
-    for name, password in ANNOTATORS.items():
-        add_user(client, name, password, "annotator", argilla.credentials["workspace"])
-    return dict(ANNOTATORS)
