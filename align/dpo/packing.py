@@ -35,8 +35,10 @@ class PackedPairs:
     padded_index: tuple[torch.Tensor, torch.Tensor]  # where each target's log-prob goes in TRL's [2B, L-1] layout
 
 
-def _segments(input_ids, labels, attention_mask, share_prompt: bool):
-    """Per pair: lists of (token ids, branch, position, padded row, padded label column) for its tokens."""
+def _attention_groups(input_ids, labels, attention_mask, share_prompt: bool) -> list[list[tuple]]:
+    """The batch as groups of segments `(branch, padded row, start, end)`; tokens attend only within
+    their group. A shared-prompt pair is one group [prompt, chosen, rejected]; otherwise each of its
+    two sequences is a group [prompt, answer]."""
     num_pairs = input_ids.shape[0] // 2
     pairs = []
     for i in range(num_pairs):
@@ -57,7 +59,7 @@ def _segments(input_ids, labels, attention_mask, share_prompt: bool):
 def pack_pairs(input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
                share_prompt: bool = True) -> PackedPairs:
     """Pack TRL's padded preference batch (`labels` = -100 outside the completions) without padding."""
-    groups = _segments(input_ids, labels, attention_mask, share_prompt)
+    groups = _attention_groups(input_ids, labels, attention_mask, share_prompt)
     sizes = [sum(end - start for _, _, start, end in g) for g in groups]
     capacity = max(sizes)
     bins: list[list[int]] = []  # first-fit decreasing
@@ -65,7 +67,8 @@ def pack_pairs(input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: to
     for g in sorted(range(len(groups)), key=lambda g: -sizes[g]):
         slot = next((b for b, free in enumerate(room) if free >= sizes[g]), None)
         if slot is None:
-            bins.append([]), room.append(capacity)
+            bins.append([])
+            room.append(capacity)
             slot = len(bins) - 1
         bins[slot].append(g)
         room[slot] -= sizes[g]
