@@ -49,3 +49,14 @@ def test_lora_on_attention_and_the_shared_expert_leaves_the_base_untouched(tmp_p
     assert any("shared_experts.up_proj.lora_A" in k for k in keys)
     assert any("self_attn.q_proj.lora_B" in k for k in keys)
     assert not (out / "model.safetensors").exists()
+
+
+def test_lora_on_the_fused_routed_experts_without_expert_parallelism(tmp_path, tiny_klear_dir, monkeypatch):
+    """PEFT targets the experts' 3D parameters directly (it needs lora_dropout 0 for that)."""
+    monkeypatch.chdir(REPO_ROOT)
+    run_sft(tmp_path, tiny_klear_dir, "--use_peft", "true", "--lora_r", "4", "--lora_dropout", "0",
+            "--lora_target_modules", "q_proj", "--lora_target_parameters",
+            "mlp.routed.experts.gate_up_proj", "mlp.routed.experts.down_proj")
+    with safe_open(str(tmp_path / "out" / "adapter_model.safetensors"), "pt") as f:
+        expert_keys = [k for k in f.keys() if ".mlp.routed.experts." in k]
+    assert len(expert_keys) == 2 * 2 * 2  # 2 layers x (gate_up_proj, down_proj) x (lora_A, lora_B)
