@@ -81,7 +81,8 @@ def test_saved_checkpoint_has_the_official_layout_and_reloads_to_the_trained_log
 
 
 def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_path, tiny_klear_dir):
-    """Every token is sent to experts 0 and 1 (held by rank 0): rank 1's experts receive nothing."""
+    """Every token is sent to experts 0 and 1 (held by rank 0): rank 1's experts receive nothing.
+    The router is frozen too, and stays so under expert parallelism."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -97,10 +98,14 @@ def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_pa
     run_2proc(
         ["-m", "align.sft"],
         ["--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(model), "--dataset_name", str(data["sft"]),
-         "--output_dir", str(out), "--max_steps", "3", "--expert_bias_update", "frozen", "--save_strategy", "no",
-         "--report_to", "none"],
+         "--output_dir", str(out), "--max_steps", "3", "--expert_bias_update", "frozen", "--freeze_router", "true",
+         "--save_strategy", "no", "--report_to", "none"],
         log=tmp_path / "launch.log", timeout=300,
     )
     load = json.loads((out / "training_summary.json").read_text())["expert_load"]
     assert load["moe/unused_experts"] == 6.0
     assert all(layer[2:] == [0.0] * 6 for layer in load["share_per_expert"])
+    trained = load_file(str(out / "model.safetensors"))
+    assert torch.equal(trained["model.layers.0.mlp.gate.weight"], weights["model.layers.0.mlp.gate.weight"])
+    assert not torch.equal(trained["model.layers.0.mlp.experts.0.up_proj.weight"],
+                           weights["model.layers.0.mlp.experts.0.up_proj.weight"])
