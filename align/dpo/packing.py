@@ -9,7 +9,8 @@ scores every position (on CPU its fused LM head projects all of them to the voca
   rejected tokens take positions `P..` like the chosen ones and attend to the prompt and to
   themselves, never to the chosen answer (a per-row 4D attention mask);
 - only completion tokens reach the LM head, predicted from the hidden state before them (the
-  last prompt token predicts the first token of both answers).
+  last prompt token predicts the first token of both answers), in chunks whose logits are
+  recomputed in the backward pass rather than stored.
 
 The result is scattered back into the padded layout TRL expects, so its losses and metrics run
 unchanged. `tests/dpo/test_packing.py` checks the log-probs against the padded computation.
@@ -20,6 +21,7 @@ from types import MethodType
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2
 
@@ -133,8 +135,22 @@ def completion_statistics(logits: torch.Tensor, targets: torch.Tensor) -> dict[s
     }
 
 
+def _head_statistics(lm_head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
+    """`completion_statistics` over chunks of tokens. Each chunk's logits (chunk x vocabulary) are
+    recomputed in the backward pass instead of kept, so memory stays bounded for a 152k vocabulary."""
+    def stats_of(h, t):
+        return completion_statistics(lm_head(h), t)
+
+    parts = [
+        checkpoint(stats_of, hidden[i : i + chunk], targets[i : i + chunk], use_reentrant=False)
+        if torch.is_grad_enabled() else stats_of(hidden[i : i + chunk], targets[i : i + chunk])
+        for i in range(0, len(targets), chunk)
+    ]
+    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
 def packed_pair_forward(model, input_ids, attention_mask, labels, share_prompt: bool = True,
-                        output_router_logits: bool = False, **_ignored):
+                        output_router_logits: bool = False, lm_head_chunk: int = 1024, **_ignored):
     """What TRL's fused LM head returns for a padded pair batch, computed on packed pairs."""
     from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
     from trl.trainer.utils import FusedCausalLMOutput
@@ -150,8 +166,8 @@ def packed_pair_forward(model, input_ids, attention_mask, labels, share_prompt: 
         output_router_logits=output_router_logits,
     )
     hidden = outputs.last_hidden_state.reshape(-1, outputs.last_hidden_state.shape[-1])
-    logits = model.get_output_embeddings()(hidden[packed.predictor.to(device)])
-    stats = completion_statistics(logits, packed.target_ids.to(device))
+    stats = _head_statistics(model.get_output_embeddings(), hidden[packed.predictor.to(device)],
+                             packed.target_ids.to(device), lm_head_chunk)
 
     shape = (input_ids.shape[0], input_ids.shape[1] - 1)
     rows, cols = (i.to(device) for i in packed.padded_index)
