@@ -141,6 +141,8 @@ def _head_statistics(lm_head, hidden: torch.Tensor, targets: torch.Tensor, chunk
     def stats_of(h, t):
         return completion_statistics(lm_head(h), t)
 
+    if len(targets) <= chunk:  # one chunk: nothing to save by recomputing
+        return stats_of(hidden, targets)
     parts = [
         checkpoint(stats_of, hidden[i : i + chunk], targets[i : i + chunk], use_reentrant=False)
         if torch.is_grad_enabled() else stats_of(hidden[i : i + chunk], targets[i : i + chunk])
