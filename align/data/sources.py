@@ -67,7 +67,8 @@ class DataReport:
         return "\n".join(lines)
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+def read_jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """`("file:line", row)` for every non-blank line; a bad line raises `DataError` naming it."""
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}:{lineno}"
@@ -97,7 +98,7 @@ def read_rows(source: Source) -> Iterator[tuple[str, dict]]:
 
     path = Path(source.path)
     if path.is_file() and path.suffix in {".jsonl", ".json"}:
-        yield from _read_jsonl(path)
+        yield from read_jsonl_rows(path)
     elif path.is_file() and path.suffix == ".parquet":
         yield from _read_dataset(datasets.Dataset.from_parquet(str(path)), str(path))
     elif path.is_dir():

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from align.data.sources import DataError, read_jsonl_rows
+
 MT_BENCH_DIR = Path(__file__).parent / "data" / "mt_bench"
 ALIGNBENCH_ENV = "ALIGNBENCH_DIR"
 ALIGNBENCH_QUESTIONS = "data_v1.1_release.jsonl"
@@ -36,30 +38,17 @@ ALIGNBENCH_LANGUAGE = ("基本任务", "中文理解", "综合问答", "文本�
 ALIGNBENCH_OVERALL_KEY = "综合得分"
 
 
-class DataError(ValueError):
-    """Bad benchmark or answer input; the message names the file, line and field."""
-
-
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     """Read a JSONL file, checking that every row is an object holding the `required` fields."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-            for field in required:
-                if field not in row:
-                    raise DataError(f"{path}:{line_no}: missing field {field!r}")
-            rows.append(row)
+    for where, row in read_jsonl_rows(path):
+        for field in required:
+            if field not in row:
+                raise DataError(f"{where}: missing field {field!r}")
+        rows.append(row)
     return rows
 
 
