@@ -37,17 +37,20 @@ def _judge_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-dir", help="judge-call cache (default DIR/cache)")
 
 
+def _judge_values(args: argparse.Namespace) -> dict:
+    """The judge options every judging command takes, as JudgeConfig's mapping keys."""
+    return {
+        "base_url": args.judge_base_url,
+        "model": args.judge_model,
+        "concurrency": args.concurrency,
+        "repeats": args.repeats,
+        "parse_retries": args.parse_retries,
+        "max_tokens": args.judge_max_tokens,
+    }
+
+
 def _judge_config(args: argparse.Namespace) -> JudgeConfig:
-    return JudgeConfig.from_mapping(
-        {
-            "base_url": args.judge_base_url,
-            "model": args.judge_model,
-            "concurrency": args.concurrency,
-            "repeats": args.repeats,
-            "parse_retries": args.parse_retries,
-            "max_tokens": args.judge_max_tokens,
-        }
-    )
+    return JudgeConfig.from_mapping(_judge_values(args))
 
 
 def _answer_backend(args: argparse.Namespace):
@@ -127,12 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size,
         "alignbench_dir": args.alignbench_dir,
-        "base_url": args.judge_base_url,
-        "model": args.judge_model,
-        "concurrency": args.concurrency,
-        "repeats": args.repeats,
-        "parse_retries": args.parse_retries,
-        "max_tokens": args.judge_max_tokens,
+        **_judge_values(args),
     }
     report = judge_after_training(args.model_dir, args.out, {k: v for k, v in config.items() if v is not None})
     return 1 if report is None else _print_report(report)
