@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from align.judging.config import JudgeConfig
-from align.judging.pipeline import JudgeRequest, judge_answers
+from align.judging.judgments import JudgeRequest, judge_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 

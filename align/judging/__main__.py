@@ -20,46 +20,24 @@ import os
 import sys
 from pathlib import Path
 
+from .answers import LOCAL_ENGINES
 from .benchmarks import DataError, load_alignbench, load_mt_bench
-from .config import JudgeConfig, JudgeConfigError
+from .config import JudgeConfig, JudgeConfigError, add_judge_arguments, judge_values
 
 logger = logging.getLogger("align.judging")
 
 
-def _judge_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("judge endpoint (defaults from the environment)")
-    group.add_argument("--judge-base-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    group.add_argument("--judge-model", help="judge model name as the endpoint knows it, e.g. gpt-4")
-    group.add_argument("--concurrency", type=int, help="judge calls in flight (default 8)")
-    group.add_argument("--repeats", type=int, help="judge each item n times, take the median (default 1)")
-    group.add_argument("--parse-retries", type=int, help="extra calls for an unparseable judgment (default 2)")
-    group.add_argument("--judge-max-tokens", type=int, help="judge max_tokens (default: FastChat 2048, THUDM none)")
-    group.add_argument("--cache-dir", help="judge-call cache (default DIR/cache)")
-
-
-def _judge_values(args: argparse.Namespace) -> dict:
-    """The judge options every judging command takes, as JudgeConfig's mapping keys."""
-    return {
-        "base_url": args.judge_base_url,
-        "model": args.judge_model,
-        "concurrency": args.concurrency,
-        "repeats": args.repeats,
-        "parse_retries": args.parse_retries,
-        "max_tokens": args.judge_max_tokens,
-    }
-
-
 def _judge_config(args: argparse.Namespace) -> JudgeConfig:
-    return JudgeConfig.from_mapping(_judge_values(args))
+    return JudgeConfig.from_mapping(judge_values(args))
 
 
 def _answer_backend(args: argparse.Namespace):
-    from .answers import EndpointBackend, TransformersBackend
+    from .answers import EndpointBackend, local_backend
 
     if bool(args.model_dir) == bool(args.endpoint):
         raise ValueError("give exactly one of --model-dir or --endpoint")
     if args.model_dir:
-        return TransformersBackend(args.model_dir, batch_size=args.batch_size)
+        return local_backend(args.model_dir, engine=args.answer_engine, batch_size=args.batch_size)
     if not args.endpoint_model:
         raise ValueError("--endpoint needs --endpoint-model")
     return EndpointBackend(args.endpoint, args.endpoint_model, api_key=os.environ.get("ENDPOINT_API_KEY"),
@@ -67,7 +45,7 @@ def _answer_backend(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .benchmark_answers import answer_benchmark
+    from .answers import answer_benchmark
     from .tasks import select_questions
 
     backend = _answer_backend(args)
@@ -82,7 +60,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from .pipeline import JudgeRequest, judge_answers
+    from .judgments import JudgeRequest, judge_answers
 
     out = Path(args.dir)
     mt_bench = args.mt_bench_answers
@@ -122,17 +100,10 @@ def _print_report(report: Path) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .hook import judge_after_training
+    from .after_training import OPTION_KEYS, judge_after_training
 
-    config = {
-        "benchmarks": args.benchmark,
-        "questions_per_category": args.questions_per_category,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "alignbench_dir": args.alignbench_dir,
-        **_judge_values(args),
-    }
-    report = judge_after_training(args.model_dir, args.out, {k: v for k, v in config.items() if v is not None})
+    options = {key: value for key, value in vars(args).items() if key in OPTION_KEYS}
+    report = judge_after_training(args.model_dir, args.out, {**options, **judge_values(args)})
     return 1 if report is None else _print_report(report)
 
 
@@ -184,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="answer the benchmarks")
     gen.add_argument("--benchmark", nargs="+", choices=benchmarks, default=["mt_bench"])
     gen.add_argument("--model-dir", help="local model directory (transformers, Klear included)")
+    gen.add_argument("--answer-engine", default="transformers", choices=sorted(LOCAL_ENGINES),
+                     help="how --model-dir is run (default transformers)")
     gen.add_argument("--endpoint", help="OpenAI-compatible base URL to answer with (key: ENDPOINT_API_KEY)")
     gen.add_argument("--endpoint-model", help="model name at --endpoint")
     gen.add_argument("--model-name", help="name for the answers (default: directory or endpoint model name)")
@@ -207,18 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--question-ids", type=int, nargs="+", help="only these question ids")
     judge.add_argument("--alignbench-dir")
     judge.add_argument("--note", help="free text recorded with the run")
-    _judge_arguments(judge)
+    add_judge_arguments(judge)
+    judge.add_argument("--cache-dir", help="judge-call cache (default DIR/cache)")
     judge.set_defaults(func=cmd_judge)
 
     evaluate = sub.add_parser("evaluate", help="answer with a model directory, judge, report")
     evaluate.add_argument("model_dir")
     evaluate.add_argument("--out", required=True)
-    evaluate.add_argument("--benchmark", nargs="+", choices=benchmarks)
+    evaluate.add_argument("--benchmark", dest="benchmarks", nargs="+", choices=benchmarks)
     evaluate.add_argument("--questions-per-category", type=int)
     evaluate.add_argument("--max-new-tokens", type=int)
     evaluate.add_argument("--batch-size", type=int)
+    evaluate.add_argument("--answer-engine", choices=sorted(LOCAL_ENGINES), help="how the model is run (default transformers)")
     evaluate.add_argument("--alignbench-dir")
-    _judge_arguments(evaluate)
+    add_judge_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     report = sub.add_parser("report", help="rebuild the reports of judge directories")
@@ -235,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--prompt", help="a single user prompt")
     pair.add_argument("--answer-a", help="file holding answer A")
     pair.add_argument("--answer-b", help="file holding answer B")
-    _judge_arguments(pair)
+    add_judge_arguments(pair)
+    pair.add_argument("--cache-dir", help="judge-call cache (default: none)")
     pair.set_defaults(func=cmd_pairwise)
     return parser
 

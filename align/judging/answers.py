@@ -1,16 +1,28 @@
-"""Answer generation, locally with transformers or through an OpenAI-compatible endpoint.
+"""Answer generation: the benchmarks' questions in, FastChat / THUDM answer files out.
 
-Public entry point (also used by `annotation generate`):
+Two layers, one module:
+
+1. `generate_answers(conversations, backend, temperature=, max_new_tokens=, n=, seed=)` -> n answers
+   per conversation. The backend is where answers come from; each implements one method,
+
+       backend.generate(conversations, *, temperature, max_new_tokens, n, seed) -> list[list[str]]
+
+   plus `name` (the default model name in answer files) and `stats` (a Counter: prompts, answers,
+   truncated = stopped at max_new_tokens, empty). `TransformersBackend` decodes a local model
+   directory (Klear included), `EndpointBackend` asks any OpenAI-compatible endpoint. Another
+   local engine (vLLM, its own module) registers in `LOCAL_ENGINES` and is built by `local_backend`.
+
+2. `answer_benchmark(...)` answers MT-Bench (two turns; the second continues the conversation
+   with the model's own first answer, per sample when n > 1) or AlignBench with each benchmark's
+   own sampling temperatures (FastChat's per-category `temperature_config`, AlignBench's
+   config/temperature.json) and writes DIR/answers/<benchmark>/<model>.jsonl plus its .stats.json.
+
+Used by the judge commands and by `annotation generate`:
 
     from align.judging.answers import TransformersBackend, EndpointBackend, generate_answers
-
     backend = TransformersBackend("outputs/sft")        # or EndpointBackend(base_url, model)
-    answers = generate_answers(
-        [[{"role": "user", "content": "Hi"}]],             # conversations, each a list of messages
-        backend, temperature=0.7, max_new_tokens=512, n=2,
-    )
-    # -> [["answer 1", "answer 2"]]: n answers per conversation, in the input order
-    backend.stats  # Counter: prompts, answers, truncated (hit max_new_tokens), empty
+    answers = generate_answers([[{"role": "user", "content": "Hi"}]], backend,
+                               temperature=0.7, max_new_tokens=512, n=2)   # -> [["...", "..."]]
 
 Each conversation is formatted with the model's own chat template (add_generation_prompt=True).
 A temperature below 1e-4 means greedy decoding, as in FastChat; n greedy answers are then
@@ -20,24 +32,47 @@ max_new_tokens are kept and counted in `stats["truncated"]`, never dropped.
 
 from __future__ import annotations
 
+import importlib
+import json
+import logging
 import threading
-from collections import Counter
+import time
+import uuid
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+from .benchmarks import AlignBench, MTBench, mt_bench_temperature
 from .client import create_with_backoff, make_openai_client
+from .runs import write_jsonl_atomic
 
+logger = logging.getLogger("align.judging")
 Messages = list[dict[str, str]]
 GREEDY_BELOW = 1e-4
+# FastChat's default --max-new-token; THUDM's API call sets none, so AlignBench gets more room.
+DEFAULT_MAX_NEW_TOKENS = {"mt_bench": 1024, "alignbench": 2048}
+# Engines that answer from a local model directory: name -> "module:class", imported on use.
+# Each class takes (model_dir, *, batch_size) and implements AnswerBackend.
+LOCAL_ENGINES = {"transformers": "align.judging.answers:TransformersBackend"}
 
 
 class AnswerBackend(Protocol):
+    name: str
     stats: Counter
 
     def generate(
         self, prompts: list[Messages], *, temperature: float, max_new_tokens: int, n: int, seed: int
     ) -> list[list[str]]: ...
+
+
+def local_backend(model_dir: str | Path, *, engine: str = "transformers", batch_size: int = 8) -> AnswerBackend:
+    """The backend of a local engine (see LOCAL_ENGINES) for a model directory."""
+    if engine not in LOCAL_ENGINES:
+        raise ValueError(f"unknown answer engine {engine!r}; known: {sorted(LOCAL_ENGINES)}")
+    module_name, class_name = LOCAL_ENGINES[engine].split(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class(model_dir, batch_size=batch_size)
 
 
 def generate_answers(
@@ -170,3 +205,98 @@ class EndpointBackend:
         self.stats["answers"] += len(jobs)
         self.stats["empty"] += sum(1 for answer in outputs if not answer)
         return results
+
+
+# ----- the benchmarks -----
+
+
+def _by_temperature(questions: list[dict], temperature_of) -> dict[float, list[dict]]:
+    groups: dict[float, list[dict]] = defaultdict(list)
+    for question in questions:
+        groups[temperature_of(question["category"])].append(question)
+    return groups
+
+
+def mt_bench_answer_rows(
+    questions: list[dict], backend: AnswerBackend, model_id: str, *, max_new_tokens: int, n: int = 1, seed: int = 0
+) -> list[dict]:
+    """FastChat answer rows: {question_id, answer_id, model_id, choices: [{index, turns: [a1, a2]}], tstamp}."""
+    turns: dict[int, list[list[str]]] = {}  # question id -> per sample [a1, a2]
+    for temperature, group in _by_temperature(questions, mt_bench_temperature).items():
+        first = generate_answers(
+            [[{"role": "user", "content": q["turns"][0]}] for q in group],
+            backend, temperature=temperature, max_new_tokens=max_new_tokens, n=n, seed=seed,
+        )
+        for sample in range(n):
+            conversations = [
+                [
+                    {"role": "user", "content": q["turns"][0]},
+                    {"role": "assistant", "content": first[i][sample]},
+                    {"role": "user", "content": q["turns"][1]},
+                ]
+                for i, q in enumerate(group)
+            ]
+            second = generate_answers(conversations, backend, temperature=temperature,
+                                      max_new_tokens=max_new_tokens, n=1, seed=seed + sample)
+            for i, question in enumerate(group):
+                turns.setdefault(question["question_id"], []).append([first[i][sample], second[i][0]])
+    return [
+        {
+            "question_id": q["question_id"],
+            "answer_id": uuid.uuid4().hex,
+            "model_id": model_id,
+            "choices": [{"index": k, "turns": t} for k, t in enumerate(turns[q["question_id"]])],
+            "tstamp": time.time(),
+        }
+        for q in questions
+    ]
+
+
+def alignbench_answer_rows(
+    bench: AlignBench, questions: list[dict], backend: AnswerBackend, model_id: str, *, max_new_tokens: int, seed: int = 0
+) -> list[dict]:
+    """THUDM get_answers.py rows: the question's fields plus model_id, answer_id and answer."""
+    answers: dict[int, str] = {}
+    for temperature, group in _by_temperature(questions, bench.temperature).items():
+        outputs = generate_answers([[{"role": "user", "content": q["question"]}] for q in group], backend,
+                                   temperature=temperature, max_new_tokens=max_new_tokens, n=1, seed=seed)
+        for question, output in zip(group, outputs):
+            answers[question["question_id"]] = output[0]
+    return [
+        {**q, "model_id": model_id, "answer_id": f"{q['question_id']}_{model_id}", "answer": answers[q["question_id"]]}
+        for q in questions
+    ]
+
+
+def write_answers(path: Path, rows: list[dict], stats: dict) -> Path:
+    """The answer file, plus <file>.stats.json with the generation counts (truncated, empty)."""
+    write_jsonl_atomic(path, rows)
+    path.with_suffix(".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    if stats.get("truncated") or stats.get("empty"):
+        logger.warning("%s: %d answer(s) hit max_new_tokens, %d empty (kept, counted in %s)",
+                       path, stats.get("truncated", 0), stats.get("empty", 0), path.with_suffix(".stats.json").name)
+    return path
+
+
+def answer_benchmark(
+    benchmark: str,
+    bench: MTBench | AlignBench,
+    questions: list[dict],
+    backend: AnswerBackend,
+    out_dir: Path,
+    model_id: str,
+    *,
+    max_new_tokens: int | None = None,
+    n: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Generate and write DIR/answers/<benchmark>/<model_id>.jsonl; returns its path."""
+    max_new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[benchmark]
+    before = dict(backend.stats)
+    if benchmark == "mt_bench":
+        rows = mt_bench_answer_rows(questions, backend, model_id, max_new_tokens=max_new_tokens, n=n, seed=seed)
+    else:
+        rows = alignbench_answer_rows(bench, questions, backend, model_id, max_new_tokens=max_new_tokens, seed=seed)
+    stats = {key: value - before.get(key, 0) for key, value in backend.stats.items()}
+    stats.update(max_new_tokens=max_new_tokens, n=n, questions=len(questions))
+    return write_answers(out_dir / "answers" / benchmark / f"{model_id}.jsonl", rows, stats)

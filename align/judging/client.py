@@ -122,7 +122,7 @@ class CallResult:
 
 
 class JudgeClient:
-    """Thread-safe: the runner calls `complete` from a pool of `config.concurrency` threads."""
+    """Thread-safe: judgments.run_tasks calls `complete` from a pool of `config.concurrency` threads."""
 
     def __init__(self, config: JudgeConfig, cache: JudgeCache | None = None, *, sleep=time.sleep):
         self.config = config

@@ -3,10 +3,15 @@
     JUDGE_BASE_URL  (or OPENAI_BASE_URL)  e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1
     JUDGE_MODEL                           e.g. gpt-4, or the model name the server knows
     JUDGE_API_KEY   (or OPENAI_API_KEY)   never written to any file
+
+`JudgeConfig`'s fields are the one mapping of the judge options: the same names are the keys of
+a stage's `judge:` section and of `JudgeConfig.from_mapping`, and a field's `cli` metadata is its
+command-line flag (`add_judge_arguments` / `judge_values`), so no other module lists them.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -18,19 +23,28 @@ class JudgeConfigError(ValueError):
     pass
 
 
+def _option(default: object, help: str, flag: str | None = None, type: type | None = None):
+    """A JudgeConfig field; `flag` makes it a command-line option of every judging command."""
+    return field(default=default, metadata={"help": help, "flag": flag, "type": type})
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
-    base_url: str
-    model: str
-    api_key: str | None = field(default=None, repr=False)
-    concurrency: int = 8  # judge calls in flight
-    repeats: int = 1  # judge every item n times and take the median (the mode for pairwise verdicts)
-    parse_retries: int = 2  # extra calls when a judgment does not parse
-    max_tokens: int | None = None  # None: as upstream (FastChat sends 2048; THUDM sends no limit)
-    timeout_s: float = 600.0
-    api_retries: int = 6  # retries on 429, 408, 409, 5xx and connection errors, with backoff
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
+    base_url: str = field(metadata={"help": "OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1",
+                                    "flag": "--judge-base-url", "type": str})
+    model: str = field(metadata={"help": "judge model name as the endpoint knows it, e.g. gpt-4",
+                                 "flag": "--judge-model", "type": str})
+    api_key: str | None = field(default=None, repr=False, metadata={"help": "from JUDGE_API_KEY / OPENAI_API_KEY"})
+    concurrency: int = _option(8, "judge calls in flight (default 8)", "--concurrency", int)
+    repeats: int = _option(1, "judge each item n times, take the median (default 1)", "--repeats", int)
+    parse_retries: int = _option(2, "extra calls for an unparseable judgment (default 2)", "--parse-retries", int)
+    # None: as upstream (FastChat sends 2048; THUDM sends no limit)
+    max_tokens: int | None = _option(None, "judge max_tokens (default: FastChat 2048, THUDM none)",
+                                     "--judge-max-tokens", int)
+    timeout_s: float = _option(600.0, "seconds to wait for one judge response")
+    api_retries: int = _option(6, "retries on 429, 408, 409, 5xx and connection errors, with backoff")
+    backoff_base_s: float = _option(1.0, "first backoff delay (doubles per retry, full jitter)")
+    backoff_max_s: float = _option(60.0, "longest backoff delay")
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "repeats"):
@@ -46,10 +60,9 @@ class JudgeConfig:
     def from_mapping(cls, values: Mapping[str, object], env: Mapping[str, str] | None = None) -> JudgeConfig:
         """Explicit values win over the environment; unknown keys are an error, not ignored."""
         env = os.environ if env is None else env
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - JUDGE_KEYS)
         if unknown:
-            raise JudgeConfigError(f"judge config: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise JudgeConfigError(f"judge config: unknown key(s) {unknown}; known: {sorted(JUDGE_KEYS)}")
         chosen = {key: value for key, value in values.items() if value is not None}
         chosen.setdefault("api_key", env.get("JUDGE_API_KEY") or env.get("OPENAI_API_KEY"))
         base_url = chosen.get("base_url") or env.get("JUDGE_BASE_URL") or env.get("OPENAI_BASE_URL")
@@ -71,6 +84,23 @@ class JudgeConfig:
         values = asdict(self)
         values.pop("api_key")
         return values
+
+
+JUDGE_KEYS = frozenset(f.name for f in fields(JudgeConfig))
+_FLAGGED = [f for f in fields(JudgeConfig) if f.metadata.get("flag")]
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flagged JudgeConfig fields as options (dest `judge_<field>`), defaults from the environment."""
+    group = parser.add_argument_group("judge endpoint (defaults from the environment)")
+    for option in _FLAGGED:
+        group.add_argument(option.metadata["flag"], dest=f"judge_{option.name}", type=option.metadata["type"],
+                           help=option.metadata["help"])
+
+
+def judge_values(args: argparse.Namespace) -> dict:
+    """The judge options given on the command line, as JudgeConfig keys (None: not given)."""
+    return {option.name: getattr(args, f"judge_{option.name}") for option in _FLAGGED}
 
 
 def judge_configured(values: Mapping[str, object] | None, env: Mapping[str, str] | None = None) -> bool:

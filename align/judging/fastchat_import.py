@@ -17,8 +17,8 @@ from .benchmarks import DataError, MTBench, load_mt_bench, read_jsonl
 from .parsing import JudgmentParseError, parse_mt_bench_rating
 from .prompts import mt_bench_template_hash
 from .report import write_report
-from .rundir import finish_run, start_run
-from .runner import base_row
+from .runs import finish_run, start_run
+from .judgments import base_row
 from .tasks import MT_BENCH, JudgeTask
 
 REQUIRED = ("question_id", "model", "judge", "judgment", "score", "turn")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .benchmarks import DataError
 from .charts import radar_chart
-from .rundir import list_runs, write_json_atomic
+from .runs import list_runs, write_json_atomic
 from .summary import history_entry, run_summaries
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
 

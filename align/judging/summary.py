@@ -20,7 +20,7 @@ import json
 from collections import Counter
 
 from .aggregate import summarize_rows
-from .rundir import Run, write_json_atomic
+from .runs import Run, write_json_atomic
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
 
 SHOWN_FAILURES = 20

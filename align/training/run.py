@@ -27,9 +27,9 @@ def prepare_model_for_training(model, args: KlearArguments):
     """Apply the recipe's MoE options to a freshly loaded model, before the trainer sees it."""
     register_klear_preset()  # must precede deepspeed.initialize on every rank
     if args.judge:  # a bad judge section fails now, not after hours of training
-        from align.judging.hook import check_judge_config
+        from align.judging.after_training import check_judge_config
 
-        check_judge_config(args.judge)
+        print(f"judge: {check_judge_config(args.judge)}", flush=True)
     if args.freeze_router:
         frozen = freeze_routers(model)
         if not frozen:
@@ -97,7 +97,7 @@ def after_training(trainer, args: KlearArguments, started: float, data_report: D
     if args.judge:
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-        from align.judging.hook import judge_after_training
+        from align.judging.after_training import judge_after_training
 
         # The judge loads the saved model on this rank alone: no ZeRO-3 partitioning (it would wait
         # for the other ranks, which are done).

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from align.judging.config import JudgeConfig
-from align.judging.pipeline import JudgeRequest, build_tasks, judge_answers
-from align.judging.rundir import list_runs
+from align.judging.judgments import JudgeRequest, build_tasks, judge_answers
+from align.judging.runs import list_runs
 from judging_support import needs_alignbench, write_fastchat_answers
 
 FIRST_PER_CATEGORY = [81, 91, 101, 111, 121, 131, 141, 151]  # writing, roleplay, reasoning, math, coding, ...

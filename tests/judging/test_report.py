@@ -7,7 +7,7 @@ import pytest
 
 from align.judging.__main__ import main
 from align.judging.config import JudgeConfig
-from align.judging.pipeline import JudgeRequest, judge_answers
+from align.judging.judgments import JudgeRequest, judge_answers
 from judging_support import write_fastchat_answers
 
 

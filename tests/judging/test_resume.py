@@ -11,8 +11,8 @@ import pytest
 
 from align.judging.client import JudgeCache
 from align.judging.config import JudgeConfig
-from align.judging.pipeline import JudgeRequest, judge_answers
-from align.judging.rundir import list_runs
+from align.judging.judgments import JudgeRequest, judge_answers
+from align.judging.runs import list_runs
 from judging_support import start_scripted_judge, stop, write_fastchat_answers
 
 QUESTIONS = [81, 82, 91, 92, 101, 102, 111, 112, 121, 122, 131, 132, 141, 142, 151, 152]

@@ -11,7 +11,7 @@ import pytest
 from align.judging.answers import EndpointBackend, generate_answers
 from align.judging.config import JudgeConfig
 from align.judging.pairwise import PairwiseJudgeError, judge_pair
-from align.judging.pipeline import JudgeRequest, judge_answers
+from align.judging.judgments import JudgeRequest, judge_answers
 from judging_support import write_fastchat_answers
 
 pytestmark = pytest.mark.slow

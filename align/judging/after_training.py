@@ -1,6 +1,6 @@
 """The one call the SFT and DPO stages make after saving a model (rank 0 only):
 
-    from align.judging.hook import check_judge_config, judge_after_training
+    from align.judging.after_training import check_judge_config, judge_after_training
     print(check_judge_config(judge_config))   # at startup: a bad config fails before training
     ...
     report = judge_after_training(output_dir, Path(output_dir) / "judge", judge_config)
@@ -8,18 +8,9 @@
 It answers the benchmarks with the saved model (locally, batched), judges the answers and writes
 the report (summary.json, report.md, report.html, radar PNGs) into `out_dir`, next to the
 earlier runs' so the report compares with them. `judge_config` (a dict, e.g. the `judge:`
-section of a stage's YAML) takes the JudgeConfig keys (base_url, model, concurrency, repeats,
-parse_retries, max_tokens, ...; the key comes from JUDGE_API_KEY / OPENAI_API_KEY) and:
-
-    enabled: true                     false skips judging
-    benchmarks: [mt_bench, alignbench]  default: mt_bench, plus alignbench when its data is found
-    questions_per_category: null      e.g. 1 for a demo (the report labels the subset)
-    max_new_tokens: null              answer length (default 1024 MT-Bench, 2048 AlignBench)
-    batch_size: 8                     local generation batch
-    mode: single                      MT-Bench: single, pairwise or both
-    baseline_answers: null            FastChat answer file of the baseline (pairwise)
-    alignbench_dir: null              see benchmarks.resolve_alignbench_dir
-    model_name: null                  name in the report (default: the model directory's name)
+section of a stage's YAML, or its JSON text) takes the JudgeConfig keys (base_url, model,
+concurrency, repeats, parse_retries, max_tokens, ...; the key comes from JUDGE_API_KEY /
+OPENAI_API_KEY) and the `AfterTrainingOptions` keys below.
 
 With no judge endpoint (neither in `judge_config` nor in JUDGE_BASE_URL / OPENAI_*), the saved
 model itself is served by a local `transformers serve` and judges its own answers, with short
@@ -32,33 +23,59 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .benchmark_answers import answer_benchmark
+from .answers import LOCAL_ENGINES, answer_benchmark, local_backend
 from .benchmarks import alignbench_available, load_alignbench, load_mt_bench
-from .config import JudgeConfig, judge_configured
+from .config import JUDGE_KEYS, JudgeConfig, judge_configured
+from .judgments import JudgeRequest, judge_answers
 from .local_server import serve_model
-from .pipeline import JudgeRequest, judge_answers
 from .tasks import select_questions
 
 logger = logging.getLogger("align.judging")
 
-HOOK_KEYS = {
-    "enabled", "benchmarks", "questions_per_category", "max_new_tokens", "batch_size", "mode",
-    "baseline_answers", "alignbench_dir", "model_name",
-}
-JUDGE_KEYS = {f.name for f in fields(JudgeConfig)}
 LOCAL_JUDGE_WARNING = (
     "No judge endpoint was configured, so the trained model judged its own answers through a local "
     "`transformers serve`. These scores mean nothing; configure a real judge (JUDGE_BASE_URL, JUDGE_MODEL, "
     "JUDGE_API_KEY) for scores that do."
 )
 LOCAL_JUDGE_DEFAULTS = {"max_tokens": 32, "parse_retries": 0, "concurrency": 2}
+BENCHMARKS = ("mt_bench", "alignbench")
 
 
-def split_judge_config(judge_config: dict | str | None) -> tuple[dict, dict]:
-    """(hook options, JudgeConfig values); a JSON object string (from a command line) is accepted.
+@dataclass(frozen=True)
+class AfterTrainingOptions:
+    """What to answer and how; the judge itself is a JudgeConfig."""
+
+    enabled: bool = True  # false skips judging
+    benchmarks: tuple[str, ...] | None = None  # default: mt_bench, plus alignbench when its data is found
+    questions_per_category: int | None = None  # e.g. 1 for a demo (the report labels the subset)
+    max_new_tokens: int | None = None  # answer length (default 1024 MT-Bench, 2048 AlignBench)
+    batch_size: int = 8  # local generation batch
+    answer_engine: str = "transformers"  # a key of answers.LOCAL_ENGINES
+    mode: str = "single"  # MT-Bench: single, pairwise or both
+    baseline_answers: str | None = None  # FastChat answer file of the baseline (pairwise)
+    alignbench_dir: str | None = None  # see benchmarks.resolve_alignbench_dir
+    model_name: str | None = None  # name in the report (default: the model directory's name)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("single", "pairwise", "both"):
+            raise ValueError(f"judge config: mode must be single, pairwise or both, got {self.mode!r}")
+        if self.mode != "single" and not self.baseline_answers:
+            raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
+        unknown = sorted(set(self.benchmarks or ()) - set(BENCHMARKS))
+        if unknown:
+            raise ValueError(f"judge config: unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
+        if self.answer_engine not in LOCAL_ENGINES:
+            raise ValueError(f"judge config: unknown answer_engine {self.answer_engine!r}; known: {sorted(LOCAL_ENGINES)}")
+
+
+OPTION_KEYS = frozenset(f.name for f in fields(AfterTrainingOptions))
+
+
+def split_judge_config(judge_config: dict | str | None) -> tuple[AfterTrainingOptions, dict]:
+    """(options, JudgeConfig values); a JSON object string (from a command line) is accepted.
     Unknown keys are an error so typos do not pass silently."""
     if isinstance(judge_config, str):
         try:
@@ -67,24 +84,22 @@ def split_judge_config(judge_config: dict | str | None) -> tuple[dict, dict]:
             raise ValueError(f"judge config: not a JSON object ({err.msg}): {judge_config!r}") from None
     if judge_config is not None and not isinstance(judge_config, dict):
         raise ValueError(f"judge config: expected a mapping, got {type(judge_config).__name__}")
-    config = dict(judge_config or {})
-    unknown = sorted(set(config) - HOOK_KEYS - JUDGE_KEYS)
+    unknown = sorted(set(judge_config or {}) - OPTION_KEYS - JUDGE_KEYS)
     if unknown:
-        raise ValueError(f"judge config: unknown key(s) {unknown}; known: {sorted(HOOK_KEYS | JUDGE_KEYS)}")
-    return {k: v for k, v in config.items() if k in HOOK_KEYS}, {k: v for k, v in config.items() if k in JUDGE_KEYS}
+        raise ValueError(f"judge config: unknown key(s) {unknown}; known: {sorted(OPTION_KEYS | JUDGE_KEYS)}")
+    config = {key: value for key, value in (judge_config or {}).items() if value is not None}
+    options = {k: v for k, v in config.items() if k in OPTION_KEYS}
+    if options.get("benchmarks") is not None:
+        options["benchmarks"] = tuple(options["benchmarks"])
+    return AfterTrainingOptions(**options), {k: v for k, v in config.items() if k in JUDGE_KEYS}
 
 
 def check_judge_config(judge_config: dict | str | None) -> str:
     """Validate a stage's `judge:` section at startup (not hours later, after training); returns a
     one-line description of what will judge. Raises ValueError / JudgeConfigError."""
     options, judge_values = split_judge_config(judge_config)
-    if not options.get("enabled", True):
+    if not options.enabled:
         return "judging disabled"
-    if options.get("mode", "single") != "single" and not options.get("baseline_answers"):
-        raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
-    unknown = sorted(set(options.get("benchmarks") or []) - {"mt_bench", "alignbench"})
-    if unknown:
-        raise ValueError(f"judge config: unknown benchmark(s) {unknown}; known: ['alignbench', 'mt_bench']")
     if judge_configured(judge_values):
         judge = JudgeConfig.from_mapping(judge_values)
         return f"judge {judge.model} at {judge.base_url}"
@@ -99,28 +114,26 @@ def _is_rank_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def _generate(model_dir: Path, out_dir: Path, options: dict, benchmarks: list[str], model_id: str) -> dict[str, Path]:
-    from .answers import TransformersBackend
-
-    backend = TransformersBackend(model_dir, batch_size=options.get("batch_size", 8))
-    per_category = options.get("questions_per_category")
+def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, benchmarks: list[str],
+            model_id: str) -> dict[str, Path]:
+    backend = local_backend(model_dir, engine=options.answer_engine, batch_size=options.batch_size)
     paths = {}
     for benchmark in benchmarks:
-        bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.get("alignbench_dir"))
-        questions = select_questions(bench.questions, per_category)
+        bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.alignbench_dir)
+        questions = select_questions(bench.questions, options.questions_per_category)
         logger.info("answering %d %s questions with %s", len(questions), benchmark, model_dir)
         paths[benchmark] = answer_benchmark(benchmark, bench, questions, backend, out_dir, model_id,
-                                            max_new_tokens=options.get("max_new_tokens"))
+                                            max_new_tokens=options.max_new_tokens)
     return paths
 
 
-def _mt_bench_answers(paths: dict[str, Path], options: dict, out_dir: Path) -> Path | None:
+def _mt_bench_answers(paths: dict[str, Path], options: AfterTrainingOptions) -> Path | None:
     """The answer file, or a directory holding it and the baseline's copy for pairwise judging."""
     if "mt_bench" not in paths:
         return None
-    if options.get("mode", "single") == "single":
+    if options.mode == "single":
         return paths["mt_bench"]
-    baseline = Path(options["baseline_answers"])
+    baseline = Path(options.baseline_answers)
     if paths["mt_bench"].parent != baseline.parent:
         shutil.copyfile(baseline, paths["mt_bench"].parent / baseline.name)
     return paths["mt_bench"].parent
@@ -135,24 +148,24 @@ def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_confi
     """
     description = check_judge_config(judge_config)
     options, judge_values = split_judge_config(judge_config)
-    if not options.get("enabled", True) or not _is_rank_zero():
+    if not options.enabled or not _is_rank_zero():
         return None
     logger.info("judging %s: %s", model_dir, description)
-    benchmarks = options.get("benchmarks") or ["mt_bench"] + (
-        ["alignbench"] if alignbench_available(options.get("alignbench_dir")) else []
-    )
+    benchmarks = list(options.benchmarks or ["mt_bench"] + (
+        ["alignbench"] if alignbench_available(options.alignbench_dir) else []
+    ))
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    model_id = options.get("model_name") or model_dir.resolve().name
+    model_id = options.model_name or model_dir.resolve().name
     try:
-        paths = _generate(model_dir, out_dir, options, benchmarks, model_id)
+        paths = _answer(model_dir, out_dir, options, benchmarks, model_id)
         request = JudgeRequest(
-            mt_bench_answers=_mt_bench_answers(paths, options, out_dir),
+            mt_bench_answers=_mt_bench_answers(paths, options),
             alignbench_answers=paths.get("alignbench"),
-            mode=options.get("mode", "single"),
-            baseline=Path(options["baseline_answers"]).stem if options.get("baseline_answers") else "gpt-3.5-turbo",
+            mode=options.mode,
+            baseline=Path(options.baseline_answers).stem if options.baseline_answers else "gpt-3.5-turbo",
             models=(model_id,),  # DIR/answers may hold other models' answers from earlier runs
-            questions_per_category=options.get("questions_per_category"),
-            alignbench_dir=options.get("alignbench_dir"),
+            questions_per_category=options.questions_per_category,
+            alignbench_dir=options.alignbench_dir,
             note=f"after training {model_dir}",
         )
         if judge_configured(judge_values):

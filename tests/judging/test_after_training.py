@@ -5,7 +5,7 @@ import json
 import pytest
 
 from align.judging.config import JudgeConfigError
-from align.judging.hook import LOCAL_JUDGE_WARNING, check_judge_config, judge_after_training
+from align.judging.after_training import LOCAL_JUDGE_WARNING, check_judge_config, judge_after_training
 
 
 def test_bad_or_disabled_config(tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 """The judge output directory: every run kept, so each report compares with the earlier ones.
 
     DIR/runs/<run_id>/run.json          what was judged, by which judge, started/finished
-    DIR/runs/<run_id>/judgments.jsonl   one row per judgment (see runner.py for the schema)
+    DIR/runs/<run_id>/judgments.jsonl   one row per judgment (see judgments.py for the schema)
     DIR/runs/<run_id>/summary.json      that run's scores
     DIR/cache/                          judge-call cache shared by the runs (see client.py)
     DIR/answers/<benchmark>/<model>.jsonl   answers generated here (FastChat / THUDM format)
