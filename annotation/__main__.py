@@ -1,4 +1,4 @@
-"""`python -m annotation <command>`: serve, users add, status, push, generate, pull, install-server.
+"""`python -m annotation <command>`: serve, stop, users add, status, push, generate, from-preferences, pull, install-server.
 
 Client commands find the server through --data-dir DIR (the `credentials.json` that `serve`
 writes), else ARGILLA_API_URL / ARGILLA_API_KEY, else `.data/argilla`.
@@ -18,6 +18,7 @@ from annotation.errors import AnnotationError
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])  # serve --detach passes its options on
     try:
         return args.run(args) or 0
     except AnnotationError as error:
@@ -31,14 +32,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m annotation", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run a local Argilla (foreground, until Ctrl-C)")
+    serve = commands.add_parser("serve", help="run a local Argilla (until Ctrl-C or `stop`; --detach: in the background)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=6900)
     serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     serve.add_argument("--allow-remote", action="store_true", help="allow binding an address other than loopback")
     serve.add_argument("--elasticsearch", metavar="URL", help="use this Elasticsearch instead of the embedded engine")
     serve.add_argument("--workspace", default=DEFAULT_WORKSPACE, help="the owner's first workspace")
+    serve.add_argument("--database", choices=["sqlite", "postgresql"], default=None,
+                       help="sqlite (one person; the default) or postgresql (a local cluster under --data-dir, for a team); "
+                            "a restart keeps what the data directory was created with")
+    serve.add_argument("--database-url", metavar="postgresql://USER:PASSWORD@HOST:PORT/DB", default=None,
+                       help="use an existing PostgreSQL server instead")
+    serve.add_argument("--detach", action="store_true", help="run in the background; stop with `annotation stop`")
     serve.set_defaults(run=_serve)
+
+    stop = commands.add_parser("stop", help="stop the Argilla that `serve` runs on a data directory")
+    stop.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    stop.set_defaults(run=_stop)
 
     install = commands.add_parser("install-server", help="create argilla-server's own venv (done once)")
     install.set_defaults(run=_install_server)
@@ -119,6 +130,12 @@ def _connect(args):
 def _serve(args) -> int:
     from annotation.serve import ServeConfig, serve_forever
 
+    if args.detach:
+        from annotation.background import detach
+
+        argv = [a for a in (args.argv or []) if a != "--detach"]
+        detach(argv, args.data_dir)
+        return 0
     config = ServeConfig(
         data_dir=args.data_dir,
         host=args.host,
@@ -127,8 +144,17 @@ def _serve(args) -> int:
         elasticsearch=args.elasticsearch,
         redis_url=os.environ.get("ARGILLA_REDIS_URL"),
         workspace=args.workspace,
+        database=args.database,
+        database_url=args.database_url,
     )
     serve_forever(config)
+    return 0
+
+
+def _stop(args) -> int:
+    from annotation.background import stop_serve
+
+    print(stop_serve(args.data_dir))
     return 0
 
 

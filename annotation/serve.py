@@ -1,9 +1,11 @@
 """`python -m annotation serve`: a local Argilla with nothing else to install.
 
 Starts, under one data directory: Redis on a free loopback port (unless ARGILLA_REDIS_URL is
-set), the database migration, an owner with a random password and API key, argilla-server
-(SQLite, the embedded search engine or `--elasticsearch URL`) and its rq worker; then writes
-`DIR/credentials.json` (mode 0600) once the server answers, and runs until stopped.
+set), the database (SQLite; or a PostgreSQL cluster of its own, or a team's PostgreSQL: see
+`postgres.py`) and its migration, an owner with a random password and API key, argilla-server
+(the embedded search engine or `--elasticsearch URL`) and its rq worker; then writes
+`DIR/credentials.json` (mode 0600) once the server answers, and runs until stopped (Ctrl-C,
+SIGTERM, or `annotation stop --data-dir DIR`; `--detach` runs it in the background).
 Restarting on the same directory keeps every record and response, and the same owner.
 """
 
@@ -26,10 +28,12 @@ from typing import Callable, Iterator, Optional
 
 from annotation.connection import CREDENTIALS_FILE, DEFAULT_WORKSPACE, Credentials, write_private_json
 from annotation.errors import AnnotationError
+from annotation.postgres import DatabaseChoice, LocalCluster, choose_database, cluster_url, record_database
 from annotation.server_venv import default_server_venv, ensure_server
 
 OWNER_USERNAME = "owner"
 PENDING_OWNER_FILE = ".owner-pending.json"  # an owner created, the server not yet up
+PID_FILE = "serve.pid"  # the running `serve` process, for `annotation stop` and `--detach`
 READY_TIMEOUT_S = 180
 
 
@@ -46,6 +50,8 @@ class ServeConfig:
     elasticsearch: Optional[str] = None
     redis_url: Optional[str] = None
     workspace: str = DEFAULT_WORKSPACE
+    database: Optional[str] = None  # sqlite | postgresql; None: what DIR was created with (else sqlite)
+    database_url: Optional[str] = None  # an existing PostgreSQL server
     server_venv: Path = field(default_factory=default_server_venv)
 
 
@@ -72,13 +78,16 @@ def local_api_url(host: str, port: int) -> str:
     return f"http://{reach}:{port}"
 
 
-def server_environment(config: ServeConfig, redis_url: str, code_path: Path, base: dict) -> dict:
-    """The environment of every argilla-server process (server, worker, migration, users)."""
+def server_environment(
+    config: ServeConfig, redis_url: str, code_path: Path, base: dict, database_url: Optional[str] = None
+) -> dict:
+    """The environment of every argilla-server process (server, worker, migration, users);
+    `database_url` None means SQLite at DIR/argilla.db."""
     env = {k: v for k, v in base.items() if not k.startswith("ARGILLA_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     data_dir = config.data_dir.resolve()
     env.update(
         ARGILLA_HOME_PATH=str(data_dir),
-        ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'argilla.db'}",
+        ARGILLA_DATABASE_URL=database_url or f"sqlite+aiosqlite:///{data_dir / 'argilla.db'}",
         ARGILLA_REDIS_URL=redis_url,
         PYTHONPATH=str(code_path),
         # Offline and private: no Hugging Face telemetry or hub calls from the server.
@@ -110,15 +119,25 @@ class ChildProcesses:
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.children: list = []  # (name, Popen)
+        self.stop_signals: dict = {}  # pid -> the signal that stops it cleanly
 
-    def start(self, name: str, argv: list, env: dict) -> subprocess.Popen:
+    def start(self, name: str, argv: list, env: dict, stop_signal=signal.SIGTERM, **popen_options) -> subprocess.Popen:
         log_file = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(
-            argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            **popen_options,
         )
         log_file.close()
         self.children.append((name, process))
+        self.stop_signals[process.pid] = stop_signal
         return process
+
+    def forget(self, name: str, process: subprocess.Popen) -> None:
+        """Kill a child that failed to start, and forget it."""
+        self.children.remove((name, process))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def first_dead(self) -> Optional[str]:
         return next((name for name, process in self.children if process.poll() is not None), None)
@@ -128,10 +147,10 @@ class ChildProcesses:
         return "\n".join(text[-lines:])
 
     def stop(self, grace_s: float = 15) -> None:
-        """Stop the worker, then the server, then Redis: each one after the one that needs it."""
+        """Stop the worker, then the server, then the database and Redis: each after the one that needs it."""
         for _, process in reversed(self.children):
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, self.stop_signals.get(process.pid, signal.SIGTERM))
             try:
                 process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
@@ -181,11 +200,23 @@ def _start_redis(children: ChildProcesses, data_dir: Path) -> str:
             if _redis_answers(port):
                 return f"redis://127.0.0.1:{port}/0"
             time.sleep(0.1)
-        children.children.remove(("redis", process))
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        children.forget("redis", process)
     raise ServeError(f"redis-server did not start; see {children.log_dir / 'redis.log'}")
+
+
+def _start_postgres(children: ChildProcesses, data_dir: Path, log) -> str:
+    """The cluster under DIR/postgres, created on first use, on a free loopback port; its URL."""
+    cluster = LocalCluster(data_dir)
+    password = cluster.prepare(log)
+    for _ in range(3):  # another program may take the free port between our look and the bind
+        port = free_loopback_port()
+        # SIGINT: PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave)
+        process = children.start("postgres", cluster.argv(port), dict(os.environ), signal.SIGINT, **cluster.popen_options())
+        if cluster.wait_ready(port, process):
+            cluster.create_database(port, password)
+            return cluster_url(password, port)
+        children.forget("postgres", process)
+    raise ServeError(f"PostgreSQL did not start; see {children.log_dir / 'postgres.log'}")
 
 
 def _redis_answers(port: int) -> bool:
@@ -257,6 +288,7 @@ def _wait_until_ready(credentials: Credentials, children: ChildProcesses) -> Non
 class RunningServer:
     credentials: Credentials
     children: ChildProcesses
+    database: DatabaseChoice
 
     def problem(self) -> Optional[str]:
         """Why the server cannot go on (one of its processes stopped unasked), or None."""
@@ -267,7 +299,15 @@ class RunningServer:
 @contextmanager
 def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> Iterator[RunningServer]:
     """Start everything, yield it while it runs, stop everything after."""
+    from annotation.background import claim_pid_file, live_serve_pid, release_pid_file
+
     check_bind_address(config.host, config.allow_remote)
+    running = live_serve_pid(config.data_dir)
+    if running:
+        raise ServeError(
+            f"an Argilla already runs on {config.data_dir} (serve, pid {running}); "
+            f"stop it first: python -m annotation stop --data-dir {config.data_dir}"
+        )
     if port_in_use(config.host, config.port):
         raise ServeError(f"port {config.port} on {config.host} is already in use (another Argilla?); choose --port")
     python = ensure_server(config.server_venv, log=log)
@@ -276,23 +316,36 @@ def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> I
     os.chmod(config.data_dir, 0o700)
     log_dir = config.data_dir / "logs"
     log_dir.mkdir(exist_ok=True)
+    os.chmod(log_dir, 0o700)
+    claim_pid_file(config.data_dir)
     code_path = _code_path(config.data_dir)
     api_url = local_api_url(config.host, config.port)
+    database = choose_database(config.data_dir, config.database, config.database_url)
 
     children = ChildProcesses(log_dir)
     try:
         redis_url = config.redis_url or _start_redis(children, config.data_dir)
-        env = server_environment(config, redis_url, code_path, dict(os.environ))
+        database_url = _start_database(database, children, config.data_dir, log)
+        env = server_environment(config, redis_url, code_path, dict(os.environ), database_url)
         credentials = _prepare_database(config, api_url, python, env, log_dir / "setup.log")
+        record_database(config.data_dir, database)
         launch = [str(python), "-m", "annotation.server_side.launch"]
         children.start("server", launch + ["start", "--host", config.host, "--port", str(config.port)], env)
         children.start("worker", launch + ["worker", "--num-workers", "1"], env)
         _wait_until_ready(credentials, children)
         write_private_json(config.data_dir / CREDENTIALS_FILE, credentials.as_dict())
         (config.data_dir / PENDING_OWNER_FILE).unlink(missing_ok=True)
-        yield RunningServer(credentials, children)
+        yield RunningServer(credentials, children, database)
     finally:
         children.stop()
+        release_pid_file(config.data_dir)
+
+
+def _start_database(database: DatabaseChoice, children: ChildProcesses, data_dir: Path, log) -> Optional[str]:
+    """The database URL for argilla-server (None: SQLite in the data directory)."""
+    if database.kind == "postgresql":
+        return _start_postgres(children, data_dir, log)
+    return database.url
 
 
 def _code_path(data_dir: Path) -> Path:
@@ -309,20 +362,21 @@ def _code_path(data_dir: Path) -> Path:
 
 
 def serve_forever(config: ServeConfig) -> None:
-    """The CLI: start, say where it runs and what to do next, wait for Ctrl-C or SIGTERM."""
+    """The CLI: start, say where it runs and what to do next, wait for Ctrl-C, SIGTERM or `stop`."""
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     with running_server(config) as server:
         credentials, data_dir = server.credentials, config.data_dir
         engine = f"Elasticsearch at {config.elasticsearch}" if config.elasticsearch else "embedded"
-        print(f"Argilla is running at {credentials.api_url}  (search engine: {engine})")
+        print(f"Argilla is running at {credentials.api_url}  (search engine: {engine}; "
+              f"database: {server.database.describe()})")
         print(f"Owner credentials: {data_dir / CREDENTIALS_FILE} (readable only by you; log in as "
               f"{credentials.username!r} with the password stored there)")
         print(f"Logs: {data_dir / 'logs'}")
         print("Next:")
         print(f"  python -m annotation users add alice --password '<a password>' --data-dir {data_dir}")
         print(f"  python -m annotation push pairs.jsonl --dataset my-preferences --data-dir {data_dir}")
-        print("Stop with Ctrl-C.", flush=True)
+        print(f"Stop with Ctrl-C, or: python -m annotation stop --data-dir {data_dir}", flush=True)
         try:
             while not stop:
                 problem = server.problem()
@@ -331,4 +385,4 @@ def serve_forever(config: ServeConfig) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
-    print("Argilla stopped.")
+    print("Argilla stopped.", flush=True)
