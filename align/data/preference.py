@@ -7,8 +7,12 @@ Accepted rows (TRL's four preference formats; extra provenance columns, such as 
 - conversational, implicit prompt: `{"chosen": [whole conversation], "rejected": [whole conversation]}`
 - standard, explicit prompt: `{"prompt": str, "chosen": str, "rejected": str}`
 - standard, implicit prompt: `{"chosen": str, "rejected": str}` (the common prefix is the prompt)
+- Anthropic-HH transcripts: `{"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}`, parsed into
+  conversational turns at the turn markers (`align.data.transcripts`); a pair that cannot be cut into
+  turns is dropped, counted and named in the data card (the real HH files hold a few such rows).
 
-Every row comes out with an explicit prompt. Rows that the trainer would cut or silently drop
+Every row comes out with an explicit prompt, and all rows of a dataset (and of a mixture) in one
+format; a row whose format differs from the first row's is named. Rows that the trainer would cut or silently drop
 because of `max_length` / `max_prompt_length` are counted here, and dropped rows are removed here,
 so nothing disappears without a number in the data card.
 """
@@ -16,7 +20,10 @@ so nothing disappears without a number in the data card.
 from datasets import Dataset
 
 from .chat import validate_messages
-from .sources import DataError, DataReport, Source, load_mixture
+from .sources import NAMED_DROPS, DataError, DataReport, SkipRow, Source, read_mixture
+from .transcripts import TranscriptError, looks_like_transcript, split_transcript_pair
+
+UNPARSEABLE_TRANSCRIPT = "HH transcript that cannot be cut into turns"
 
 
 def _common_prefix(a: list, b: list) -> int:
@@ -43,6 +50,13 @@ def validate_preference_row(row: dict, where: str) -> dict:
 
     if isinstance(chosen, str) != isinstance(rejected, str):
         raise DataError(f"{where}: fields 'chosen' and 'rejected' must both be text or both be message lists")
+    if isinstance(chosen, str) and row.get("prompt") is None and (
+        looks_like_transcript(chosen) or looks_like_transcript(rejected)
+    ):
+        try:
+            return split_transcript_pair(chosen, rejected)
+        except TranscriptError as err:
+            raise SkipRow(UNPARSEABLE_TRANSCRIPT, f"{where} ({err})") from None
     if isinstance(chosen, str):
         prompt = row.get("prompt")
         if prompt is None:  # implicit: the common prefix
@@ -88,30 +102,56 @@ def _token_count(tokenizer, prompt, completion=None) -> int:
                                              return_dict=True)["input_ids"])
 
 
+def _measure_batch(batch: dict, tokenizer, measure_answers: bool) -> dict:
+    prompt_tokens, longest = [], []
+    for prompt, chosen, rejected in zip(batch["prompt"], batch["chosen"], batch["rejected"]):
+        prompt_tokens.append(_token_count(tokenizer, prompt))
+        longest.append(max(_token_count(tokenizer, prompt, chosen), _token_count(tokenizer, prompt, rejected))
+                       if measure_answers else 0)
+    return {"prompt_tokens": prompt_tokens, "longest": longest}
+
+
+def read_preference_rows(sources: list[Source], report: DataReport, seed: int = 0) -> Dataset:
+    """Validated, mixed pairs with an explicit prompt: columns `prompt`, `chosen`, `rejected`, `source`, `location`."""
+    return read_mixture(sources, validate_preference_row, report, seed=seed)
+
+
+def measure_preference_rows(
+    rows: Dataset, tokenizer, max_length: int | None, max_prompt_length: int | None, report: DataReport,
+    num_proc: int | None = None,
+) -> Dataset:
+    """Count what the length limits do, in token counts of the chat-templated text. Pairs whose prompt
+    alone reaches a limit are dropped (counted and named); pairs whose prompt + answer exceed `max_length`
+    are counted as truncated (the trainer's collator cuts them). Returns `prompt`, `chosen`, `rejected`."""
+    if max_length is not None or max_prompt_length is not None:
+        lengths = rows.map(
+            _measure_batch, batched=True, batch_size=256, num_proc=num_proc if num_proc and num_proc > 1 else None,
+            fn_kwargs={"tokenizer": tokenizer, "measure_answers": max_length is not None},
+            remove_columns=rows.column_names, desc="measuring pairs",
+        )
+        drop_reason = {}
+        for i, (prompt_tokens, longest) in enumerate(zip(lengths["prompt_tokens"], lengths["longest"])):
+            if max_prompt_length is not None and prompt_tokens > max_prompt_length:
+                drop_reason[i] = f"prompt longer than max_prompt_length={max_prompt_length}"
+            elif max_length is not None and prompt_tokens >= max_length:
+                drop_reason[i] = f"prompt fills max_length={max_length}"
+            elif max_length is not None and longest > max_length:
+                report.truncated[f"prompt + answer longer than max_length={max_length}"] += 1
+        for reason in dict.fromkeys(drop_reason.values()):
+            indices = [i for i, r in drop_reason.items() if r == reason]
+            report.drop(reason, *rows.select(indices[:NAMED_DROPS])["location"], count=len(indices))
+        if drop_reason:
+            rows = rows.select([i for i in range(len(rows)) if i not in drop_reason])
+    report.kept = len(rows)
+    if not len(rows):
+        raise DataError(f"no trainable pairs left: {report.as_dict()}")
+    return rows.select_columns(["prompt", "chosen", "rejected"])
+
+
 def build_preference_dataset(
     sources: list[Source], tokenizer, max_length: int | None, max_prompt_length: int | None,
-    report: DataReport, seed: int = 0,
+    report: DataReport, seed: int = 0, num_proc: int | None = None,
 ) -> Dataset:
-    """Validate, mix, and count what the length limits do. Rows whose prompt alone reaches a limit
-    are dropped (and counted); rows whose prompt + answer exceed `max_length` are counted as
-    truncated (the trainer's collator cuts them)."""
-    rows = load_mixture(sources, validate_preference_row, report, seed=seed)
-    kept = []
-    for _, row in rows:
-        prompt_tokens = _token_count(tokenizer, row["prompt"])
-        if max_prompt_length is not None and prompt_tokens > max_prompt_length:
-            report.dropped[f"prompt longer than max_prompt_length={max_prompt_length}"] += 1
-            continue
-        if max_length is not None and prompt_tokens >= max_length:
-            report.dropped[f"prompt fills max_length={max_length}"] += 1
-            continue
-        if max_length is not None:
-            longest = max(_token_count(tokenizer, row["prompt"], row[k]) for k in ("chosen", "rejected"))
-            if longest > max_length:
-                report.truncated[f"prompt + answer longer than max_length={max_length}"] += 1
-        kept.append(row)
-    report.kept = len(kept)
-    if not kept:
-        raise DataError(f"no trainable pairs left: {report.as_dict()}")
-    return Dataset.from_list(kept)
-
+    """Validate, mix, and count what the length limits do (`read_preference_rows` then `measure_preference_rows`)."""
+    rows = read_preference_rows(sources, report, seed=seed)
+    return measure_preference_rows(rows, tokenizer, max_length, max_prompt_length, report, num_proc)

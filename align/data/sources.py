@@ -1,10 +1,14 @@
-"""Where training rows come from: local JSONL/Parquet/`save_to_disk` directories or hub ids.
+"""Where training rows come from: local JSONL (plain or gzipped), CSV, Parquet, `save_to_disk`
+directories, or hub ids.
 
 Every row travels with a location (`file.jsonl:12`, `dir[row 5]`) so that a validation error can
 name the file, the line and the field. Weighted mixtures are sampled deterministically, and
-`DataReport` counts what was read, used, truncated and dropped, and why.
+`DataReport` counts what was read, used, truncated and dropped, and why. `read_mixture` returns the
+validated rows as a `datasets.Dataset` with `source` and `location` columns, before any tokenisation.
 """
 
+import csv
+import gzip
 import json
 import math
 import random
@@ -13,9 +17,41 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Names ending like this are files, never hub ids.
+LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv", ".parquet", ".arrow", ".txt", ".tsv")
+# How many locations of dropped rows the data card names per reason.
+NAMED_DROPS = 20
+
 
 class DataError(ValueError):
     """Bad input; the message names the location (file and line or row) and the field."""
+
+
+class SkipRow(Exception):
+    """Raised by a row validator for a row that is dropped (counted and named), not fatal."""
+
+    def __init__(self, reason: str, where: str):
+        super().__init__(f"{where}: {reason}")
+        self.reason, self.where = reason, where
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` means a local path rather than a hub id (`org/name`): it starts with `.`, `/`
+    or `~`, has a backslash or more than one `/`, ends with a data-file suffix, or its first part is
+    an existing local directory (so `data/prefs-v2` is local where `./data` exists)."""
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    if name.lower().endswith(LOCAL_SUFFIXES):
+        return True
+    return "/" in name and Path(name.split("/", 1)[0]).is_dir()
+
+
+def check_local_path(name: str, field_name: str) -> None:
+    """Fail at once, naming the field, when `name` looks local and does not exist (no hub call)."""
+    if looks_local(name) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(
+            f"{field_name} {name!r}: no such file or directory (it looks like a local path, so the Hub is not asked)"
+        )
 
 
 @dataclass
@@ -49,27 +85,46 @@ class DataReport:
     kept: int = 0
     truncated: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
+    dropped_rows: dict[str, list[str]] = field(default_factory=dict)  # reason -> first locations
+    details: dict = field(default_factory=dict)  # e.g. how masks were derived, the eval set's report
+
+    def drop(self, reason: str, *locations: str, count: int | None = None) -> None:
+        """Count `count` dropped rows (default: one per location) and name the first locations."""
+        self.dropped[reason] += len(locations) if count is None else count
+        named = self.dropped_rows.setdefault(reason, [])
+        named.extend(locations[: NAMED_DROPS - len(named)])
 
     def as_dict(self) -> dict:
-        return {
+        card = {
             "sources": self.sources,
             "rows_used": sum(s["used"] for s in self.sources.values()),
             "kept": self.kept,
             "truncated": dict(self.truncated),
             "dropped": dict(self.dropped),
         }
+        if self.dropped_rows:
+            card["dropped_rows"] = self.dropped_rows
+        return card | self.details
 
     def summary(self) -> str:
         lines = [f"  {path}: read {s['read']}, used {s['used']}" for path, s in self.sources.items()]
         lines.append(f"  kept {self.kept}")
         lines += [f"  truncated ({why}): {n}" for why, n in self.truncated.items()]
-        lines += [f"  dropped ({why}): {n}" for why, n in self.dropped.items()]
+        for why, n in self.dropped.items():
+            named = self.dropped_rows.get(why, [])
+            more = f" (first: {', '.join(named[:3])})" if named else ""
+            lines.append(f"  dropped ({why}): {n}{more}")
         return "\n".join(lines)
 
 
+def _open_lines(path: Path):
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
 def read_jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    """`("file:line", row)` for every non-blank line; a bad line raises `DataError` naming it."""
-    with path.open("rb") as f:
+    """`("file:line", row)` for every non-blank line (gzipped when the name ends in .gz); a bad line
+    raises `DataError` naming it."""
+    with _open_lines(path) as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}:{lineno}"
             try:
@@ -87,20 +142,43 @@ def read_jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
             yield where, row
 
 
+def read_csv_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """`("file:line", row)` per CSV record (header first; every cell is text, so only text formats
+    fit: standard preference pairs, HH transcripts). The line is where the record starts."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        start = 2
+        try:
+            for row in reader:
+                where = f"{path}:{start}"
+                start = reader.line_num + 1
+                if None in row or any(v is None for v in row.values()):
+                    raise DataError(f"{where}: the record has a different number of cells than the header")
+                yield where, {k: v for k, v in row.items()}
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise DataError(f"{path}:{start}: not valid CSV ({err})") from None
+
+
 def _read_dataset(dataset, name: str) -> Iterator[tuple[str, dict]]:
     for i, row in enumerate(dataset):
         yield f"{name}[row {i}]", row
 
 
 def read_rows(source: Source) -> Iterator[tuple[str, dict]]:
-    """Yield `(location, row)` for every row of a JSONL file, Parquet file, saved dataset or hub dataset."""
+    """Yield `(location, row)` for every row of a JSONL, CSV or Parquet file, saved dataset or hub dataset."""
     import datasets
 
-    path = Path(source.path)
-    if path.is_file() and path.suffix in {".jsonl", ".json"}:
+    path = Path(source.path).expanduser()
+    name = path.name.lower()
+    if path.is_file() and name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
         yield from read_jsonl_rows(path)
-    elif path.is_file() and path.suffix == ".parquet":
+    elif path.is_file() and name.endswith(".csv"):
+        yield from read_csv_rows(path)
+    elif path.is_file() and name.endswith(".parquet"):
         yield from _read_dataset(datasets.Dataset.from_parquet(str(path)), str(path))
+    elif path.is_file():
+        raise DataError(f"{source.path}: unsupported file type (read: .jsonl, .json, .jsonl.gz, .csv, .parquet, "
+                        "or a save_to_disk directory)")
     elif path.is_dir():
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
@@ -108,8 +186,8 @@ def read_rows(source: Source) -> Iterator[tuple[str, dict]]:
                 raise DataError(f"{path}: no split {source.split!r} (has {sorted(loaded)})")
             loaded = loaded[source.split]
         yield from _read_dataset(loaded, str(path))
-    elif path.suffix in {".jsonl", ".json", ".parquet"} or path.is_absolute() or source.path.startswith("."):
-        raise DataError(f"{source.path}: no such file or directory")
+    elif looks_local(source.path):
+        raise DataError(f"{source.path}: no such file or directory (it looks like a local path, so the Hub is not asked)")
     else:  # a hub id; offline this fails with the hub's own message
         yield from _read_dataset(datasets.load_dataset(source.path, split=source.split), f"hub:{source.path}")
 
@@ -129,20 +207,71 @@ def sample_mixture(rows_by_source: dict[str, list], weights: dict[str, float], s
     return mixed
 
 
+def row_format(row: dict) -> dict[str, str]:
+    """`{field: "text" | "messages" | type}`: rows of one dataset must agree on it (Arrow needs one type per column)."""
+    return {k: "text" if isinstance(v, str) else "messages" if isinstance(v, list) else type(v).__name__
+            for k, v in row.items()}
+
+
+class _FormatCheck:
+    """Remembers the first row's format and names the first row that differs from it."""
+
+    def __init__(self):
+        self.first = None
+
+    def __call__(self, row: dict, where: str) -> None:
+        shape = row_format(row)
+        if self.first is None:
+            self.first = (shape, where)
+            return
+        expected, first_where = self.first
+        for key in sorted(set(shape) | set(expected)):
+            if shape.get(key) != expected.get(key):
+                raise DataError(
+                    f"{where}: field '{key}' is {shape.get(key, 'absent')} but {first_where} has "
+                    f"{expected.get(key, 'absent')}: every row of a dataset and of a mixture must use one format"
+                )
+
+
 def load_mixture(
     sources: list[Source], validate, report: DataReport, seed: int = 0
-) -> list[tuple[str, object]]:
+) -> list[tuple[str, str, dict]]:
     """Read and validate every row of every source, then mix by weight.
 
-    `validate(row, where)` returns the cleaned row or raises `DataError`; bad rows stop the run
-    (they are never silently skipped). Returns `(location, cleaned_row)` pairs.
+    `validate(row, where)` returns the cleaned row (a dict) or raises `DataError` (the run stops:
+    bad rows are never silently skipped) or `SkipRow` (the row is dropped, counted and named).
+    Returns `(source path, location, cleaned_row)` triples; all rows share one format.
     """
     rows_by_source = {}
+    same_format = _FormatCheck()
     for source in sources:
-        rows_by_source[source.path] = [(where, validate(row, where)) for where, row in read_rows(source)]
-        if not rows_by_source[source.path]:
-            raise DataError(f"{source.path}: no rows")
-    mixed = sample_mixture(rows_by_source, {s.path: s.weight for s in sources}, seed)
+        rows, read = [], 0
+        for where, row in read_rows(source):
+            read += 1
+            try:
+                cleaned = validate(row, where)
+            except SkipRow as skip:
+                report.drop(skip.reason, skip.where)
+                continue
+            same_format(cleaned, where)
+            rows.append((source.path, where, cleaned))
+        if not rows:
+            raise DataError(f"{source.path}: no rows" + (f" ({read} read, all dropped)" if read else ""))
+        rows_by_source[source.path] = (read, rows)
+    mixed = sample_mixture({k: rows for k, (_, rows) in rows_by_source.items()},
+                           {s.path: s.weight for s in sources}, seed)
     for source in sources:
-        report.sources[source.path] = {"read": len(rows_by_source[source.path]), "used": len(mixed[source.path])}
-    return [pair for rows in mixed.values() for pair in rows]
+        report.sources[source.path] = {"read": rows_by_source[source.path][0], "used": len(mixed[source.path])}
+    return [triple for rows in mixed.values() for triple in rows]
+
+
+def read_mixture(sources: list[Source], validate, report: DataReport, seed: int = 0):
+    """`load_mixture` as a `datasets.Dataset`: the cleaned rows' fields plus `source` (the path it
+    came from) and `location` (`file:line`), in mixture order. Nothing is tokenised yet."""
+    from datasets import Dataset
+
+    triples = load_mixture(sources, validate, report, seed=seed)
+    columns = {key: [row[key] for _, _, row in triples] for key in triples[0][2]}
+    columns["source"] = [path for path, _, _ in triples]
+    columns["location"] = [where for _, where, _ in triples]
+    return Dataset.from_dict(columns)

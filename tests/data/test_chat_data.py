@@ -68,7 +68,7 @@ def test_system_message_and_multi_turn_are_accepted():
             {"role": "assistant", "content": "d"},
         ]
     }
-    assert [m["role"] for m in validate_chat_row(row, "x")] == ["system", "user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in validate_chat_row(row, "x")["messages"]] == ["system", "user", "assistant", "user", "assistant"]
 
 
 def test_loss_mask_covers_assistant_tokens_only_and_truncation_is_counted(tmp_path, tiny_klear_dir):

@@ -39,7 +39,7 @@ def test_provenance_columns_of_an_annotation_pull_are_accepted():
          "fields 'chosen[0]' and 'rejected[0]' differ before the final answer"),
         ({"prompt": [U], "chosen": [U], "rejected": [BAD]}, "field 'chosen[0].role' must be 'assistant'"),
         ({"prompt": [GOOD], "chosen": [GOOD], "rejected": [BAD]}, "field 'prompt[0].role' is 'assistant' where 'user'"),
-        ({"prompt": "Q", "chosen": [GOOD], "rejected": [BAD]}, "field 'prompt' must be a non-empty list of messages"),
+        ({"prompt": "Q", "chosen": [GOOD], "rejected": [BAD]}, "field 'prompt' is text where a list of messages was expected"),
         ({"prompt": [U], "chosen": "Paris.", "rejected": "Rome."}, "field 'prompt' must be text"),
         ({"prompt": "Q", "chosen": "", "rejected": "no"}, "field 'chosen' is empty"),
     ],
