@@ -23,8 +23,9 @@ def main(argv=None) -> int:
         return args.run(args) or 0
     except AnnotationError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
     except KeyboardInterrupt:
+        print(f"interrupted: python -m annotation {args.command} stopped before it finished", file=sys.stderr)
         return 130
 
 
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--dataset", help="one dataset (default: every dataset of the workspace)")
     status.add_argument("--workspace", default=None)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _quality_options(status)
     _client_options(status)
     status.set_defaults(run=_status)
 
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--out", type=Path, required=True)
     pull.add_argument("--min-votes", type=int, default=1, help="submitted responses a record needs")
     pull.add_argument("--min-agreement", type=float, default=0.5, help="share of votes the majority label needs")
+    _quality_options(pull)
     _client_options(pull)
     pull.set_defaults(run=_pull)
 
@@ -113,6 +116,26 @@ def _default_aspects():
     from annotation.schema import DEFAULT_ASPECTS
 
     return DEFAULT_ASPECTS
+
+
+def _quality_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-gold-accuracy", type=float, default=0.7,
+                        help="flag annotators whose share of right answers on gold pairs is below this")
+    parser.add_argument("--min-gold-answered", type=int, default=5, help="gold pairs answered before an annotator can be flagged")
+
+
+def _quality_policy(args):
+    from annotation.quality import QualityPolicy
+
+    return QualityPolicy(min_gold_accuracy=args.min_gold_accuracy, min_gold_answered=args.min_gold_answered)
+
+
+def _check_names(args) -> None:
+    from annotation.schema import check_name
+
+    for option in ("dataset", "workspace"):
+        if getattr(args, option, None) is not None:
+            check_name(f"--{option}", getattr(args, option))
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
@@ -176,8 +199,10 @@ def _users_add(args) -> int:
 def _status(args) -> int:
     from annotation.status import dataset_status, format_status
 
+    _check_names(args)
+    quality_policy = _quality_policy(args)
     client, workspace = _connect(args)
-    report = dataset_status(client, workspace, args.dataset)
+    report = dataset_status(client, workspace, args.dataset, quality_policy)
     print(json.dumps(report, indent=2) if args.json else format_status(report))
     return 0
 
@@ -186,6 +211,7 @@ def _push(args) -> int:
     from annotation.pairs import make_pairs, parse_rows, read_rows
     from annotation.push import push_pairs
 
+    _check_names(args)
     if not args.file.exists():
         raise AnnotationError(f"{args.file} does not exist")
     if args.min_submitted < 1:
@@ -220,15 +246,22 @@ def _push(args) -> int:
 
 
 def _pull(args) -> int:
-    from annotation.pull import pull_preferences
+    from annotation.pull import check_out_dir, pull_preferences
     from annotation.resolve import Policy
 
+    _check_names(args)
+    policy = Policy(min_votes=args.min_votes, min_agreement=args.min_agreement)
+    quality_policy = _quality_policy(args)
+    check_out_dir(args.out)
     client, workspace = _connect(args)
-    card = pull_preferences(
-        client, args.dataset, workspace, args.out, Policy(min_votes=args.min_votes, min_agreement=args.min_agreement)
-    )
+    card = pull_preferences(client, args.dataset, workspace, args.out, policy, quality_policy)
     counts = card["counts"]
     print(f"{args.out}: {counts['kept']} preference pairs kept of {counts['records']} records")
+    if "empty_reason" in card:
+        print(f"  {card['empty_reason']}")
+    flagged = card["quality_control"]["flagged_annotators"]
+    if flagged:
+        print(f"  flagged annotators (votes excluded: {card['quality_control']['votes_excluded']}): {', '.join(flagged)}")
     print(f"  dropped: {json.dumps(card['dropped'])}")
     print(f"  responses: {json.dumps(card['responses'])}")
     alpha = card["agreement"].get("krippendorff_alpha")

@@ -1,7 +1,11 @@
 """`push`'s input, checked, and the A/B pairs made from it (pure functions).
 
 Each input row is `{"id"?: str, "prompt": str | [messages], "completions": [{"model": str,
-"content": str}, ...], "metadata"?: {...}}`. A row with k distinct answers gives k·(k-1)/2 pairs.
+"content": str}, ...], "metadata"?: {...}, "gold"?: str}`. A row with k distinct answers gives
+k·(k-1)/2 pairs. A row with `gold` (the model name of the better answer, for quality control:
+`quality.py`) holds exactly two answers, one of them by that model; its pair carries the gold
+model in the hidden metadata. Metadata values must be plain JSON (no NaN or infinity), checked
+here, before anything is sent.
 Every pair gets an id derived from its content only (the prompt's id and both answers), so
 pushing the same input again finds the same records; and a coin flip seeded by that id decides
 which answer is shown as A, so the order is random across records (position bias cannot line
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -22,7 +27,7 @@ from typing import Iterable, Iterator, Optional
 from annotation.errors import AnnotationError
 
 ROLES = ("system", "user", "assistant")
-RESERVED_METADATA = ("prompt_id", "models", "model_a", "model_b")  # written by make_pairs
+RESERVED_METADATA = ("prompt_id", "models", "model_a", "model_b", "gold")  # written by make_pairs
 TEXT_METADATA = ("source", "category")  # filters in the UI: text values
 MAX_REPORTED_ERRORS = 20
 
@@ -40,6 +45,7 @@ class PromptRow:
     prompt: tuple  # messages, each {"role", "content"}; the last one is the user's
     completions: tuple  # Completion, distinct contents
     metadata: dict = field(default_factory=dict)
+    gold: Optional[str] = None  # the model name of the better answer (a quality-control pair)
 
 
 @dataclass(frozen=True)
@@ -134,12 +140,42 @@ def _parse_row(location: str, raw) -> tuple:
     for key in TEXT_METADATA:
         if key in metadata and not isinstance(metadata[key], str):
             raise ValueError(f"field 'metadata.{key}' must be a string")
+    for key, value in metadata.items():
+        _check_plain_json(value, f"metadata.{key}")
+    gold = _parse_gold(raw.get("gold"), completions)
     prompt_id = raw.get("id")
     if prompt_id is None:
         prompt_id = "p-" + _digest(_canonical(prompt))[:16]
     elif not isinstance(prompt_id, (str, int)) or str(prompt_id).strip() == "":
         raise ValueError("field 'id' must be a non-empty string")
-    return PromptRow(location, str(prompt_id), prompt, completions, metadata), dropped
+    return PromptRow(location, str(prompt_id), prompt, completions, metadata, gold), dropped
+
+
+def _check_plain_json(value, where: str) -> None:
+    """Argilla stores metadata as JSON, which has no NaN or infinity (pandas writes NaN for gaps)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"field '{where}' is {value}, which JSON cannot hold; leave the key out or use null")
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _check_plain_json(inner, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, inner in enumerate(value):
+            _check_plain_json(inner, f"{where}[{index}]")
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        raise ValueError(f"field '{where}' is a {type(value).__name__}, not a JSON value")
+
+
+def _parse_gold(gold, completions: tuple) -> Optional[str]:
+    if gold is None:
+        return None
+    if not isinstance(gold, str) or not gold.strip():
+        raise ValueError("field 'gold' must name the model of the better answer")
+    models = [completion.model for completion in completions]
+    if len(completions) != 2:
+        raise ValueError(f"field 'gold': a gold row holds exactly two different answers, not {len(completions)}")
+    if models.count(gold) != 1:
+        raise ValueError(f"field 'gold': {gold!r} must be the model of exactly one of the two answers ({', '.join(models)})")
+    return gold
 
 
 def parse_prompt(prompt) -> tuple:
@@ -216,6 +252,8 @@ def _pair(row: PromptRow, first: Completion, second: Completion, seed: int) -> P
     if random.Random(f"{seed}:{record_id}").random() < 0.5:
         one, two = two, one
     metadata = {key: value for key, value in row.metadata.items() if value is not None}
+    if row.gold is not None:
+        metadata["gold"] = row.gold
     metadata.update(
         prompt_id=row.prompt_id,
         models=sorted({one.model, two.model}),

@@ -21,6 +21,12 @@ RECORDS_PER_BATCH = 500  # argilla's most records per bulk upsert
 LIST_PAGE = 1000  # argilla's most records per list request
 
 
+class PushInterrupted(AnnotationError):
+    """Ctrl-C during a push: says what was sent, and that running the same push again is safe."""
+
+    exit_code = 130
+
+
 @dataclass(frozen=True)
 class ExistingRecord:
     annotated: bool  # holds a response of any status
@@ -190,6 +196,24 @@ def push_pairs(
     """Create the dataset if needed and send the pairs that are new or changed.
 
     `suggest`, when given, maps the pairs to send to {pair id: Suggestion} (an LLM judge)."""
+    sent = []  # [records the server confirmed, records to send]
+    try:
+        return _push(client, pairs, dataset_name, workspace, min_submitted, aspects, suggest, batch_size, max_retries,
+                     progress, sent)
+    except KeyboardInterrupt:
+        where = f"{workspace}/{dataset_name}"
+        if not sent:
+            done = f"no record was sent to {where} yet"
+        else:
+            done = (f"{sent[0]} of the {sent[1]} records to send were sent to {where} "
+                    "(a batch in flight may or may not have arrived)")
+        raise PushInterrupted(
+            f"push interrupted: {done}. Running the same push again is safe: it finds the records that arrived "
+            "by their ids and sends only the rest"
+        ) from None
+
+
+def _push(client, pairs, dataset_name, workspace, min_submitted, aspects, suggest, batch_size, max_retries, progress, sent):
     from tqdm import tqdm
 
     dataset, created = get_or_create_dataset(client, dataset_name, workspace, min_submitted, aspects)
@@ -203,11 +227,13 @@ def push_pairs(
 
     retries = 0
     batch_size = max(1, min(batch_size, RECORDS_PER_BATCH))
+    sent[:] = [0, len(to_send)]
     with tqdm(total=len(to_send), desc=f"pushing to {dataset_name}", unit="pair", disable=not progress) as bar:
         for start in range(0, len(to_send), batch_size):
             batch = to_send[start : start + batch_size]
             models = [_record_model(pair, dataset, suggestions.get(pair.id)) for pair in batch]
             retries += _with_retries(lambda: client.api.records.bulk_upsert(dataset.id, models), max_retries, start)
+            sent[0] = start + len(batch)
             bar.update(len(batch))
 
     first_is_a = sum(1 for pair in to_send if not pair.flipped)

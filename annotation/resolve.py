@@ -4,7 +4,9 @@ Only submitted responses vote; drafts and discards are counted. A record is kept
 submitted `preference` votes reach `min_votes` and one label has a strict plurality holding at
 least `min_agreement` of them; ties ("equally good") and "both bad" are dropped and counted, as
 is every other reason. The winning side (A or B, as shown) is mapped back to the real answers
-and their models through what the record carries.
+and their models through what the record carries. Gold pairs (quality control, `quality.py`)
+score the annotators and are not written; the votes of annotators flagged by their gold accuracy
+do not decide pairs. Both are counted.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from statistics import mean
 from typing import Dict, List, Optional, Sequence
 
 from annotation.agreement import agreement_report, annotator_stats, cohen_kappa
+from annotation.errors import AnnotationError
+from annotation.quality import gold_side
 from annotation.schema import PREFERENCE, RATIONALE, STRENGTH
 
 DROP_REASONS = (
+    "gold",  # a gold (quality-control) pair: its answer is known, it scores the annotators
     "not_annotated",  # no response at all
     "no_submitted_response",  # only drafts or discards
+    "only_flagged_annotators",  # every submitted vote came from a flagged annotator
     "too_few_votes",  # fewer submitted votes than min_votes
     "no_majority",  # two labels share the most votes
     "below_min_agreement",  # the top label holds less than min_agreement of the votes
@@ -61,9 +67,9 @@ class Policy:
 
     def __post_init__(self):
         if self.min_votes < 1:
-            raise ValueError("min_votes must be at least 1")
+            raise AnnotationError(f"--min-votes {self.min_votes}: must be at least 1")
         if not 0 <= self.min_agreement <= 1:
-            raise ValueError("min_agreement must be between 0 and 1")
+            raise AnnotationError(f"--min-agreement {self.min_agreement}: must be between 0 and 1 (a share of the votes)")
 
 
 @dataclass
@@ -73,6 +79,7 @@ class Resolution:
     responses: Counter = field(default_factory=Counter)  # by status
     scripted_responses: int = 0
     majority: Dict[str, Optional[str]] = field(default_factory=dict)  # record id -> plurality label
+    excluded_votes: Counter = field(default_factory=Counter)  # flagged annotator -> submitted votes left out
 
 
 def submitted_labels(pair: AnnotatedPair) -> Dict[str, str]:
@@ -94,7 +101,13 @@ def plurality(labels: Sequence[str]) -> tuple:
     return top, count / len(labels)
 
 
-def resolve(pairs: Sequence[AnnotatedPair], policy: Policy, scripted_marker: Optional[str] = None) -> Resolution:
+def resolve(
+    pairs: Sequence[AnnotatedPair],
+    policy: Policy,
+    scripted_marker: Optional[str] = None,
+    excluded_annotators: frozenset = frozenset(),
+) -> Resolution:
+    """Resolve every pair; the votes of `excluded_annotators` (flagged) do not count, and are counted."""
     result = Resolution()
     for pair in pairs:
         for vote in pair.votes:
@@ -102,9 +115,18 @@ def resolve(pairs: Sequence[AnnotatedPair], policy: Policy, scripted_marker: Opt
             rationale = vote.values.get(RATIONALE) or ""
             if scripted_marker and vote.status == "submitted" and str(rationale).startswith(scripted_marker):
                 result.scripted_responses += 1
-        labels = submitted_labels(pair)
+        all_labels = submitted_labels(pair)
+        labels = {user: label for user, label in all_labels.items() if user not in excluded_annotators}
+        for user in all_labels.keys() - labels.keys():
+            result.excluded_votes[user] += 1
         label, share = plurality(list(labels.values()))
         result.majority[pair.record_id] = label
+        if gold_side(pair.metadata) is not None:
+            result.dropped["gold"] += 1
+            continue
+        if all_labels and not labels:
+            result.dropped["only_flagged_annotators"] += 1
+            continue
         reason = _drop_reason(pair, labels, label, share, policy)
         if reason:
             result.dropped[reason] += 1

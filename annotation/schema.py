@@ -88,6 +88,21 @@ def preference_settings(min_submitted: int = 1, aspects: Sequence[str] = DEFAULT
     )
 
 
+MAX_NAME_LENGTH = 200  # argilla-server's limit for dataset names (api/schemas/v1/datasets.py)
+
+
+def check_name(option: str, name: str) -> None:
+    """A dataset or workspace name Argilla accepts, checked before anything is created."""
+    from annotation.errors import AnnotationError
+
+    if not name.strip():
+        raise AnnotationError(f"{option} is empty: give the dataset a name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise AnnotationError(f"{option} is {len(name)} characters long; Argilla allows at most {MAX_NAME_LENGTH}")
+    if name != name.strip() or any(not ch.isprintable() for ch in name):
+        raise AnnotationError(f"{option} {name!r} has leading/trailing spaces or control characters")
+
+
 def missing_names(field_names: Sequence[str], question_names: Sequence[str]) -> list:
     """What an existing dataset lacks to be one of ours (empty when it is)."""
     wanted_fields = [PROMPT_FIELD, *ANSWER_FIELDS]

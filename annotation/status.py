@@ -1,4 +1,5 @@
-"""`python -m annotation status`: progress per dataset and per annotator."""
+"""`python -m annotation status`: progress per dataset and per annotator, with each annotator's
+quality as `pull` computes it (gold accuracy, agreement with the majority, flagged), live."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ from typing import Optional
 
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
+from annotation.quality import QualityPolicy, annotator_quality
+from annotation.resolve import submitted_labels
 
 
-def dataset_status(client, workspace_name: str, dataset_name: Optional[str] = None) -> dict:
-    """{dataset name: {total, completed, pending, users: {username: {submitted, draft, discarded}}}}."""
+def dataset_status(
+    client, workspace_name: str, dataset_name: Optional[str] = None, quality_policy: QualityPolicy = QualityPolicy()
+) -> dict:
+    """{dataset name: {total, completed, pending, min_submitted, users: {username: {submitted, draft,
+    discarded}}, annotators: {username: quality as in pull's card}}}."""
+    from annotation.pull import fetch_pairs
+
     workspace = lookup(client.workspaces, workspace_name)
     if workspace is None:
         raise AnnotationError(f"workspace {workspace_name!r} does not exist")
@@ -32,8 +40,10 @@ def dataset_status(client, workspace_name: str, dataset_name: Optional[str] = No
             "total": progress["total"],
             "completed": progress["completed"],
             "pending": progress["pending"],
-            "min_submitted": dataset.settings.distribution.min_submitted,
+            # the dataset's own setting (the listed datasets carry the SDK's defaults, not the server's)
+            "min_submitted": client.api.datasets.get(dataset.id).distribution.min_submitted,
             "users": users,
+            "annotators": annotator_quality(fetch_pairs(client, dataset), quality_policy, submitted_labels),
         }
     return report
 
@@ -50,8 +60,18 @@ def format_status(report: dict) -> str:
         if not progress["users"]:
             lines.append("  no responses yet")
         for user, counts in sorted(progress["users"].items()):
+            quality = progress["annotators"].get(user)
             lines.append(
                 f"  {user:<20} submitted {counts['submitted']:>6}  draft {counts['draft']:>6}  "
-                f"discarded {counts['discarded']:>6}"
+                f"discarded {counts['discarded']:>6}" + (_quality_text(quality) if quality else "")
             )
     return "\n".join(lines)
+
+
+def _quality_text(quality: dict) -> str:
+    def share(value):
+        return "-" if value is None else f"{value:.0%}"
+
+    text = (f"  gold {quality['gold_correct']}/{quality['gold_answered']} ({share(quality['gold_accuracy'])})"
+            f"  agrees with majority {share(quality['agreement_with_majority'])}")
+    return text + ("  FLAGGED: votes excluded by pull" if quality["flagged"] else "")

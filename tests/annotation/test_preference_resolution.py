@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from annotation.errors import AnnotationError
 from annotation.resolve import AnnotatedPair, JudgeSuggestion, Policy, Vote, judge_human_agreement, plurality, resolve
 
 PROMPT = [{"role": "user", "content": "Capital of France?"}]
@@ -56,6 +57,8 @@ def test_every_drop_is_counted_with_its_reason():
     ]
     result = resolve(pairs, Policy(min_votes=2, min_agreement=0.5))
     assert result.dropped == {
+        "gold": 0,
+        "only_flagged_annotators": 0,
         "not_annotated": 1,
         "no_submitted_response": 1,
         "too_few_votes": 1,
@@ -118,8 +121,8 @@ def test_judge_verdict_is_mapped_like_the_votes_and_compared_with_the_humans():
     assert judge_human_agreement([pair("x", [vote("ann", "a")])], {"x": "a"}) is None
 
 
-def test_policy_is_checked():
-    with pytest.raises(ValueError):
+def test_policy_is_checked_with_the_option_named():
+    with pytest.raises(AnnotationError, match="--min-votes 0: must be at least 1"):
         Policy(min_votes=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(AnnotationError, match=r"--min-agreement 1.5: must be between 0 and 1"):
         Policy(min_agreement=1.5)
