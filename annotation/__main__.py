@@ -109,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--batch-size", type=int, default=8)
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(run=_generate)
+
+    convert = commands.add_parser("from-preferences", help="preference rows (TRL formats, HH-RLHF) -> push's input")
+    convert.add_argument("file", type=Path, help="JSONL / .jsonl.gz / Parquet / save_to_disk directory of preference rows")
+    convert.add_argument("--out", type=Path, required=True)
+    convert.add_argument("--chosen-model", default="chosen", help="the name recorded for the chosen answers")
+    convert.add_argument("--rejected-model", default="rejected", help="the name recorded for the rejected answers")
+    convert.add_argument("--gold", type=int, default=0, metavar="N", help="mark N pairs (drawn with --seed) as gold pairs")
+    convert.add_argument("--limit", type=int, default=None, help="convert only the first N distinct prompts")
+    convert.add_argument("--source", default=None, help="metadata 'source' of the pairs (default: the file's name)")
+    convert.add_argument("--seed", type=int, default=0)
+    convert.set_defaults(run=_from_preferences)
     return parser
 
 
@@ -266,6 +277,15 @@ def _pull(args) -> int:
     print(f"  responses: {json.dumps(card['responses'])}")
     alpha = card["agreement"].get("krippendorff_alpha")
     print(f"  agreement: Krippendorff's alpha = {alpha if alpha is None else round(alpha, 3)}; card: {args.out / 'card.json'}")
+    return 0
+
+
+def _from_preferences(args) -> int:
+    from annotation.convert import convert_file
+
+    report = convert_file(args.file, args.out, chosen_model=args.chosen_model, rejected_model=args.rejected_model,
+                          gold=args.gold, limit=args.limit, seed=args.seed, source_name=args.source)
+    print(report.line(args.file, args.out))
     return 0
 
 

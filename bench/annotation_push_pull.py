@@ -1,9 +1,10 @@
 """Benchmark: push N preference pairs to a local Argilla and pull them back.
 
-    .venv/bin/python bench/annotation_push_pull.py [--pairs 5000] [--out DIR]
+    .venv/bin/python bench/annotation_push_pull.py [--pairs 5000] [--database sqlite|postgresql]
+        [--no-annotate] [--baseline] [--out DIR]
 
-Starts `annotation serve`'s server (argilla-server, SQLite, Redis, the embedded search engine)
-in a fresh temporary directory, then times, each on the same N pairs:
+Starts `annotation serve`'s server (argilla-server, SQLite or its own PostgreSQL, Redis, the
+embedded search engine) in a fresh temporary directory, then times, each on the same N pairs:
   push      create N records (parse, pair, bulk upserts of 500)
   re-push   the same input again: reads the dataset, finds every record unchanged, sends nothing
   queue     the annotator's queue query of the web UI (pending for this user, one record), 10
@@ -12,12 +13,16 @@ in a fresh temporary directory, then times, each on the same N pairs:
             the annotator's queue (a search per 100 records: the embedded engine under load)
   pull      read every record with its responses, resolve, write the preference dataset + card
 and prints records per second for each, plus a JSON line for docs/benchmarks.md.
+`--baseline` first pushes the same pairs to a server running argilla-server's stock bulk upload
+(KLEAR_ARGILLA_STOCK_BULK=1: without `annotation/server_side/speedups.py`), and reports the
+push speed-up as a ratio against it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -82,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=None, help="keep the pulled dataset and summary.json here")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--no-annotate", action="store_true", help="skip the (slow) scripted annotation step")
+    parser.add_argument("--baseline", action="store_true", help="also push to a server with argilla-server's stock bulk upload")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,25 +98,39 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         source = tmp / "pairs.jsonl"
         write_input(source, args.pairs)
-        config = ServeConfig(data_dir=tmp / "argilla", port=free_loopback_port())
+
+        def push(client, workspace):
+            pairs, _ = make_pairs(parse_rows(read_rows(source)).rows)
+            report = push_pairs(client, pairs, "bench", workspace, progress=False)
+            return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
+
+        steps = []
+        if args.baseline:
+            os.environ["KLEAR_ARGILLA_STOCK_BULK"] = "1"
+            config = ServeConfig(data_dir=tmp / "stock", port=free_loopback_port(), database=args.database)
+            with running_server(config, log=lambda message: None) as server:
+                client, _ = connect(config.data_dir)
+                steps.append(timed("push (stock argilla-server bulk upload)", args.pairs,
+                                   lambda: push(client, server.credentials.workspace)))
+            del os.environ["KLEAR_ARGILLA_STOCK_BULK"]
+        config = ServeConfig(data_dir=tmp / "argilla", port=free_loopback_port(), database=args.database)
         with running_server(config, log=lambda message: None) as server:
             client, address = connect(config.data_dir)
             workspace = server.credentials.workspace
             add_user(client, "bench-annotator", "bench-password", "annotator", workspace)
-
-            def push():
-                pairs, _ = make_pairs(parse_rows(read_rows(source)).rows)
-                report = push_pairs(client, pairs, "bench", workspace, progress=False)
-                return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
-
-            steps = [timed("push", args.pairs, push), timed("re-push", args.pairs, push)]
+            steps += [timed("push", args.pairs, lambda: push(client, workspace)),
+                      timed("re-push", args.pairs, lambda: push(client, workspace))]
+            if args.baseline:
+                steps.append({"step": "push speed-up vs stock", "ratio": round(steps[0]["seconds"] / steps[1]["seconds"], 2)})
+                print(f"push speed-up vs argilla-server's stock bulk upload: {steps[-1]['ratio']}x")
             steps.append(queue_latency(address.api_url, "bench-annotator", "bench-password", "bench"))
-            annotator = ScriptedAnnotator("bench-annotator", "bench-password", noise=0.1)
-            steps.append(timed("annotate", args.pairs, lambda: submit_scripted_responses(
-                address.api_url, "bench", workspace, [annotator])))
+            if not args.no_annotate:
+                annotator = ScriptedAnnotator("bench-annotator", "bench-password", noise=0.1)
+                steps.append(timed("annotate", args.pairs, lambda: submit_scripted_responses(
+                    address.api_url, "bench", workspace, [annotator])))
             steps.append(timed("pull", args.pairs, lambda: pull_preferences(
                 client, "bench", workspace, out / "preferences", Policy())["counts"]))
-        summary = {"pairs": args.pairs, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "steps": steps}
+        summary = {"pairs": args.pairs, "database": args.database, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "steps": steps}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
 
