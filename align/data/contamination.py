@@ -171,10 +171,11 @@ def row_segments(row: dict) -> list[tuple[str, str]]:
 class Flag:
     benchmark: str
     question_id: str
-    part: str
+    part: str  # the best-covered text; `parts` lists every matched one
     field: str
     coverage: float
     evidence: str
+    parts: list[str] = field(default_factory=list)
 
 
 def _ngrams(toks: tuple[str, ...], n: int) -> Iterator[tuple[str, ...]]:
@@ -193,6 +194,7 @@ class ContaminationIndex:
     whole: dict[tuple, list[int]] = field(default_factory=dict)  # full token sequence -> entries
     unchecked: Counter = field(default_factory=Counter)  # benchmark -> texts too short to check
     first_turns: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    coverable: dict[int, int] = field(default_factory=dict)  # entry -> positions its evidential n-grams span
 
     def __post_init__(self):
         for text in self.texts:
@@ -220,8 +222,9 @@ class ContaminationIndex:
 
     def _drop_template_ngrams(self) -> None:
         """N-grams found in several questions of one benchmark are its instructions ("下面是一道多选题，它包含多个
-        正确选项..."), not any question's content: they are no evidence. A text made only of such n-grams (a
-        duplicated question) keeps them all."""
+        正确选项..."), not any question's content: they are no evidence, and coverage is measured over the
+        positions the remaining n-grams span. A text made only of such n-grams (a duplicated question) keeps them
+        all."""
         for n, grams in self.ngrams.items():
             usable: dict[int, int] = Counter()
             shared = set()
@@ -237,14 +240,22 @@ class ContaminationIndex:
                     grams[gram] = kept
                 else:
                     del grams[gram]
+            spans: dict[int, set[int]] = defaultdict(set)
+            for hits in grams.values():
+                for i, pos in hits:
+                    spans[i].update(range(pos, pos + n))
+            self.coverable.update((i, len(positions)) for i, positions in spans.items())
 
     def scan(self, segments: list[tuple[str, str]]) -> list[Flag]:
-        """The evaluation questions a row's segments match, one `Flag` per (benchmark, question id)."""
+        """The evaluation questions a row's `(field, text)` segments match, one `Flag` per (benchmark, question id)."""
+        return self.scan_tokens([(name, tokens(text)) for name, text in segments])
+
+    def scan_tokens(self, segments: list[tuple[str, tuple[str, ...]]]) -> list[Flag]:
+        """`scan` for segments already normalised with `tokens`."""
         covered: dict[int, set[int]] = defaultdict(set)
         found_in: dict[int, str] = {}
         matched: set[int] = set()
-        for name, text in segments:
-            toks = tokens(text)
+        for name, toks in segments:
             for n, keys in self.gram_keys.items():
                 for gram in keys.intersection(_ngrams(toks, n)):
                     for index, pos in self.ngrams[n][gram]:
@@ -260,7 +271,7 @@ class ContaminationIndex:
                 matched.add(index)
                 found_in.setdefault(index, name)
         for index, positions in covered.items():
-            if len(positions) >= self.coverage * len(self.entries[index][1]):
+            if len(positions) >= self.coverage * self.coverable[index]:
                 matched.add(index)
         flags: dict[tuple[str, str], Flag] = {}
         for index in sorted(matched):
@@ -269,11 +280,13 @@ class ContaminationIndex:
             if text.followup and len(toks) < (CJK_N if is_cjk(toks) else WORD_N):
                 if not any(i in matched for i in self.first_turns.get(key, ())):
                     continue
-            share = len(covered[index]) / len(toks) if index in covered else 1.0
+            share = len(covered[index]) / self.coverable[index] if index in covered else 1.0
+            parts = flags[key].parts if key in flags else []
             if key not in flags or share > flags[key].coverage:
                 span = _longest_run(covered[index]) if index in covered else range(len(toks))
                 flags[key] = Flag(text.benchmark, text.question_id, text.part, found_in[index], round(share, 3),
-                                  _join(toks[span.start:span.stop]))
+                                  _join(toks[span.start:span.stop]), parts)
+            parts.append(text.part)
         return list(flags.values())
 
 
@@ -310,7 +323,7 @@ def scan_rows(index: ContaminationIndex, rows: Iterable[dict]) -> tuple[int, lis
 
 def _flag_dict(flag: Flag) -> dict:
     return {"benchmark": flag.benchmark, "question_id": flag.question_id, "evidence": flag.evidence,
-            "part": flag.part, "field": flag.field, "coverage": flag.coverage}
+            "part": flag.part, "parts": flag.parts, "field": flag.field, "coverage": flag.coverage}
 
 
 def summarise(flagged: list[dict], benchmarks: Iterable[str]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,102 @@
+"""Exact and near-duplicate rows within a training mixture.
+
+Rows are compared on their normalised text (align.data.contamination.tokens: case, whitespace and punctuation
+do not count), field by field. Exact duplicates have the same normalised text in every field. Near duplicates
+are found with MinHash over 5-token shingles and locality-sensitive hashing (datasketch's `MinHashLSH`), then
+confirmed: the estimated Jaccard similarity of the two shingle sets must reach the threshold too. The first row
+of a group is kept, the later ones are dropped and counted under their own source.
+
+Copies that the mixture makes on purpose (a source with weight 2) share an origin: they are not duplicates of
+one another, and they follow their original (kept or dropped together).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+SHINGLE = 5
+NUM_PERM = 128
+SEPARATOR = "\x1e"  # between fields: a shingle never joins the end of one message to the start of the next
+
+
+@dataclass
+class Duplicates:
+    """Which rows to keep, and what was dropped per source (`{"exact": n, "near": n}`)."""
+
+    keep: list[int]
+    dropped: dict[str, Counter] = field(default_factory=dict)
+    dropped_rows: list[dict] = field(default_factory=list)  # {row, duplicate_of, kind, similarity}
+
+    def count(self, kind: str) -> int:
+        return sum(counts[kind] for counts in self.dropped.values())
+
+
+def _shingle_hashes(fields: Sequence[tuple[str, ...]]) -> list[int]:
+    hashes = []
+    for toks in fields:
+        if len(toks) < SHINGLE:
+            hashes.append(zlib.crc32(" ".join(toks).encode()))
+            continue
+        hashes += [zlib.crc32(" ".join(toks[i:i + SHINGLE]).encode()) for i in range(len(toks) - SHINGLE + 1)]
+    return hashes
+
+
+def find_duplicates(
+    rows: Sequence[Sequence[tuple[str, tuple[str, ...]]]],
+    sources: Sequence[str],
+    threshold: float | None,
+    origins: Sequence[Hashable] | None = None,
+    num_perm: int = NUM_PERM,
+    seed: int = 1,
+) -> Duplicates:
+    """`rows[i]` is row i's `(field, tokens)` list. `threshold` None finds exact duplicates only; otherwise rows
+    whose estimated Jaccard similarity (5-token shingles) is at least `threshold` are near duplicates."""
+    origins = origins if origins is not None else range(len(rows))
+    seen_exact: dict[bytes, int] = {}
+    fate: dict[Hashable, bool] = {}  # origin -> kept
+    result = Duplicates(keep=[])
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if threshold is not None else None
+    template = MinHash(num_perm=num_perm, seed=seed, hashfunc=int)
+    signatures: dict[int, np.ndarray] = {}
+    for i, (segments, source, origin) in enumerate(zip(rows, sources, origins)):
+        if origin in fate:  # a weighted copy follows its original
+            if fate[origin]:
+                result.keep.append(i)
+            else:
+                result.dropped.setdefault(source, Counter())["copy of a dropped row"] += 1
+                result.dropped_rows.append({"row": i, "duplicate_of": None, "kind": "copy of a dropped row"})
+            continue
+        key = hashlib.blake2b(
+            SEPARATOR.join(f"{name.split('[')[0]}:{' '.join(toks)}" for name, toks in segments).encode(),
+            digest_size=16,
+        ).digest()
+        duplicate_of, kind, similarity = seen_exact.get(key), "exact", 1.0
+        minhash = None
+        if duplicate_of is None and lsh is not None:
+            minhash = MinHash(num_perm=num_perm, seed=seed, hashfunc=int, permutations=template.permutations,
+                              scheme=template.scheme)
+            minhash.update_batch(_shingle_hashes([toks for _, toks in segments]))
+            for candidate in lsh.query(minhash):
+                estimate = float(np.mean(signatures[candidate] == minhash.hashvalues))
+                if estimate >= threshold:
+                    duplicate_of, kind, similarity = candidate, "near", estimate
+                    break
+        fate[origin] = duplicate_of is None
+        if duplicate_of is not None:
+            result.dropped.setdefault(source, Counter())[kind] += 1
+            result.dropped_rows.append({"row": i, "duplicate_of": duplicate_of, "kind": kind,
+                                        "similarity": round(similarity, 3)})
+            continue
+        seen_exact[key] = i
+        if minhash is not None:
+            lsh.insert(i, minhash, check_duplication=False)
+            signatures[i] = minhash.hashvalues
+        result.keep.append(i)
+    return result
