@@ -11,18 +11,24 @@ official Klear layout, with `training_summary.json`, `data_card.json`, and the j
 
 import time
 
-from transformers import AutoTokenizer, set_seed
+from transformers import set_seed
 from trl import DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.models.utils import prepare_deepspeed
 from trl.trainer.utils import add_fused_lm_head
 
 import align  # noqa: F401  (registers Klear)
-from align.data.preference import build_preference_dataset
-from align.data.sources import DataReport
 from align.dpo.packing import use_packed_pairs
 from align.training.autoep import expert_parallel_section
 from align.training.config import KlearDPOConfig
-from align.training.run import after_training, finalize_data, load_model, prepare_model_for_training
+from align.training.run import (
+    after_training,
+    check_output_dir,
+    finalize_data,
+    load_model,
+    load_tokenizer,
+    prepare_data,
+    prepare_model_for_training,
+)
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -66,19 +72,12 @@ def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args
     started = time.time()
     set_seed(training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    data_report = DataReport()
-    train_dataset = build_preference_dataset(
-        training_args.mixture_sources(script_args.dataset_name),
-        tokenizer,
-        training_args.max_length,
-        training_args.max_prompt_length,
-        data_report,
-        seed=training_args.seed,
-    )
-    train_dataset = finalize_data(training_args, train_dataset, data_report)
-
+    check_output_dir(training_args)
+    tokenizer = load_tokenizer(model_args)
+    data = prepare_data("dpo", script_args, training_args, tokenizer)  # main process reads; nothing written yet
     model = prepare_model_for_training(load_model(model_args), training_args)
+    data = finalize_data(training_args, data)  # data card, train_data, eval_data; every rank loads them
+
     # The reference: a frozen copy (sharded like the policy under DeepSpeed), unless the log-probs are
     # precomputed or LoRA adapters can be switched off.
     needs_copy = not (training_args.precompute_ref_log_probs or model_args.use_peft)
@@ -87,12 +86,13 @@ def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args
         ref_model=load_model(model_args) if needs_copy else None,
         load_reference=lambda: load_model(model_args),
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    after_training(trainer, training_args, started, data_report, stage="dpo")
+    after_training(trainer, training_args, started, data.report, stage="dpo")
     return trainer
 
 

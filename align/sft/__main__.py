@@ -10,14 +10,20 @@ The final model lands in `output_dir` in the official Klear layout, with its tok
 
 import time
 
-from transformers import AutoTokenizer, set_seed
+from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, SFTTrainer, TrlParser, get_peft_config
 
 import align  # noqa: F401  (registers Klear)
-from align.data.chat import build_sft_dataset
-from align.data.sources import DataReport
 from align.training.config import KlearSFTConfig
-from align.training.run import after_training, finalize_data, load_model, prepare_model_for_training
+from align.training.run import (
+    after_training,
+    check_output_dir,
+    finalize_data,
+    load_model,
+    load_tokenizer,
+    prepare_data,
+    prepare_model_for_training,
+)
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -29,30 +35,26 @@ def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args
     started = time.time()
     set_seed(training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    data_report = DataReport()
-    train_dataset = build_sft_dataset(
-        training_args.mixture_sources(script_args.dataset_name),
-        tokenizer,
-        training_args.max_length,
-        data_report,
-        seed=training_args.seed,
-    )
-    train_dataset = finalize_data(training_args, train_dataset, data_report)
+    check_output_dir(training_args)
+    tokenizer = load_tokenizer(model_args)
+    data = prepare_data("sft", script_args, training_args, tokenizer)  # main process reads; nothing written yet
+    model = prepare_model_for_training(load_model(model_args), training_args)
+    data = finalize_data(training_args, data)  # data card, train_data, eval_data; every rank loads them
     if not training_args.packing:
         # Rows are truncated (and counted) above; TRL must not cut them again, and refuses
         # `padding_free` with a `max_length` it would not enforce. Packing needs it as the bin size.
         training_args.max_length = None
 
     trainer = KlearSFTTrainer(
-        model=prepare_model_for_training(load_model(model_args), training_args),
+        model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    after_training(trainer, training_args, started, data_report, stage="sft")
+    after_training(trainer, training_args, started, data.report, stage="sft")
     return trainer
 
 

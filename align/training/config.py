@@ -40,7 +40,24 @@ class KlearArguments:
         },
     )
 
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out rows in the training data's format (a file, a save_to_disk directory or a hub id), "
+            "evaluated every eval_steps when eval_strategy is not 'no'. Unset: the dataset_test_split of "
+            "dataset_name, as in TRL's scripts (a hub dataset or a saved DatasetDict)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that holds a finished run (training_summary.json), replacing it. "
+            "Without it such a run is refused, unless resume_from_checkpoint is set."
+        },
+    )
+
     def __post_init__(self):
+        check_values(self)
         super().__post_init__()
         if self.expert_bias_update not in ("frozen", "aux_free"):
             raise ValueError(f"expert_bias_update must be 'frozen' or 'aux_free', got {self.expert_bias_update!r}")
@@ -61,6 +78,26 @@ class KlearArguments:
     @property
     def bias_update_rate(self) -> float | None:
         return self.expert_bias_update_rate if self.expert_bias_update == "aux_free" else None
+
+
+def check_values(args) -> None:
+    """Refuse values that transformers or TRL would silently reinterpret (a negative `max_steps` trains
+    `num_train_epochs` instead) or that cannot work; the message names the field."""
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise ValueError(f"max_steps must be a positive number of optimiser steps, or -1 (the default) to train "
+                         f"num_train_epochs; got {args.max_steps}")
+    if args.max_steps == -1 and not args.num_train_epochs > 0:
+        raise ValueError(f"num_train_epochs must be positive when max_steps is not set; got {args.num_train_epochs}")
+    positive = {"per_device_train_batch_size": args.per_device_train_batch_size,
+                "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                "max_length": args.max_length, "max_prompt_length": getattr(args, "max_prompt_length", None),
+                "dataset_num_proc": args.dataset_num_proc}
+    for name, value in positive.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1; got {value}")
+    for name in ("learning_rate", "expert_bias_update_rate"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"{name} must not be negative; got {getattr(args, name)}")
 
 
 @dataclass

@@ -7,17 +7,39 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from align.data.sources import DataReport
+from align.data.sources import DataReport, check_local_path
+from align.data.stage_data import StageData, build_stage_data
 
 from .autoep import register_klear_preset
 from .config import KlearArguments
 from .moe import freeze_routers, load_metrics
 
 
+def check_output_dir(args) -> None:
+    """Refuse to train into an output_dir that holds a finished run (its `training_summary.json`), unless
+    the run resumes (`resume_from_checkpoint`) or the recipe says `overwrite_output_dir: true`.
+    Called before anything is read or written."""
+    finished = Path(args.output_dir) / "training_summary.json"
+    if finished.exists() and not (args.resume_from_checkpoint or args.overwrite_output_dir):
+        raise FileExistsError(
+            f"output_dir {args.output_dir!r} holds a finished run ({finished.name}); choose another output_dir, "
+            "resume with --resume_from_checkpoint, or replace it with --overwrite_output_dir true"
+        )
+
+
+def load_tokenizer(model_args):
+    """The starting checkpoint's tokenizer; a local-looking path that does not exist fails at once."""
+    from transformers import AutoTokenizer
+
+    check_local_path(model_args.model_name_or_path, "model_name_or_path")
+    return AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+
+
 def load_model(model_args):
     """The starting checkpoint, as the recipe's ModelConfig describes it (under ZeRO-3: partitioned)."""
     from transformers import AutoModelForCausalLM
 
+    check_local_path(model_args.model_name_or_path, "model_name_or_path")
     return AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation
     )
@@ -37,20 +59,38 @@ def prepare_model_for_training(model, args: KlearArguments):
     return model
 
 
-def finalize_data(args, dataset, report: DataReport):
-    """Print the data counts, write `output_dir/data_card.json` and the exact training set
-    (`output_dir/train_data`), and return that saved copy: every rank then reads the same files,
-    which TRL's cached preprocessing across ranks relies on."""
+def prepare_data(stage: str, script_args, args, tokenizer) -> StageData | None:
+    """Build the stage's data on the main process only (the other ranks wait, then load what it saves in
+    `finalize_data`). Nothing is written yet: a bad row fails the run before output_dir is touched."""
     state = PartialState()
-    saved = Path(args.output_dir) / "train_data"
+    data = None
     if state.is_main_process:
-        print(f"training data:\n{report.summary()}", flush=True)
-        write_json(Path(args.output_dir) / "data_card.json", report.as_dict())
-        dataset.save_to_disk(str(saved))
+        data = build_stage_data(stage, args, script_args.dataset_name, tokenizer, script_args.dataset_test_split)
+    state.wait_for_everyone()
+    return data
+
+
+def finalize_data(args, data: StageData | None) -> StageData:
+    """Once the model has loaded: print the data counts, write `output_dir/data_card.json`, the exact
+    training set (`output_dir/train_data`) and eval set (`output_dir/eval_data`), and return the saved
+    copies on every rank (the other ranks get an empty report)."""
+    state = PartialState()
+    out = Path(args.output_dir)
+    has_eval = args.eval_strategy != "no"
+    if state.is_main_process:
+        print(f"training data:\n{data.report.summary()}", flush=True)
+        write_json(out / "data_card.json", data.report.as_dict())
+        data.train.save_to_disk(str(out / "train_data"))
+        if data.eval is not None:
+            data.eval.save_to_disk(str(out / "eval_data"))
     state.wait_for_everyone()
     from datasets import load_from_disk
 
-    return load_from_disk(str(saved))
+    return StageData(
+        train=load_from_disk(str(out / "train_data")),
+        report=data.report if data is not None else DataReport(),
+        eval=load_from_disk(str(out / "eval_data")) if has_eval else None,
+    )
 
 
 def training_summary(trainer, started: float, data_report: DataReport) -> dict:
