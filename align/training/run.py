@@ -21,7 +21,7 @@ def check_output_dir(args) -> None:
     Called before anything is read or written."""
     finished = Path(args.output_dir) / "training_summary.json"
     if finished.exists() and not (args.resume_from_checkpoint or args.overwrite_output_dir):
-        raise FileExistsError(
+        raise ValueError(
             f"output_dir {args.output_dir!r} holds a finished run ({finished.name}); choose another output_dir, "
             "resume with --resume_from_checkpoint, or replace it with --overwrite_output_dir true"
         )
