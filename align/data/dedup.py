@@ -2,8 +2,9 @@
 
 Rows are compared on their normalised text (align.data.contamination.tokens: case, whitespace and punctuation
 do not count), field by field. Exact duplicates have the same normalised text in every field. Near duplicates
-are found with MinHash over 5-token shingles and locality-sensitive hashing (datasketch's `MinHashLSH`), then
-confirmed: the estimated Jaccard similarity of the two shingle sets must reach the threshold too. The first row
+are found with MinHash over 5-token shingles and locality-sensitive hashing (datasketch's `MinHashLSH`, bands
+chosen for recall), then confirmed: the estimated Jaccard similarity of the two shingle sets must reach the
+threshold too. The first row
 of a group is kept, the later ones are dropped and counted under their own source.
 
 Copies that the mixture makes on purpose (a source with weight 2) share an origin: they are not duplicates of
@@ -23,6 +24,7 @@ from datasketch import MinHash, MinHashLSH
 
 SHINGLE = 5
 NUM_PERM = 128
+LSH_WEIGHTS = (0.1, 0.9)  # (false positive, false negative) weights for choosing bands and rows
 SEPARATOR = "\x1e"  # between fields: a shingle never joins the end of one message to the start of the next
 
 
@@ -62,7 +64,9 @@ def find_duplicates(
     seen_exact: dict[bytes, int] = {}
     fate: dict[Hashable, bool] = {}  # origin -> kept
     result = Duplicates(keep=[])
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if threshold is not None else None
+    # LSH tuned for recall (datasketch's default balance finds only ~40% of pairs right at the threshold);
+    # its extra candidates cost one comparison of signatures each.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS) if threshold is not None else None
     template = MinHash(num_perm=num_perm, seed=seed, hashfunc=int)
     signatures: dict[int, np.ndarray] = {}
     for i, (segments, source, origin) in enumerate(zip(rows, sources, origins)):
