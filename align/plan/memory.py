@@ -227,11 +227,10 @@ class Training:
         return self.micro_batch * per_row
 
     def scored_tokens_per_micro_batch(self) -> int:
-        """Tokens the LM head scores: all for SFT, at most the completions for DPO (both answers)."""
-        if self.stage == "sft":
-            return self.tokens_per_micro_batch()
-        prompt = min(self.max_prompt_length or 0, self.max_length)
-        return self.micro_batch * 2 * (self.max_length - prompt) if self.packing else self.tokens_per_micro_batch()
+        """Tokens the LM head scores, at most: every token for SFT; for DPO the completions, which
+        with a short prompt are nearly all of both sequences (`max_prompt_length` bounds the prompt
+        from above, so it cannot shorten them)."""
+        return self.tokens_per_micro_batch()
 
 
 def layer_activation_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> int:
