@@ -33,8 +33,10 @@ max_new_tokens are kept and counted in `stats["truncated"]`, never dropped.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -53,8 +55,14 @@ GREEDY_BELOW = 1e-4
 # FastChat's default --max-new-token; THUDM's API call sets none, so AlignBench gets more room.
 DEFAULT_MAX_NEW_TOKENS = {"mt_bench": 1024, "alignbench": 2048}
 # Engines that answer from a local model directory: name -> "module:class", imported on use.
-# Each class takes (model_dir, *, batch_size) and implements AnswerBackend.
-LOCAL_ENGINES = {"transformers": "align.judging.answers:TransformersBackend"}
+# Each class takes (model_dir, *, batch_size) and implements AnswerBackend. "auto" is vLLM when it
+# is installed, else transformers; $ALIGN_ANSWER_ENGINE (transformers or vllm) forces one.
+LOCAL_ENGINES = {
+    "auto": "align.judging.answers:auto_backend",
+    "transformers": "align.judging.answers:TransformersBackend",
+    "vllm": "align.serving.vllm_backend:VLLMBackend",
+}
+ANSWER_ENGINE_ENV = "ALIGN_ANSWER_ENGINE"
 
 
 class AnswerBackend(Protocol):
@@ -66,13 +74,23 @@ class AnswerBackend(Protocol):
     ) -> list[list[str]]: ...
 
 
-def local_backend(model_dir: str | Path, *, engine: str = "transformers", batch_size: int = 8) -> AnswerBackend:
+def local_backend(model_dir: str | Path, *, engine: str = "auto", batch_size: int = 8) -> AnswerBackend:
     """The backend of a local engine (see LOCAL_ENGINES) for a model directory."""
     if engine not in LOCAL_ENGINES:
         raise ValueError(f"unknown answer engine {engine!r}; known: {sorted(LOCAL_ENGINES)}")
     module_name, class_name = LOCAL_ENGINES[engine].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     return backend_class(model_dir, batch_size=batch_size)
+
+
+def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend:
+    """vLLM when it is installed, else transformers, unless $ALIGN_ANSWER_ENGINE names one; says which."""
+    engine = os.environ.get(ANSWER_ENGINE_ENV) or ("vllm" if importlib.util.find_spec("vllm") else "transformers")
+    if engine not in LOCAL_ENGINES or engine == "auto":
+        raise ValueError(f"{ANSWER_ENGINE_ENV}={engine!r}: expected one of {sorted(set(LOCAL_ENGINES) - {'auto'})}")
+    logger.warning("answering with %s (%s)", engine, f"{ANSWER_ENGINE_ENV}={engine}" if os.environ.get(ANSWER_ENGINE_ENV)
+                   else "vLLM is installed" if engine == "vllm" else "vLLM is not installed")
+    return local_backend(model_dir, engine=engine, batch_size=batch_size)
 
 
 def generate_answers(
@@ -104,6 +122,8 @@ def generate_answers(
 
 class TransformersBackend:
     """A local model directory (Klear included: `import align` registers it), batched, left-padded."""
+
+    engine = "transformers"
 
     def __init__(self, model_dir: str | Path, *, batch_size: int = 8, device: str | None = None, dtype: str = "auto"):
         import torch
@@ -172,6 +192,8 @@ class TransformersBackend:
 
 class EndpointBackend:
     """Any OpenAI-compatible chat endpoint; n answers are n requests (not every server accepts `n`)."""
+
+    engine = "endpoint"
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
                  timeout_s: float = 600.0, api_retries: int = 6):
@@ -298,5 +320,5 @@ def answer_benchmark(
     else:
         rows = alignbench_answer_rows(bench, questions, backend, model_id, max_new_tokens=max_new_tokens, seed=seed)
     stats = {key: value - before.get(key, 0) for key, value in backend.stats.items()}
-    stats.update(max_new_tokens=max_new_tokens, n=n, questions=len(questions))
+    stats.update(max_new_tokens=max_new_tokens, n=n, questions=len(questions), engine=getattr(backend, "engine", None))
     return write_answers(out_dir / "answers" / benchmark / f"{model_id}.jsonl", rows, stats)

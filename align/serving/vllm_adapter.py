@@ -28,6 +28,7 @@ vLLM internals used (check each one when moving to another vLLM version):
 3. `vllm.model_executor.models.transformers.moe.MoEBlockFuser.match`, the classmethod that decides
    whether a block is routed inside vLLM; replaced for the duration of `recursive_replace` by one
    that declines Klear's routed blocks and defers to the original for anything else.
+4. `LLM.llm_engine.engine_core.shutdown()`, to free an offline engine's memory at once (`shutdown_engine`).
 """
 
 from __future__ import annotations
@@ -101,3 +102,11 @@ class KlearMoeForCausalLM(TransformersMoEForCausalLM):
     def recursive_replace(self):
         with _klear_routing_stays_external():
             super().recursive_replace()
+
+
+def shutdown_engine(llm) -> None:
+    """Stop a `vllm.LLM`'s engine now (its processes, KV cache, GPU memory) rather than at garbage collection.
+
+    Internal 4: `LLM.llm_engine.engine_core` is the engine-core client, whose `shutdown` stops it.
+    """
+    llm.llm_engine.engine_core.shutdown()

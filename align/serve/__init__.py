@@ -1,0 +1,1 @@
+"""`python -m align.serve CHECKPOINT`: see align/serving/server.py."""

@@ -1,0 +1,5 @@
+import sys
+
+from align.serving.server import main
+
+sys.exit(main())

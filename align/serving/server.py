@@ -1,0 +1,193 @@
+"""`python -m align.serve CHECKPOINT`: an OpenAI-compatible server for a Klear checkpoint, on vLLM.
+
+    python -m align.serve outputs/sft                               # http://127.0.0.1:8000/v1
+    python -m align.serve outputs/sft --port 0                      # any free port
+    python -m align.serve /ckpt/Klear-46B --tensor-parallel-size 8  # a GPU node; expert parallel on
+    python -m align.serve outputs/sft --max-model-len 8192          # other options go to `vllm serve`
+
+It runs stock `vllm serve` (the `klear` plugin registers the model; no --trust-remote-code),
+listens on loopback unless told otherwise, and prints the base URL once the server answers. With
+more than one GPU the MoE layers use expert parallelism (`--enable-expert-parallel`): each GPU
+holds whole experts instead of a slice of every expert. On vLLM's CPU build the KV cache is
+bounded (VLLM_CPU_KVCACHE_SPACE, default 4 GiB; vLLM's own default takes 90% of memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from .environment import cpu_build, vllm_environment, vllm_installed
+
+DEFAULT_PORT = 8000  # vLLM's
+VLLM_SERVE = ["-m", "vllm.entrypoints.cli.main", "serve"]  # `vllm serve`
+# vllm-cpu 0.32.0's `vllm` command dies at startup: it asks for the version of a distribution named
+# "vllm" (PackageNotFoundError). Its OpenAI server module itself is fine and takes the same options.
+VLLM_CPU_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--model"]
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def check_checkpoint(checkpoint: str | Path) -> Path:
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise ServeError(f"{path}: not a model directory (no config.json)")
+    return path
+
+
+def serve_command(
+    checkpoint: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    tensor_parallel_size: int = 1,
+    expert_parallel: bool | None = None,
+    served_model_name: str | None = None,
+    extra_args: list[str] = (),
+) -> list[str]:
+    """The `vllm serve` command line; expert parallelism defaults to on when there is more than one GPU."""
+    if expert_parallel is None:
+        expert_parallel = tensor_parallel_size > 1
+    command = [
+        sys.executable, *(VLLM_CPU_SERVER if cpu_build() else VLLM_SERVE), str(checkpoint),
+        "--host", host, "--port", str(port),
+        "--served-model-name", served_model_name or Path(checkpoint).resolve().name,
+        "--tensor-parallel-size", str(tensor_parallel_size),
+    ]
+    if expert_parallel:
+        command.append("--enable-expert-parallel")
+    return command + list(extra_args)
+
+
+class VLLMServer:
+    """A `vllm serve` child process for a Klear checkpoint; a context manager that waits until it answers.
+
+        with VLLMServer("outputs/sft", log_path="serve.log") as server:
+            EndpointBackend(server.base_url, server.model) ...
+    """
+
+    def __init__(self, checkpoint: str | Path, *, host: str = "127.0.0.1", port: int = 0,
+                 tensor_parallel_size: int = 1, expert_parallel: bool | None = None,
+                 served_model_name: str | None = None, extra_args: list[str] = (),
+                 log_path: str | Path | None = None, env: dict[str, str] | None = None,
+                 startup_timeout_s: float = 900.0):
+        if not vllm_installed():
+            raise ServeError("vLLM is not installed: `make install` (CPU) or `pip install 'klear-align[vllm]'` (GPU)")
+        self.checkpoint = check_checkpoint(checkpoint)
+        self.host = host
+        self.port = port or free_port(host)
+        self.model = served_model_name or self.checkpoint.resolve().name
+        self.command = serve_command(self.checkpoint, host=host, port=self.port,
+                                     tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,
+                                     served_model_name=self.model, extra_args=extra_args)
+        self.log_path = Path(log_path) if log_path else None
+        self.env = vllm_environment(env)
+        self.startup_timeout_s = startup_timeout_s
+        self.process: subprocess.Popen | None = None
+        self._log: IO | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}/v1"
+
+    def start(self) -> "VLLMServer":
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "w", encoding="utf-8")
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT if self._log else None)
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                raise ServeError(f"vllm serve {self.checkpoint} exited with code {self.process.returncode} "
+                                 f"before answering{self._log_hint()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=5) as response:
+                    if self.model in {m["id"] for m in json.load(response)["data"]}:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(1.0)
+        self.stop()
+        raise ServeError(f"vllm serve {self.checkpoint} did not answer within {self.startup_timeout_s:.0f} s{self._log_hint()}")
+
+    def _log_hint(self) -> str:
+        if not self.log_path:
+            return " (its output is above)"
+        lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return f"; last lines of {self.log_path}:\n" + "\n".join(lines[-20:])
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # vLLM shuts its engine and worker processes down on SIGTERM
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m align.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a Klear model directory (Hugging Face format, official key names)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs to spread the model over (8 on a node for Klear-46B)")
+    parser.add_argument("--expert-parallel", action=argparse.BooleanOptionalAction, default=None,
+                        help="whole experts per GPU instead of slices of every expert (default: on with more than one GPU)")
+    parser.add_argument("--served-model-name", help="the model name clients send (default: the directory's name)")
+    return parser.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    try:
+        server = VLLMServer(args.checkpoint, host=args.host, port=args.port,
+                            tensor_parallel_size=args.tensor_parallel_size, expert_parallel=args.expert_parallel,
+                            served_model_name=args.served_model_name, extra_args=extra)
+        print(f"starting: {' '.join(server.command)}", flush=True)
+        server.start()
+    except ServeError as err:
+        print(f"align.serve: {err}", file=sys.stderr)
+        return 1
+    print(f"\nKlear is served at {server.base_url}  (model name: {server.model!r}; OpenAI-compatible, "
+          f"e.g. {server.base_url}/chat/completions). Ctrl-C stops it.\n", flush=True)
+    try:
+        return server.process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
