@@ -1,7 +1,7 @@
 """A stage's training (and evaluation) set, built once on the main process.
 
     rows = read ... validate ... mix      (conversations or pairs, a `datasets.Dataset`, nothing tokenised)
-    [issue #12's cleaning step goes between the two, on `rows`]
+    rows = decontaminate ... deduplicate  (align.data.hygiene, when the recipe asks)
     data = tokenise (SFT) or measure (DPO), with `datasets.map` over `dataset_num_proc` processes
 
 The other ranks do not read the data at all: they load what the main process saved into
@@ -15,6 +15,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .chat import read_chat_rows, tokenize_chat_rows
+from .hygiene import clean_training_rows
 from .preference import measure_preference_rows, read_preference_rows
 from .sources import DataError, DataReport, Source
 
@@ -59,8 +60,9 @@ def build_stage_data(stage: str, args, dataset_name: str | None, tokenizer, test
     (the data card; the eval set's under "eval")."""
     report = DataReport()
     rows = read_stage_rows(stage, args.mixture_sources(dataset_name), report, args.seed)
-    # The training rows, validated and mixed, not yet tokenised: cleaning steps (decontamination and
-    # near-duplicate removal, issue #12) take and return `rows` here, counting what they drop in `report`.
+    # Benchmark decontamination and duplicate removal on the validated, mixed, not yet tokenised rows
+    # (recipe keys decontaminate / dedup; counts in the data card).
+    rows = clean_training_rows(rows, args, report)
     train = prepare_stage_rows(stage, rows, tokenizer, args, report)
     evaluation = None
     if args.eval_strategy != "no":

@@ -39,6 +39,33 @@ class KlearArguments:
             "or JSON on the command line."
         },
     )
+    decontaminate: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Check the training rows against these evaluation sets (mt_bench, alignbench, or an eval .jsonl) "
+            "for overlapping questions or reference answers (align.data.contamination); counts in data_card.json."
+        },
+    )
+    decontaminate_action: str | None = field(
+        default=None,
+        metadata={"help": "'drop' or 'report' flagged rows; default 'drop' when the recipe has a judge section, "
+                  "else 'report'."},
+    )
+    alignbench_dir: str | None = field(
+        default=None,
+        metadata={"help": "AlignBench's directory for decontaminate (default: the judge section's, $ALIGNBENCH_DIR, "
+                  "or ../shared/data/alignbench)."},
+    )
+    dedup: str = field(
+        default="none",
+        metadata={"help": "Drop duplicate rows within the mixture, counted per source: 'none', 'exact' (same text "
+                  "once case, whitespace and punctuation are ignored) or 'near' (exact, plus MinHash LSH)."},
+    )
+    dedup_threshold: float = field(
+        default=0.8,
+        metadata={"help": "With dedup 'near': the Jaccard similarity of 5-token shingles from which a later row is "
+                  "a near duplicate of an earlier one."},
+    )
 
     eval_dataset_name: str | None = field(
         default=None,
@@ -63,6 +90,16 @@ class KlearArguments:
             raise ValueError(f"expert_bias_update must be 'frozen' or 'aux_free', got {self.expert_bias_update!r}")
         if isinstance(self.judge, str):
             self.judge = json.loads(self.judge)
+        if self.decontaminate_action is None:
+            self.decontaminate_action = "drop" if self.judge else "report"
+        if self.decontaminate_action not in ("drop", "report"):
+            raise ValueError(f"decontaminate_action must be 'drop' or 'report', got {self.decontaminate_action!r}")
+        if self.dedup not in ("none", "exact", "near"):
+            raise ValueError(f"dedup must be 'none', 'exact' or 'near', got {self.dedup!r}")
+        if not 0 < self.dedup_threshold <= 1:
+            raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
+        if self.alignbench_dir is None and isinstance(self.judge, dict):
+            self.alignbench_dir = self.judge.get("alignbench_dir")
 
     def mixture_sources(self, dataset_name: str | None) -> list[Source]:
         """The datasets to train on: the mixture if given, else `dataset_name` alone."""
