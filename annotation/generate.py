@@ -91,17 +91,17 @@ def generate_candidates(
     batch_size: int = 8,
     seed: int = 0,
 ) -> str:
-    from align.judging.answers import EndpointBackend, TransformersBackend, generate_answers
+    from align.judging.answers import EndpointBackend, generate_answers, local_backend
 
     if not Path(prompts_path).exists():
         raise AnnotationError(f"{prompts_path} does not exist")
     prompts = parse_prompts(read_rows(prompts_path))
-    answers_by_model, stats = {}, Counter()
+    answers_by_model, stats, engines = {}, Counter(), set()
     for model in models:
         if base_url:
             backend = EndpointBackend(base_url, model)
         elif Path(model).is_dir():
-            backend = TransformersBackend(model, batch_size=batch_size)
+            backend = local_backend(model, batch_size=batch_size)  # vLLM when installed, else transformers
         else:
             raise AnnotationError(f"--model {model!r} is not a local model directory (pass --base-url for an endpoint)")
         if backend.name in answers_by_model:
@@ -115,6 +115,7 @@ def generate_candidates(
             seed=seed,
         )
         stats["truncated_answers_kept"] += backend.stats["truncated"]
+        engines.add(backend.engine)
     rows, counts = candidate_rows(prompts, answers_by_model)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,4 +124,5 @@ def generate_candidates(
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     counts.update(stats)
     details = ", ".join(f"{name}: {value}" for name, value in sorted(counts.items()))
-    return f"{out_path}: {len(rows)} of {len(prompts)} prompts, {len(models)} model(s) x {samples} sample(s) ({details})"
+    return (f"{out_path}: {len(rows)} of {len(prompts)} prompts, {len(models)} model(s) x {samples} sample(s) ({details}); "
+            f"answers from {', '.join(sorted(engines))}")

@@ -10,6 +10,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+# Answers come from transformers unless a test is about vLLM (tests/serving sets ALIGN_ANSWER_ENGINE
+# itself): a vLLM engine per test would cost CI minutes, and the tiny factory's head_dim 16 has no
+# vLLM CPU attention kernel.
+os.environ.setdefault("ALIGN_ANSWER_ENGINE", "transformers")
+# vLLM's CPU build would reserve 90% of the machine's memory for its KV cache: 1 GiB is plenty here.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
