@@ -21,6 +21,7 @@ import pwd
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ class LocalCluster:
         """Create the cluster if needed; return the password of the `argilla` role."""
         if self.account is not None:
             os.chmod(self.data_dir, 0o711)  # the account must reach DIR/postgres; nothing here is listable
+            self._check_reachable()
         secret_path = self.data_dir / SECRET_FILE
         if (self.pgdata / "PG_VERSION").exists():
             if not secret_path.exists():
@@ -178,6 +180,21 @@ class LocalCluster:
         if result.returncode != 0:
             raise AnnotationError(f"initdb failed for {self.pgdata}:\n{(result.stdout + result.stderr)[-1500:]}")
         return password
+
+    def _check_reachable(self) -> None:
+        """Every directory above the data directory must let the cluster's account through."""
+        account = self.account
+        for directory in self.data_dir.parents:
+            info = directory.stat()
+            mode = info.st_mode
+            if (mode & stat.S_IXOTH or (info.st_uid == account.pw_uid and mode & stat.S_IXUSR)
+                    or (info.st_gid == account.pw_gid and mode & stat.S_IXGRP)):
+                continue
+            raise AnnotationError(
+                f"PostgreSQL runs as {account.pw_name!r} (it refuses root), which cannot reach {self.data_dir}: "
+                f"{directory} is closed to it (mode {stat.filemode(mode)}). Use a --data-dir outside it, "
+                f"or let it through: chmod o+x {directory}"
+            )
 
     def _stop_leftover(self, log) -> None:
         """A postgres left running by a `serve` that was killed: stop it (fast shutdown)."""

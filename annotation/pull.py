@@ -209,7 +209,7 @@ def save_pull(rows: list, card: dict, out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.pulling")
     shutil.rmtree(staging, ignore_errors=True)
-    table.save_to_disk(str(staging))
+    table.save_to_disk(str(staging), num_shards=1 if not rows else None)  # 0 shards would not load again
     (staging / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if out_dir.exists():
         replaced = out_dir.with_name(f".{out_dir.name}.replaced")

@@ -17,11 +17,13 @@ ANNOTATORS = {"ann1": "ann1-password", "ann2": "ann2-password", "ann3": "ann3-pa
 
 
 class ServeProcess:
-    """`python -m annotation serve` as a user runs it, stoppable and restartable."""
+    """`python -m annotation serve` as a user runs it, stoppable and restartable. The database is
+    named on the first start only: a restart finds it from the data directory."""
 
-    def __init__(self, data_dir: Path, port: int):
+    def __init__(self, data_dir: Path, port: int, database: str = "sqlite"):
         self.data_dir = data_dir
         self.port = port
+        self.database = database
         self.process = None
         self.starts = 0
 
@@ -32,6 +34,8 @@ class ServeProcess:
     def start(self) -> None:
         self.starts += 1
         argv = [sys.executable, "-m", "annotation", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        if self.starts == 1:
+            argv += ["--database", self.database]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
