@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="answer the benchmarks")
     gen.add_argument("--benchmark", nargs="+", choices=benchmarks, default=["mt_bench"])
     gen.add_argument("--model-dir", help="local model directory (transformers, Klear included)")
-    gen.add_argument("--answer-engine", default="transformers", choices=sorted(LOCAL_ENGINES),
-                     help="how --model-dir is run (default transformers)")
+    gen.add_argument("--answer-engine", default="auto", choices=sorted(LOCAL_ENGINES),
+                     help="how --model-dir is run (default auto: vLLM when installed, else transformers)")
     gen.add_argument("--endpoint", help="OpenAI-compatible base URL to answer with (key: ENDPOINT_API_KEY)")
     gen.add_argument("--endpoint-model", help="model name at --endpoint")
     gen.add_argument("--model-name", help="name for the answers (default: directory or endpoint model name)")
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--questions-per-category", type=int)
     evaluate.add_argument("--max-new-tokens", type=int)
     evaluate.add_argument("--batch-size", type=int)
-    evaluate.add_argument("--answer-engine", choices=sorted(LOCAL_ENGINES), help="how the model is run (default transformers)")
+    evaluate.add_argument("--answer-engine", choices=sorted(LOCAL_ENGINES), help="how the model is run (default auto: vLLM when installed, else transformers)")
     evaluate.add_argument("--alignbench-dir")
     add_judge_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -53,7 +53,7 @@ class AfterTrainingOptions:
     questions_per_category: int | None = None  # e.g. 1 for a demo (the report labels the subset)
     max_new_tokens: int | None = None  # answer length (default 1024 MT-Bench, 2048 AlignBench)
     batch_size: int = 8  # local generation batch
-    answer_engine: str = "transformers"  # a key of answers.LOCAL_ENGINES
+    answer_engine: str = "auto"  # a key of answers.LOCAL_ENGINES; auto = vLLM when installed, else transformers
     mode: str = "single"  # MT-Bench: single, pairwise or both
     baseline_answers: str | None = None  # FastChat answer file of the baseline (pairwise)
     alignbench_dir: str | None = None  # see benchmarks.resolve_alignbench_dir
