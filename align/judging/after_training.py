@@ -124,6 +124,8 @@ def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, bench
         logger.info("answering %d %s questions with %s", len(questions), benchmark, model_dir)
         paths[benchmark] = answer_benchmark(benchmark, bench, questions, backend, out_dir, model_id,
                                             max_new_tokens=options.max_new_tokens)
+    if hasattr(backend, "close"):  # a vLLM engine frees its memory (GPUs included) for what runs next
+        backend.close()
     return paths
 
 
