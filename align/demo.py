@@ -7,7 +7,7 @@
 3. annotation: a local Argilla, the demo pairs pushed, SCRIPTED stand-ins for annotators
    submitting through Argilla's API (not people), the judgments pulled into a preference dataset;
 4. DPO with 2 processes on that dataset, judged when it ends (MT-Bench, a local judge);
-5. a held-out check that the DPO policy's implicit reward prefers the rule-following answers.
+5. a held-out check: how often the model itself prefers the rule-following answer, before and after DPO.
 
 Every step prints what it did and where its output is. The model is random and tiny: it shows the
 machinery working end to end; nothing it generates or scores is a measure of quality.
@@ -130,17 +130,18 @@ def main(argv: list[str] | None = None) -> None:
           f"{dpo_dir / 'judge' / 'report.md'}")
     done(started)
 
-    started = step("5. Held-out pairs: does the DPO policy's implicit reward prefer the rule-following answer?")
+    started = step("5. Held-out pairs: what DPO changed in the model's own preference for the rule-following answer")
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from align.dpo.evaluate import implicit_reward_accuracy, load_pairs
+    from align.dpo.evaluate import describe, load_pairs, preference_change
 
-    result = implicit_reward_accuracy(
-        AutoModelForCausalLM.from_pretrained(dpo_dir), AutoModelForCausalLM.from_pretrained(sft_dir),
+    result = preference_change(
+        AutoModelForCausalLM.from_pretrained(dpo_dir, dtype=torch.float32),
+        AutoModelForCausalLM.from_pretrained(sft_dir, dtype=torch.float32),
         AutoTokenizer.from_pretrained(dpo_dir), load_pairs(str(data["dpo_eval"])),
     )
-    print(f"{result['pairs']} held-out pairs: implicit reward ranks the chosen answer first in "
-          f"{result['reward_accuracy']:.0%} (the SFT model alone prefers it in {result['reference_preference_accuracy']:.0%})")
+    print(describe(result, chosen="the rule-following answer", rejected="the rule-breaking one"))
     done(started)
 
     print(f"\nAll demo outputs are under {out} (total {time.perf_counter() - total:.0f}s)")

@@ -1,6 +1,7 @@
 """Benchmark: align.dpo's trainer against stock TRL DPOTrainer, same model, data, batch and lengths.
 
     .venv/bin/python bench/dpo_throughput.py [--steps 12] [--batch 8] [--pairs 256]
+    python3 bench/dpo_throughput.py --device cuda --bf16      # on a GPU (bench/gpu/run.sh does this)
 
 Both run in their own subprocess (so peak memory is each one's own), one process, CPU, fp32:
   trl    trl.DPOTrainer with its defaults (padded batches; fused LM head over every position)
@@ -81,7 +82,7 @@ def run_variant(variant: str, args) -> dict:
     import align  # noqa: F401
     from align.data.preference import build_preference_dataset
     from align.data.sources import DataReport, Source
-    from align.dpo.__main__ import KlearDPOTrainer
+    from align.dpo.trainer import KlearDPOTrainer
     from align.models.klear import KlearMoeForCausalLM
     from align.models.klear.tiny import build_tiny_tokenizer, tiny_config
     from align.training.config import KlearDPOConfig
@@ -103,9 +104,9 @@ def run_variant(variant: str, args) -> dict:
 
     training_args = KlearDPOConfig(
         output_dir=str(work / variant), per_device_train_batch_size=args.batch, max_steps=args.steps,
-        max_length=args.max_length, learning_rate=1e-5, use_cpu=True, bf16=False, report_to="none",
+        max_length=args.max_length, learning_rate=1e-5, use_cpu=args.device == "cpu", bf16=args.bf16, report_to="none",
         save_strategy="no", logging_steps=1, seed=0, dataloader_num_workers=0, disable_tqdm=True,
-        padding_free=variant == "align",
+        packed_pairs=variant == "align",
     )
     trainer_class = KlearDPOTrainer if variant == "align" else DPOTrainer
 
@@ -120,8 +121,17 @@ def run_variant(variant: str, args) -> dict:
 
     trainer = trainer_class(model=model, ref_model=reference, args=training_args, train_dataset=dataset,
                             processing_class=tokenizer, callbacks=[Timer()])
-    with PeakRSS() as memory:
+    if args.device == "cuda":  # peak of the CUDA caching allocator over what was allocated before training
+        torch.cuda.synchronize()
+        baseline = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
         trainer.train()
+        torch.cuda.synchronize()
+        peak_rise = torch.cuda.max_memory_allocated() - baseline
+    else:
+        with PeakRSS() as memory:
+            trainer.train()
+        peak_rise = memory.peak - memory.baseline
     measured = step_times[args.warmup :]
     tokens = max(e.get("num_tokens", 0) for e in trainer.state.log_history)  # TRL's cumulative count
     tokens_per_step = tokens / len(step_times)
@@ -130,7 +140,7 @@ def run_variant(variant: str, args) -> dict:
         "steps_timed": len(measured),
         "seconds_per_step": sum(measured) / len(measured),
         "tokens_per_s": tokens_per_step * len(measured) / sum(measured),
-        "peak_rss_rise_mib": (memory.peak - memory.baseline) / 2**20,
+        "peak_rss_rise_mib" if args.device == "cpu" else "peak_cuda_rise_mib": peak_rise / 2**20,
         "first_loss": next(e["loss"] for e in trainer.state.log_history if "loss" in e),
     }
 
@@ -143,6 +153,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (default: fp32)")
     parser.add_argument("--variant", choices=["trl", "align"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,21 +170,23 @@ def main() -> None:
         for variant in ("trl", "align"):
             command = [sys.executable, __file__, "--variant", variant, "--work", work, "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length),
-                       "--threads", str(args.threads)]
+                       "--threads", str(args.threads), "--device", args.device] + (["--bf16"] if args.bf16 else [])
             done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
             results[variant] = json.loads(line.removeprefix("RESULT "))
     trl, ours = results["trl"], results["align"]
-    print(f"{'variant':8} {'s/step':>8} {'tokens/s':>10} {'peak RSS rise MiB':>18} {'first loss':>10}")
+    peak = "peak_rss_rise_mib" if args.device == "cpu" else "peak_cuda_rise_mib"
+    print(f"{'variant':8} {'s/step':>8} {'tokens/s':>10} {peak:>18} {'first loss':>10}")
     for r in (trl, ours):
         print(f"{r['variant']:8} {r['seconds_per_step']:8.3f} {r['tokens_per_s']:10.1f} "
-              f"{r['peak_rss_rise_mib']:18.1f} {r['first_loss']:10.4f}")
+              f"{r[peak]:18.1f} {r['first_loss']:10.4f}")
     ratio = ours["tokens_per_s"] / trl["tokens_per_s"]
-    memory = ours["peak_rss_rise_mib"] / max(trl["peak_rss_rise_mib"], 1e-9)
+    memory = ours[peak] / max(trl[peak], 1e-9)
     print(f"throughput align/trl: {ratio:.2f}x   peak memory rise align/trl: {memory:.2f}x")
-    print(json.dumps({"steps": args.steps, "batch": args.batch, "max_length": args.max_length,
+    print(json.dumps({"steps": args.steps, "batch": args.batch, "max_length": args.max_length, "device": args.device,
+                      "bf16": args.bf16,
                       "throughput_ratio": ratio, "memory_ratio": memory, **{k: v for k, v in results.items()}}))
 
 

@@ -6,19 +6,18 @@
 Starts from an SFT checkpoint (or any Klear checkpoint). Data: TRL's preference formats, or the
 dataset `python -m annotation pull` writes. The final policy lands in `output_dir` in the
 official Klear layout, with `training_summary.json`, `data_card.json`, and the judge's report in
-`output_dir/judge/` when the recipe has a `judge:` section.
+`output_dir/judge/` when the recipe has a `judge:` section. Bad input ends the run with one line
+per rank; `--debug` (or KLEAR_DEBUG=1) shows the traceback.
 """
 
 import time
 
 from transformers import set_seed
-from trl import DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
-from trl.models.utils import prepare_deepspeed
-from trl.trainer.utils import add_fused_lm_head
+from trl import ModelConfig, ScriptArguments, get_peft_config
 
 import align  # noqa: F401  (registers Klear)
-from align.dpo.packing import use_packed_pairs
-from align.training.autoep import expert_parallel_section
+from align.dpo.trainer import KlearDPOTrainer
+from align.training.cli import run_stage
 from align.training.config import KlearDPOConfig
 from align.training.run import (
     after_training,
@@ -29,43 +28,6 @@ from align.training.run import (
     prepare_data,
     prepare_model_for_training,
 )
-from align.training.trainer import KlearTrainerMixin
-
-
-class KlearDPOTrainer(KlearTrainerMixin, DPOTrainer):
-    """TRL's DPOTrainer with padding-free packed pairs, Klear's MoE metrics, bias update and gathering save.
-
-    `load_reference` loads a fresh copy of the starting model; it is needed to precompute reference
-    log-probs under expert parallelism (see `_precompute_ref_logps`).
-    """
-
-    def __init__(self, *args, load_reference=None, **kwargs):
-        self._load_reference = load_reference
-        super().__init__(*args, **kwargs)
-        if self.args.padding_free:
-            for model in (self.model, self.ref_model):
-                if model is not None:
-                    use_packed_pairs(_causal_lm(model), share_prompt=self.args.share_prompt)
-
-    def _precompute_ref_logps(self, dataset, name, batch_size):
-        plugin = self.accelerator.state.deepspeed_plugin
-        if self.ref_model is not None or not expert_parallel_section(plugin.deepspeed_config if plugin else None):
-            return super()._precompute_ref_logps(dataset, name, batch_size)
-        # TRL would wrap the policy itself in a DeepSpeed engine for this pass; AutoEP replaces MoE blocks
-        # in place, which would leave nothing for the training engine to replace. Score with a copy.
-        reference = self._load_reference()
-        add_fused_lm_head(reference)
-        self.ref_model = prepare_deepspeed(reference, self.accelerator)
-        try:
-            return super()._precompute_ref_logps(dataset, name, batch_size)
-        finally:
-            self.ref_model = None
-
-
-def _causal_lm(model):
-    """The module TRL patched with its fused LM head, under a DeepSpeed engine or a PEFT wrapper."""
-    model = getattr(model, "module", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args: ModelConfig) -> KlearDPOTrainer:
@@ -97,5 +59,4 @@ def main(script_args: ScriptArguments, training_args: KlearDPOConfig, model_args
 
 
 if __name__ == "__main__":
-    parser = TrlParser((ScriptArguments, KlearDPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    run_stage("align.dpo", main, KlearDPOConfig)

@@ -1,4 +1,4 @@
-"""Padding-free DPO: each pair's prompt, chosen and rejected answers packed into one sequence.
+"""Packed pairs for DPO: each pair's prompt, chosen and rejected answers packed into one sequence.
 
 TRL's DPOTrainer hands the model a padded batch, `[chosen_1..B, rejected_1..B]` x `max_len`, and
 scores every position (on CPU its fused LM head projects all of them to the vocabulary). Here:
@@ -17,11 +17,13 @@ unchanged. `tests/dpo/test_packing.py` checks the log-probs against the padded c
 """
 
 from dataclasses import dataclass
-from types import MethodType
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from align.training.compat import fused_lm_head_output, route_fused_lm_head
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2
 
@@ -155,7 +157,6 @@ def packed_pair_forward(model, input_ids, attention_mask, labels, share_prompt: 
                         output_router_logits: bool = False, lm_head_chunk: int = 1024, **_ignored):
     """What TRL's fused LM head returns for a padded pair batch, computed on packed pairs."""
     from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
-    from trl.trainer.utils import FusedCausalLMOutput
 
     device = input_ids.device
     packed = pack_pairs(input_ids.cpu(), labels.cpu(), attention_mask.cpu(), share_prompt)
@@ -185,20 +186,12 @@ def packed_pair_forward(model, input_ids, attention_mask, labels, share_prompt: 
             outputs.router_logits, config.num_experts, config.num_experts_per_tok, packed.token_mask.to(device)
         )
     loss = -padded["log_probs"].sum() / label_mask.sum().clamp(min=1)
-    return FusedCausalLMOutput(loss=loss, label_mask=label_mask, aux_loss=aux_loss, **padded)
+    return fused_lm_head_output(loss=loss, label_mask=label_mask, aux_loss=aux_loss, **padded)
 
 
 def use_packed_pairs(model, share_prompt: bool = True) -> None:
-    """Route `model(..., fused_lm_head=True)` (how TRL's DPOTrainer calls it) through `packed_pair_forward`.
+    """Answer TRL's DPOTrainer's fused-LM-head calls with `packed_pair_forward`.
 
     Apply after TRL has patched the model; every other call (generation, plain forward) is unchanged.
     """
-    trl_forward = model.forward
-
-    def forward(self, *args, fused_lm_head: bool = False, **kwargs):
-        if not fused_lm_head:
-            return trl_forward(*args, **kwargs)
-        kwargs.pop("num_items_in_batch", None)
-        return packed_pair_forward(self, share_prompt=share_prompt, **kwargs)
-
-    model.forward = MethodType(forward, model)
+    route_fused_lm_head(model, partial(packed_pair_forward, share_prompt=share_prompt))

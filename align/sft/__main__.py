@@ -4,6 +4,7 @@
     python -m align.sft --config configs/sft/tiny.yaml            # one process, no DeepSpeed
 
 Any recipe field can be overridden on the command line (`--max_steps 5`, `--output_dir ...`).
+Bad input ends the run with one line per rank; `--debug` (or KLEAR_DEBUG=1) shows the traceback.
 The final model lands in `output_dir` in the official Klear layout, with its tokenizer,
 `training_summary.json` and `data_card.json`.
 """
@@ -11,9 +12,11 @@ The final model lands in `output_dir` in the official Klear layout, with its tok
 import time
 
 from transformers import set_seed
-from trl import ModelConfig, ScriptArguments, SFTTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, ScriptArguments, get_peft_config
 
 import align  # noqa: F401  (registers Klear)
+from align.sft.trainer import KlearSFTTrainer
+from align.training.cli import run_stage
 from align.training.config import KlearSFTConfig
 from align.training.run import (
     after_training,
@@ -24,11 +27,6 @@ from align.training.run import (
     prepare_data,
     prepare_model_for_training,
 )
-from align.training.trainer import KlearTrainerMixin
-
-
-class KlearSFTTrainer(KlearTrainerMixin, SFTTrainer):
-    """TRL's SFTTrainer with Klear's MoE metrics, bias update and gathering save."""
 
 
 def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args: ModelConfig) -> KlearSFTTrainer:
@@ -59,5 +57,4 @@ def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args
 
 
 if __name__ == "__main__":
-    parser = TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    run_stage("align.sft", main, KlearSFTConfig)

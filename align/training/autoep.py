@@ -6,7 +6,8 @@ before `deepspeed.initialize`; the training entry points call it). It targets `m
 `AutoEPMoELayer`; the shared expert and the softmax blend stay in the enclosing block, which no
 preset could express. AutoEP's router is Klear's: sigmoid scores, choice by scores plus
 `e_score_correction_bias`, weights from the unbiased scores, renormalised. The preset's adapter
-points transformers' router-logit recorder at AutoEP's gate, so the auxiliary loss still works.
+points transformers' router-logit recorder at AutoEP's gate, so the auxiliary loss still works, and
+makes that gate compute in float32 like Klear's own router (see `compat.register_autoep_preset`).
 
 Two things need care (both found by running it):
 - AutoEP multiplies the routing weights by `routed_scaling_factor`, read from the model config
@@ -22,20 +23,17 @@ from collections import OrderedDict
 
 import torch
 
+from .compat import autoep_experts_for_rank, autoep_layers, register_autoep_preset
+
 KLEAR_PRESET_NAME = "klear"
 
 
 def register_klear_preset() -> None:
     """Make `"preset_model": "klear"` (and detection from model_type "Klear") known to AutoEP."""
-    from deepspeed.module_inject.auto_ep_presets import registry
-    from deepspeed.module_inject.auto_ep_presets.base import MoEModelPreset, TransformersTopLevelRouterLogitsAdapter
-
-    if KLEAR_PRESET_NAME in registry.PRESET_MODELS:
-        return
-    registry._PRESET_ADAPTERS[KLEAR_PRESET_NAME] = TransformersTopLevelRouterLogitsAdapter(
-        display_name="Klear", hf_model_types=("Klear", "klear"), class_name_fragments=("Klear",)
-    )
-    registry.PRESET_MODELS[KLEAR_PRESET_NAME] = MoEModelPreset(
+    register_autoep_preset(
+        KLEAR_PRESET_NAME,
+        display_name="Klear",
+        model_types=("Klear", "klear"),
         # any prefix: PEFT wraps the model (base_model.model.model.layers...)
         moe_layer_pattern=r"(?:.*\.)?model\.layers\.\d+\.mlp\.routed",
         router_pattern="gate",
@@ -52,8 +50,6 @@ def register_klear_preset() -> None:
         gate_bias=False,
         has_shared_experts=False,  # the shared expert and the blend stay outside the replaced module
         supports_expert_bias=False,  # AutoEP's own bias balancing is disabled; align updates the bias
-        preset_adapter=KLEAR_PRESET_NAME,
-        hf_model_types=("Klear", "klear"),
     )
 
 
@@ -84,17 +80,10 @@ def check_expert_parallel_config(deepspeed_config: dict | None, model_config) ->
         raise ValueError(f"autoep_size={size} does not divide num_experts={model_config.num_experts}")
 
 
-def autoep_layers(model) -> list:
-    from deepspeed.module_inject.auto_ep_layer import AutoEPMoELayer
-
-    return [m for m in model.modules() if isinstance(m, AutoEPMoELayer)]
-
-
 def _gather_experts(layer) -> list[torch.Tensor]:
     """The full [num_experts, ...] w1, w2, w3 of an AutoEP layer (collective: every rank calls it)."""
     import deepspeed
     import deepspeed.comm as dist
-    from deepspeed.checkpoint.autoep_affine import autoep_experts_for_rank
 
     weights = [layer.experts.w1, layer.experts.w2, layer.experts.w3]
     # ZeRO-3 partitions each rank's local experts over its expert-data-parallel group first.
@@ -102,14 +91,14 @@ def _gather_experts(layer) -> list[torch.Tensor]:
         local = [w.detach().clone() for w in weights]
     if layer.ep_size == 1:
         return local
-    placement = [autoep_experts_for_rank(layer.expert_placement_descriptor, r) for r in range(layer.ep_size)]
+    placement = [autoep_experts_for_rank(layer, r) for r in range(layer.ep_size)]
     full = []
     for tensor in local:
         pieces = [torch.empty_like(tensor) for _ in range(layer.ep_size)]
         dist.all_gather(pieces, tensor.contiguous(), group=layer.ep_group)
         out = torch.empty((layer.num_experts, *tensor.shape[1:]), dtype=tensor.dtype)
         for rank_experts, piece in zip(placement, pieces, strict=True):
-            out[list(rank_experts)] = piece.cpu()
+            out[rank_experts] = piece.cpu()
         full.append(out)
     return full
 
@@ -119,13 +108,13 @@ def gather_full_state_dict(model) -> "OrderedDict[str, torch.Tensor] | None":
     ...), as if AutoEP had never replaced anything. Collective; returns the dict on rank 0, else None."""
     import deepspeed
     import deepspeed.comm as dist
-    from deepspeed.module_inject.auto_ep_layer import AutoEPMoELayer
 
+    replaced = {id(layer) for layer in autoep_layers(model)}
     is_main = not dist.is_initialized() or dist.get_rank() == 0
     state = OrderedDict() if is_main else None
 
     def visit(module, prefix: str) -> None:
-        if isinstance(module, AutoEPMoELayer):
+        if id(module) in replaced:
             w1, w2, w3 = _gather_experts(module)
             router_params = list(module.router.parameters())
             with deepspeed.zero.GatheredParameters(router_params, modifier_rank=None):

@@ -32,6 +32,13 @@ class KlearArguments:
     expert_bias_update_rate: float = field(
         default=1e-3, metadata={"help": "Step size of the aux_free bias update (u in DeepSeek-V3)."}
     )
+    max_shard_size: str = field(
+        default="5GB",
+        metadata={
+            "help": "Largest safetensors file of the final model; a bigger model is written as several shards with "
+            "model.safetensors.index.json, the layout the released Klear checkpoints come in."
+        },
+    )
     judge: dict | str | None = field(
         default=None,
         metadata={
@@ -148,16 +155,16 @@ class KlearDPOConfig(KlearArguments, DPOConfig):
     a frozen copy sharded like the policy (default), `precompute_ref_log_probs: true` (log-probs
     computed once before training, no copy kept), or `use_peft: true` (the base with adapters off)."""
 
-    padding_free: bool = field(
+    packed_pairs: bool = field(
         default=True,
         metadata={
-            "help": "Pack each batch's pairs without padding and score only completion tokens (align's padding-free "
-            "DPO; TRL's own is disabled). Log-probs equal the padded computation."
+            "help": "Pack each batch's pairs without padding and score only completion tokens (align.dpo.packing). "
+            "Log-probs equal the padded computation. (TRL's own `padding_free` stays off: TRL 1.16 disables it.)"
         },
     )
     share_prompt: bool = field(
         default=True,
-        metadata={"help": "With padding_free, compute each pair's prompt once for its chosen and rejected answers."},
+        metadata={"help": "With packed_pairs, compute each pair's prompt once for its chosen and rejected answers."},
     )
     max_prompt_length: int | None = field(
         default=None, metadata={"help": "Drop (and count) pairs whose prompt has more tokens than this."}

@@ -1,10 +1,12 @@
 """MoE-specific training: router freezing, expert-load metrics and the auxiliary-loss-free bias update.
 
-The tokens routed to each expert are counted in the forward pass, by Klear's router
-(`expert_load`) or, under expert parallelism, by DeepSpeed's `AutoEPMoELayer`
-(`tokens_per_expert`). After each optimiser step `ExpertLoadCallback` sums the counts over all
-ranks, resets them, optionally nudges each layer's expert bias against its load (DeepSeek-V3's
-auxiliary-loss-free balancing), and keeps the totals for the `moe/*` metrics that the trainer logs.
+`ExpertLoadCounter` hangs a forward hook on every router, Klear's own or, under expert parallelism,
+DeepSpeed AutoEP's replacement, and counts the tokens each expert receives in int64. It counts
+training forwards only: not evaluation, and not the recompute of a gradient-checkpointed layer
+(which runs inside the backward pass), so each routed token is counted exactly once. After each
+optimiser step `ExpertLoadCallback` sums the counts over all ranks, resets them, optionally nudges
+each layer's expert bias against its load (DeepSeek-V3's auxiliary-loss-free balancing), and keeps
+the totals for the `moe/*` metrics that the trainer logs and the training summary.
 """
 
 import math
@@ -12,21 +14,54 @@ import math
 import torch
 from transformers import TrainerCallback
 
+from align.models.klear import KlearRouter
 
-def expert_load_counters(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`(token_counts, expert_bias)` per sparse layer, in layer order, with or without AutoEP."""
-    counters = []
-    for module in model.modules():
-        if hasattr(module, "expert_load") and hasattr(module, "e_score_correction_bias"):  # KlearRouter
-            counters.append((module.expert_load, module.e_score_correction_bias))
-        elif hasattr(module, "tokens_per_expert") and hasattr(module, "router"):  # DeepSpeed AutoEPMoELayer
-            counters.append((module.tokens_per_expert, module.router.e_score_correction_bias))
-    return counters
+from .compat import autoep_layers, autoep_routers, in_backward_pass
+
+
+def routers_with_selection(model) -> list[tuple[torch.nn.Module, int]]:
+    """`(router, i)` per sparse layer in layer order; `router(x)[i]` is its `[tokens, top_k]` choice."""
+    native = [(m, 2) for m in model.modules() if isinstance(m, KlearRouter)]  # (logits, weights, index)
+    return native + autoep_routers(model)
+
+
+class ExpertLoadCounter:
+    """int64 token counts per routed expert, `[num_layers, num_experts]`, from forward hooks."""
+
+    def __init__(self, model):
+        self.routers = routers_with_selection(model)
+        self.counts = [torch.zeros(r.num_experts, dtype=torch.int64) for r, _ in self.routers]
+        self._handles = [router.register_forward_hook(self._hook(i)) for i, (router, _) in enumerate(self.routers)]
+
+    def _hook(self, layer: int):
+        selection = self.routers[layer][1]
+
+        def count(module, args, output):
+            if not module.training or in_backward_pass():
+                return
+            chosen = output[selection].detach().reshape(-1)
+            self.counts[layer] += torch.bincount(chosen, minlength=module.num_experts).cpu()[: module.num_experts]
+
+        return count
+
+    def pop(self) -> torch.Tensor:
+        """The counts since the last call (this rank's), resetting them."""
+        counts = torch.stack(self.counts) if self.counts else torch.zeros(0, 0, dtype=torch.int64)
+        for c in self.counts:
+            c.zero_()
+        return counts
+
+    def biases(self) -> list[torch.Tensor]:
+        return [router.e_score_correction_bias for router, _ in self.routers]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def expert_parallel_layout(model) -> list[dict]:
     """Per rank: the routed experts it holds and the local shape of their weights (collective)."""
-    layers = [m for m in model.modules() if hasattr(m, "tokens_per_expert") and hasattr(m, "ep_rank")]
+    layers = autoep_layers(model)
     local = {
         "rank": torch.distributed.get_rank() if torch.distributed.is_initialized() else 0,
         "expert_parallel_rank": layers[0].ep_rank if layers else 0,
@@ -78,6 +113,7 @@ def load_metrics(loads: torch.Tensor) -> dict[str, float]:
 
 def aux_free_bias_update(bias: torch.Tensor, load: torch.Tensor, rate: float) -> None:
     """DeepSeek-V3's update: raise the bias of under-loaded experts, lower it for over-loaded ones."""
+    load = load.double()
     bias.add_(rate * torch.sign(load.mean() - load).to(bias.dtype))
 
 
@@ -89,27 +125,34 @@ class ExpertLoadCallback(TrainerCallback):
 
     def __init__(self, bias_update_rate: float | None = None):
         self.bias_update_rate = bias_update_rate
+        self.counter: ExpertLoadCounter | None = None
         self._since_log: torch.Tensor | None = None
-        self.total: torch.Tensor | None = None  # the whole run's loads, for the training summary
+        self.total: torch.Tensor | None = None  # the whole run's int64 loads, for the training summary
         self.expert_layout: list[dict] | None = None  # which rank holds which experts, seen in training
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # Here, not earlier: under DeepSpeed, AutoEP replaces the routers when the engine is built.
         self.expert_layout = expert_parallel_layout(model)
+        if self.counter is not None:
+            self.counter.remove()
+        self.counter = ExpertLoadCounter(model)
 
     @torch.no_grad()
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        counters = expert_load_counters(model)
-        if not counters:
+        if self.counter is None or not self.counter.routers:
             return
-        loads = torch.stack([counts.detach().float().cpu() for counts, _ in counters])
+        loads = self.counter.pop()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(loads)  # every rank routes its own tokens
-        for (counts, bias), load in zip(counters, loads, strict=True):
-            counts.zero_()
-            if self.bias_update_rate:
+        if self.bias_update_rate:
+            for bias, load in zip(self.counter.biases(), loads, strict=True):
                 aux_free_bias_update(bias, load.to(bias.device), self.bias_update_rate)
         self._since_log = loads if self._since_log is None else self._since_log + loads
         self.total = loads if self.total is None else self.total + loads
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.counter is not None:
+            self.counter.remove()
 
     def pop_metrics(self) -> dict[str, float]:
         if self._since_log is None:

@@ -2,7 +2,8 @@
 
 import torch
 
-from .autoep import autoep_layers, check_expert_parallel_config, expert_parallel_section, gather_full_state_dict
+from .autoep import check_expert_parallel_config, expert_parallel_section, gather_full_state_dict
+from .compat import autoep_layers
 from .moe import ExpertLoadCallback
 
 
@@ -44,19 +45,27 @@ class KlearTrainerMixin:
         super().save_model(output_dir, _internal_call)
 
     def save_final_model(self, output_dir: str) -> None:
-        """Write the trained model (official Klear layout; LoRA: the adapter) and its tokenizer.
-        Every rank calls it."""
+        """Write the trained model (official Klear layout, safetensors shards of at most
+        `max_shard_size` with `model.safetensors.index.json` when there are several; LoRA: the
+        adapter) and its tokenizer. Every rank calls it."""
+        is_peft = hasattr(self.accelerator.unwrap_model(self.model), "peft_config")
         if not self.is_deepspeed_enabled:
-            self.save_model(output_dir)
+            if is_peft:
+                self.save_model(output_dir)
+            elif self.accelerator.is_main_process:
+                self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, max_shard_size=self.args.max_shard_size)
+                self.processing_class.save_pretrained(output_dir)
+            self.accelerator.wait_for_everyone()
             return
         state = gather_full_state_dict(self.model)  # collective: every rank takes part
         if self.accelerator.is_main_process:
-            if hasattr(self.model, "peft_config"):
+            if is_peft:
                 self.model.save_pretrained(output_dir, state_dict=state)  # PEFT keeps the adapter's weights
             else:
                 with torch.device("meta"):  # no second full-size allocation on rank 0
                     plain = type(self.model)(self.model.config)
+                # assign=True keeps each tensor's dtype: the expert bias stays float32 in a bf16 model
                 plain.load_state_dict(state, strict=True, assign=True)
-                plain.save_pretrained(output_dir)
+                plain.save_pretrained(output_dir, max_shard_size=self.args.max_shard_size)
             self.processing_class.save_pretrained(output_dir)
         self.accelerator.wait_for_everyone()

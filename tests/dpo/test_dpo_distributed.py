@@ -1,14 +1,17 @@
-"""`accelerate launch -m align.dpo` with 2 CPU processes, ZeRO-3 and expert parallel size 2."""
+"""`accelerate launch -m align.dpo` with 2 CPU processes, ZeRO-3 and expert parallel size 2 (the
+tiny recipe: bf16, float32 expert bias)."""
 
 import json
 import math
 
 import pytest
+import torch
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import align  # noqa: F401
 from align.data.demo import write_demo_data
-from align.dpo.evaluate import implicit_reward_accuracy, load_pairs
+from align.dpo.evaluate import describe, load_pairs, preference_change
 from tests.distributed import run_2proc
 
 pytestmark = pytest.mark.slow
@@ -35,16 +38,25 @@ def dpo_run(tmp_path_factory, tiny_klear_dir, data):
     return out
 
 
-def test_implicit_reward_ranks_held_out_chosen_answers_first(dpo_run, tiny_klear_dir, data):
+def test_dpo_moves_the_models_own_preference_to_the_held_out_chosen_answers(dpo_run, tiny_klear_dir, data):
     tokenizer = AutoTokenizer.from_pretrained(dpo_run)
-    result = implicit_reward_accuracy(
-        AutoModelForCausalLM.from_pretrained(dpo_run), AutoModelForCausalLM.from_pretrained(tiny_klear_dir),
+    result = preference_change(
+        AutoModelForCausalLM.from_pretrained(dpo_run, dtype=torch.float32),
+        AutoModelForCausalLM.from_pretrained(tiny_klear_dir, dtype=torch.float32),
         tokenizer, load_pairs(str(data["dpo_eval"])), beta=0.1,
     )
-    print(result)
+    print(describe(result))
     assert result["reward_accuracy"] >= 0.9
-    # before training, the (random) model prefers the chosen answer about as often as not
-    assert 0.2 <= result["reference_preference_accuracy"] <= 0.8
+    # before training, the (random) model prefers the chosen answer about as often as not; after, mostly
+    assert 0.2 <= result["preference_before"] <= 0.8
+    assert result["preference_after"] >= 0.7
+    assert result["mean_logp_margin_after"] > result["mean_logp_margin_before"]
+
+
+def test_bf16_policy_is_saved_with_a_float32_expert_bias(dpo_run):
+    with safe_open(str(dpo_run / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("model.layers.0.mlp.expert_bias").dtype == torch.float32
+        assert f.get_tensor("model.layers.0.mlp.gate.weight").dtype == torch.bfloat16
 
 
 def test_aux_loss_is_in_the_dpo_loss(dpo_run):
@@ -58,13 +70,17 @@ def test_aux_loss_is_in_the_dpo_loss(dpo_run):
 
 
 @pytest.mark.parametrize("mode", ["precompute_ref_log_probs", "use_peft"])
-def test_reference_modes_agree_on_the_first_step_loss(dpo_run, tiny_klear_dir, data, tmp_path, mode):
+def test_reference_modes_start_from_a_reference_equal_to_the_policy(tiny_klear_dir, data, tmp_path, mode):
+    """fp32: at the first step the reference (precomputed by a copy, or the base with adapters off) must
+    score exactly as the policy does, so the margin is 0 and the loss ln 2 plus the auxiliary term."""
     extra = ["--precompute_ref_log_probs", "true"] if mode == "precompute_ref_log_probs" else [
         "--use_peft", "true", "--lora_target_modules", "q_proj", "k_proj", "v_proj", "o_proj"]
     out = tmp_path / mode
-    run_2proc(["-m", "align.dpo"], dpo_args(tiny_klear_dir, data["dpo"], out, "--max_steps", "1", *extra),
+    run_2proc(["-m", "align.dpo"], dpo_args(tiny_klear_dir, data["dpo"], out, "--max_steps", "1",
+                                            "--dtype", "float32", "--bf16", "false", *extra),
               tmp_path / f"{mode}.log")
-    copy_first = json.loads((dpo_run / "training_summary.json").read_text())["first_step"]
     first = json.loads((out / "training_summary.json").read_text())["first_step"]
-    for key in ("loss", "logps/chosen", "logps/rejected", "rewards/margins"):
-        assert first[key] == pytest.approx(copy_first[key], abs=1e-4), key
+    assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-5)
+    assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)
+    assert first["logps/chosen"] < 0 and first["logps/rejected"] < 0
+    assert first["loss"] == pytest.approx(math.log(2) + AUX_COEF * first["aux_loss"], abs=1e-4)

@@ -336,17 +336,6 @@ def test_aux_loss_matches_transformers_mixtral_formula_and_ignores_padding():
     torch.testing.assert_close(out.aux_loss, unpadded, atol=1e-5, rtol=1e-5)
 
 
-def test_expert_load_statistics_count_every_routed_token():
-    config = KlearConfig(**TINY)
-    model = KlearMoeForCausalLM(config)
-    model(torch.randint(0, config.vocab_size, (2, 5)))
-    load = model.pop_expert_load()
-    n_sparse = sum(config.is_sparse_layer(i) for i in range(config.num_hidden_layers))
-    assert load.shape == (n_sparse, config.num_experts)
-    assert load.sum(-1).tolist() == [2 * 5 * config.num_experts_per_tok] * n_sparse
-    assert model.pop_expert_load().sum() == 0  # popped means reset
-
-
 def test_full_size_config_on_meta_device_allocates_nothing():
     config = KlearConfig()  # the released Klear-46B-A2.5B
     with torch.device("meta"):

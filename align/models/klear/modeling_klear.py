@@ -91,10 +91,11 @@ class KlearRouter(nn.Module):
 
     Returns `(router_logits, top_k_weights, top_k_index)`. The bias (`e_score_correction_bias`,
     the official `mlp.expert_bias`) shifts which experts are chosen, never their weights. It is a
-    buffer: the optimiser does not touch it; `align`'s bias-update callback may.
+    buffer: the optimiser does not touch it; `align`'s bias-update callback may. It stays float32 in
+    a bf16/fp16 model (`_keep_in_fp32_modules_strict`): a 1e-3 balancing step is below bf16's
+    resolution once |bias| >= 0.25.
 
-    `expert_load` counts the tokens routed to each expert since it was last reset (for metrics and
-    for the bias update); it is not saved.
+    Expert loads are counted outside the model, by forward hooks (`align.training.moe`).
     """
 
     def __init__(self, config: KlearConfig):
@@ -104,8 +105,7 @@ class KlearRouter(nn.Module):
         self.norm_topk_prob = config.norm_topk_prob
         self.hidden_dim = config.hidden_size
         self.weight = nn.Parameter(torch.zeros(self.num_experts, self.hidden_dim))
-        self.e_score_correction_bias = nn.Buffer(torch.zeros(self.num_experts))
-        self.expert_load = nn.Buffer(torch.zeros(self.num_experts), persistent=False)
+        self.e_score_correction_bias = nn.Buffer(torch.zeros(self.num_experts, dtype=torch.float32))
 
     def forward(self, hidden_states: torch.Tensor):
         hidden_states = hidden_states.reshape(-1, self.hidden_dim)
@@ -115,10 +115,6 @@ class KlearRouter(nn.Module):
         top_k_weights = scores.gather(-1, top_k_index)
         if self.norm_topk_prob:
             top_k_weights = top_k_weights / top_k_weights.sum(dim=-1, keepdim=True)
-        with torch.no_grad():
-            self.expert_load += torch.bincount(top_k_index.reshape(-1), minlength=self.num_experts).to(
-                self.expert_load.dtype
-            )
         return router_logits, top_k_weights.to(hidden_states.dtype), top_k_index
 
 
@@ -221,6 +217,9 @@ class KlearPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["KlearDecoderLayer"]
+    # Kept in float32 in a bf16/fp16 model, in memory and in saved checkpoints (as DeepSeek-V3 does);
+    # DeepSpeed's ZeRO-3 bf16 reads the same list (deepspeed/runtime/keep_in_fp32.py).
+    _keep_in_fp32_modules_strict = ["e_score_correction_bias"]
     _skip_keys_device_placement = ["past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
@@ -242,7 +241,6 @@ class KlearPreTrainedModel(PreTrainedModel):
         elif isinstance(module, KlearRouter):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.e_score_correction_bias)
-            init.zeros_(module.expert_load)
 
     def routers(self) -> list[KlearRouter]:
         """The routers of the sparse layers, in layer order."""
@@ -315,16 +313,6 @@ class KlearMoeForCausalLM(KlearPreTrainedModel, GenerationMixin):
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
-
-    def pop_expert_load(self) -> torch.Tensor:
-        """Tokens routed to each expert since the last call, `[num_sparse_layers, num_experts]`; resets."""
-        routers = self.routers()
-        if not routers:
-            return torch.zeros(0, self.config.num_experts)
-        load = torch.stack([r.expert_load.clone() for r in routers])
-        for router in routers:
-            router.expert_load.zero_()
-        return load
 
     @can_return_tuple
     def forward(

@@ -1,0 +1,65 @@
+"""How a training stage starts and how it ends on bad input: quiet logs, one-line errors.
+
+`run_stage(main, config_class)` parses the recipe with TRL's parser, runs the stage, and turns an
+error that the user can fix (bad data, a bad recipe value, a missing file) into one line on stderr
+per failing rank and exit status 1, instead of a traceback repeated by every rank and by the
+launcher. `--debug` on the command line or `KLEAR_DEBUG=1` in the environment shows the traceback.
+"""
+
+import os
+import sys
+import warnings
+
+from align.data.sources import DataError
+
+# Errors a user fixes by changing the recipe, the data or a path; anything else is a bug: traceback.
+USER_ERRORS = (DataError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+DEBUG_ENV = "KLEAR_DEBUG"
+EXIT_USER_ERROR = 1
+
+
+def quiet_library_noise() -> None:
+    """Silence what every run printed and no user can act on.
+
+    - torch's FutureWarnings (deprecations inside DeepSpeed's and transformers' own calls);
+    - DeepSpeed's "Setting ds_accelerator to cpu (auto detect)" line, logged once per import in every
+      process: its accelerator logger is set to warnings only (an explicit DS_ACCELERATOR needs no news).
+    """
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"deepspeed(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.")
+    import logging
+
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+
+
+def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    """`(debug?, argv without our --debug)`. A `--debug VALUE` is TrainingArguments' own option
+    (`underflow_overflow`, ...) and is left alone."""
+    ours = [i for i, a in enumerate(argv) if a == "--debug" and (i + 1 == len(argv) or argv[i + 1].startswith("--"))]
+    env = os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(ours) or env, [a for i, a in enumerate(argv) if i not in ours]
+
+
+def error_line(stage: str, error: BaseException) -> str:
+    """`align.sft: error: <message>` (with the rank under a multi-process launch), one line."""
+    rank = os.environ.get("RANK")
+    where = f" [rank {rank}]" if rank is not None and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+    message = " ".join(str(error).split()) or type(error).__name__
+    hint = f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+    return f"{stage}{where}: error: {message}{hint}"
+
+
+def run_stage(stage: str, main, config_class, argv: list[str] | None = None):
+    """Parse `(ScriptArguments, config_class, ModelConfig)` from `argv` and run `main` on them."""
+    from trl import ModelConfig, ScriptArguments, TrlParser
+
+    debug, argv = debug_requested(sys.argv[1:] if argv is None else argv)
+    quiet_library_noise()
+    try:
+        return main(*TrlParser((ScriptArguments, config_class, ModelConfig)).parse_args_and_config(argv))
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(error_line(stage, error), file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
