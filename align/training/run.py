@@ -119,8 +119,10 @@ def training_summary(trainer, started: float, data_report: DataReport) -> dict:
     if trainer.expert_load.total is not None:
         figures = load_metrics(trainer.expert_load.total)
         summary["expert_load"] = {k: v for k, v in figures.items() if "/layer_" not in k}
-        # Shares, not counts: with gradient checkpointing every layer is run twice per step.
-        shares = trainer.expert_load.total / trainer.expert_load.total.sum(-1, keepdim=True).clamp(min=1)
+        # Each routed token counted once (training forwards only, not checkpointing's recompute).
+        counts = trainer.expert_load.total
+        summary["expert_load"]["tokens_per_expert"] = counts.tolist()
+        shares = counts.double() / counts.sum(-1, keepdim=True).clamp(min=1)
         summary["expert_load"]["share_per_expert"] = [[round(x, 4) for x in layer] for layer in shares.tolist()]
     return summary
 
