@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import pytest
 from argilla_helpers import records_by_prompt
+from test_annotation_real_text import HH, hh_subset, write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,10 @@ def test_annotator_chooses_in_the_browser_and_pull_maps_it_back(argilla, annotat
     assert argilla.cli("push", str(source), "--dataset", "browser-check").returncode == 0
     record = records_by_prompt(argilla, "browser-check")[PROMPT]
     good_side = "A" if record["fields"]["answer_a"] == GOOD else "B"
+    hh_longest = hh_subset()[0] if HH.exists() else None  # real text: the longest HH harmless-base pair
+    if hh_longest:
+        write_rows(tmp_path / "hh.jsonl", [hh_longest])
+        assert argilla.cli("push", str(tmp_path / "hh.jsonl"), "--dataset", "hh-browser").returncode == 0
 
     screenshot = tmp_path / "annotation-page.png"
     with sync_playwright() as playwright:
@@ -78,6 +83,13 @@ def test_annotator_chooses_in_the_browser_and_pull_maps_it_back(argilla, annotat
             page.screenshot(path=str(screenshot))
             page.get_by_role("button", name=re.compile("Submit")).click()
             _wait_for_response(argilla, "ann1")
+
+            if hh_longest:  # a long multi-turn conversation renders: every turn and both long answers
+                page.goto(f"{argilla.api_url}/")
+                page.get_by_text("hh-browser", exact=True).click()
+                texts = [m["content"] for m in hh_longest["prompt"]] + [c["content"] for c in hh_longest["completions"]]
+                for text in texts:
+                    expect(page.get_by_text(" ".join(text.split()[:8])).first).to_be_visible(timeout=30_000)
         finally:
             browser.close()
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":

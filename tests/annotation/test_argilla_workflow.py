@@ -123,7 +123,7 @@ def test_round_trip_with_hand_computed_agreement(argilla, annotators, tmp_path):
 
     status = argilla.cli("status", "--dataset", "round-trip", "--json")
     progress = json.loads(status.stdout)["round-trip"]
-    assert (progress["total"], progress["completed"]) == (4, 4)
+    assert (progress["total"], progress["completed"], progress["min_submitted"]) == (4, 4, 2)
     assert progress["users"]["ann1"] == {"submitted": 4, "draft": 0, "discarded": 0}
     assert progress["users"]["ann3"] == {"submitted": 0, "draft": 1, "discarded": 1}
 
@@ -234,5 +234,8 @@ def test_restart_keeps_every_record_and_response(argilla, annotators, tmp_path):
 
     before = snapshot()
     assert len(before["ann2 queue"]) == 1 and before["restart-check"]["progress"]["completed"] == 2
-    argilla.restart()
+    argilla.restart()  # without --database: the data directory remembers its database
     assert snapshot() == before
+    described = {"sqlite": "database: SQLite)", "postgresql": "database: PostgreSQL (a local cluster in the data directory))"}
+    assert described[argilla.database] in argilla.log_path.read_text()
+    assert (argilla.data_dir / "argilla.db").exists() == (argilla.database == "sqlite")
