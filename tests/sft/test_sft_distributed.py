@@ -143,7 +143,10 @@ def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_pa
     load = json.loads((out / "training_summary.json").read_text())["expert_load"]
     assert load["moe/unused_experts"] == 6.0
     assert all(layer[2:] == [0.0] * 6 for layer in load["share_per_expert"])
+    # int64 counts: every token went to both experts 0 and 1 (top-2), each counted once
+    assert all(layer[0] == layer[1] > 0 and layer[2:] == [0] * 6 for layer in load["tokens_per_expert"])
     trained = load_file(str(out / "model.safetensors"))
-    assert torch.equal(trained["model.layers.0.mlp.gate.weight"], weights["model.layers.0.mlp.gate.weight"])
+    frozen = weights["model.layers.0.mlp.gate.weight"].to(torch.bfloat16)  # the recipe trains in bf16
+    assert torch.equal(trained["model.layers.0.mlp.gate.weight"], frozen)
     assert not torch.equal(trained["model.layers.0.mlp.experts.0.up_proj.weight"],
                            weights["model.layers.0.mlp.experts.0.up_proj.weight"])
