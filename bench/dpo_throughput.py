@@ -90,9 +90,9 @@ def run_variant(variant: str, args) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     tokenizer = build_tiny_tokenizer()
-    config = tiny_config(tokenizer, vocab_size=32768, hidden_size=256, intermediate_size=512,
-                         moe_intermediate_size=128, num_hidden_layers=4, num_attention_heads=8,
-                         num_key_value_heads=2, num_experts=16, num_experts_per_tok=4)
+    config = tiny_config(tokenizer) if args.toy else tiny_config(
+        tokenizer, vocab_size=32768, hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, num_experts=16, num_experts_per_tok=4)
     model = KlearMoeForCausalLM(config)
     reference = KlearMoeForCausalLM(config)
     reference.load_state_dict(model.state_dict())
@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (default: fp32)")
+    parser.add_argument("--toy", action="store_true", help="the tiny test model (a smoke run, not a measurement)")
     parser.add_argument("--variant", choices=["trl", "align"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,7 +171,7 @@ def main() -> None:
         for variant in ("trl", "align"):
             command = [sys.executable, __file__, "--variant", variant, "--work", work, "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length),
-                       "--threads", str(args.threads), "--device", args.device] + (["--bf16"] if args.bf16 else [])
+                       "--threads", str(args.threads), "--device", args.device] + (["--bf16"] if args.bf16 else []) + (["--toy"] if args.toy else [])
             done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
             if line is None:

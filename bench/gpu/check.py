@@ -1,0 +1,272 @@
+"""The GPU check that `bench/gpu/run.sh` runs: three sections, each writing into OUT/results.json.
+
+    python3 bench/gpu/check.py --out OUT_DIR              # CUDA, real sizes (under 9 minutes on one H200)
+    python3 bench/gpu/check.py --out OUT_DIR --cpu-smoke  # the same code at toy sizes on CPU (CI)
+
+- `bf16_recipes`: the tiny SFT recipe, then the tiny DPO recipe from its result, bf16, one process
+  (`align.sft` / `align.dpo` main, in this process): losses and tokens/s from training_summary.json.
+- `klear_slice`: a Klear with the real widths and all 256 experts, as many layers as fit, forward +
+  backward in bf16 with each experts backend (`grouped_mm`, `batched_mm`): tokens/s, achieved
+  TFLOP/s (FLOPs from `align.plan.memory.training_flops_per_token`), MFU against 989 TFLOP/s (the
+  H100/H200 dense bf16 datasheet peak) and ~790 (a measured 8192^3 bf16 matmul on such an H200), and
+  peak memory.
+- `dpo_vs_trl`: `bench/dpo_throughput.py --device cuda --bf16`: stock TRL vs align.dpo.
+
+Each section catches its own failure and records the error, so one broken section keeps the others;
+results.json is rewritten after every section. `environment` reports the versions found against this
+project's pins (a GPU image may hold other versions; they are reported, not assumed).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(REPO))
+PEAK_DATASHEET_TFLOPS = 989.0
+PEAK_MEASURED_TFLOPS = 790.0
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed")
+
+
+def environment() -> dict:
+    import importlib.metadata as metadata
+    import re
+    import tomllib
+
+    import torch
+
+    pins = {}
+    for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        match = re.match(r"([A-Za-z0-9_.-]+)==([^;\s]+)", requirement)
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    info = {
+        "python": platform.python_version(),
+        "packages": found,
+        "pinned": {name: pins.get(name) for name in PACKAGES},
+        "differs_from_pins": sorted(n for n in PACKAGES if pins.get(n) and found[n] and
+                                    found[n].split("+")[0] != pins[n]),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda, capability=f"{props.major}.{props.minor}")
+    return info
+
+
+def train_stage(stage: str, args: list[str]) -> dict:
+    """Run align.sft / align.dpo's main in this process; the run's training_summary.json."""
+    from trl import ModelConfig, ScriptArguments, TrlParser
+
+    if stage == "sft":
+        from align.sft.__main__ import main
+        from align.training.config import KlearSFTConfig as Config
+    else:
+        from align.dpo.__main__ import main
+        from align.training.config import KlearDPOConfig as Config
+    parsed = TrlParser((ScriptArguments, Config, ModelConfig)).parse_args_and_config(args)
+    trainer = main(*parsed)
+    summary = json.loads((Path(parsed[1].output_dir) / "training_summary.json").read_text())
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return {"steps": summary["global_steps"], "first_loss": summary["first_loss"], "final_loss": summary["final_loss"],
+            "losses": losses, "tokens": summary["train_tokens"], "tokens_per_s": summary["tokens_per_s"],
+            "train_runtime_s": summary["train_runtime_s"]}
+
+
+def bf16_recipes(work: Path, smoke: bool) -> dict:
+    import torch
+
+    from align.data.demo import write_demo_data
+    from align.models.klear.tiny import build_tiny_klear
+
+    model = build_tiny_klear(work / "tiny-klear", seed=0)
+    data = write_demo_data(work / "data", n_train=32 if smoke else 256, n_eval=4)
+    device = ["--use_cpu", "true"] if smoke else ["--use_cpu", "false"]
+    steps = "2" if smoke else "40"
+    common = [*device, "--bf16", "true", "--dtype", "bfloat16", "--max_steps", steps, "--report_to", "none",
+              "--save_strategy", "no", "--logging_steps", "1", "--disable_tqdm", "true"]
+    sft = train_stage("sft", ["--config", str(REPO / "configs/sft/tiny.yaml"), "--model_name_or_path", str(model),
+                              "--dataset_name", str(data["sft"]), "--output_dir", str(work / "sft"), *common])
+    dpo = train_stage("dpo", ["--config", str(REPO / "configs/dpo/tiny.yaml"), "--model_name_or_path",
+                              str(work / "sft"), "--dataset_name", str(data["dpo"]), "--output_dir", str(work / "dpo"),
+                              *common])
+    return {"device": "cpu" if smoke else torch.cuda.get_device_name(0), "dtype": "bfloat16", "processes": 1,
+            "sft": sft, "dpo": dpo}
+
+
+def slice_config(smoke: bool, layers: int):
+    from align.models.klear import KlearConfig
+
+    if smoke:  # toy widths, same architecture
+        return KlearConfig(vocab_size=512, hidden_size=64, moe_intermediate_size=32, intermediate_size=128,
+                           num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=layers, num_experts=8,
+                           num_experts_per_tok=2, max_position_embeddings=4096)
+    return KlearConfig(num_hidden_layers=layers, max_position_embeddings=8192)  # real widths, 256 experts
+
+
+def layers_that_fit(tokens: int, free_bytes: int) -> int:
+    """Layers whose bf16 weights, gradients and saved activations fit in 70% of free memory, after the
+    embedding, LM head and the loss's float32 logits (~3 copies)."""
+    from align.plan.memory import ModelShape, layer_activation_bytes_per_token, parameter_counts
+
+    one = ModelShape(num_hidden_layers=1, sparse_layers=1)
+    counts = parameter_counts(one)
+    per_layer = 4 * (counts["total"] - counts["embedding"] - counts["lm_head"])
+    per_layer += layer_activation_bytes_per_token(one, 2) * tokens
+    fixed = 4 * (counts["embedding"] + counts["lm_head"]) + 3 * 4 * tokens * one.vocab_size
+    return max(1, min(32, int((0.7 * free_bytes - fixed) // per_layer)))
+
+
+def time_backend(model, backend: str, batch: int, seq: int, vocab: int, device, steps: int, warmup: int) -> dict:
+    import torch
+
+    model.set_experts_implementation(backend)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
+
+    def step():
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - started) / steps
+    result = {"tokens": batch * seq, "seconds_per_step": seconds, "tokens_per_s": batch * seq / seconds,
+              "loss": loss.item()}
+    if device.type == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
+
+
+def klear_slice(smoke: bool) -> dict:
+    import torch
+
+    import align  # noqa: F401
+    from align.models.klear import KlearMoeForCausalLM
+    from align.plan.memory import ModelShape, Training, parameter_counts, training_flops_per_token
+
+    device = torch.device("cpu" if smoke else "cuda")
+    batch, seq = (1, 64) if smoke else (2, 4096)
+    if smoke:
+        layers = 2
+    else:
+        free, _ = torch.cuda.mem_get_info()
+        layers = layers_that_fit(batch * seq, free)
+    config = slice_config(smoke, layers)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = KlearMoeForCausalLM(config).to(torch.bfloat16)
+    model.train()
+    shape = ModelShape.from_config(config.to_dict())
+    flops_per_token = training_flops_per_token(shape, Training(stage="sft", max_length=seq,
+                                                               gradient_checkpointing=False))
+    out = {"device": str(device), "layers": layers, "experts": config.num_experts,
+           "top_k": config.num_experts_per_tok, "hidden": config.hidden_size, "vocab": config.vocab_size,
+           "parameters": parameter_counts(shape)["total"], "batch": batch, "seq": seq,
+           "flops_per_token": flops_per_token, "peak_tflops_datasheet": PEAK_DATASHEET_TFLOPS,
+           "peak_tflops_measured_matmul": PEAK_MEASURED_TFLOPS, "backends": {}}
+    for backend in ("grouped_mm", "batched_mm"):
+        attempt_batch = batch
+        while True:
+            try:
+                timing = time_backend(model, backend, attempt_batch, seq, config.vocab_size, device,
+                                      steps=1 if smoke else 5, warmup=1 if smoke else 2)
+                tflops = flops_per_token * timing["tokens_per_s"] / 1e12
+                timing.update(achieved_tflops=tflops, mfu_vs_989=tflops / PEAK_DATASHEET_TFLOPS,
+                              mfu_vs_790=tflops / PEAK_MEASURED_TFLOPS)
+                out["backends"][backend] = {"ok": True, **timing}
+                break
+            except torch.OutOfMemoryError as error:
+                model.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                if attempt_batch == 1:
+                    out["backends"][backend] = {"ok": False, "error": f"out of memory at batch 1 x {seq}: {error}"[:500]}
+                    break
+                attempt_batch //= 2  # smaller micro-batch, recorded in `tokens`
+            except Exception as error:  # noqa: BLE001  (recorded; the other backend still runs)
+                out["backends"][backend] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:2000]}
+                break
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def dpo_vs_trl(smoke: bool) -> dict:
+    size = (["--steps", "2", "--warmup", "1", "--batch", "2", "--pairs", "16", "--max-length", "128", "--toy"] if smoke
+            else ["--steps", "10", "--warmup", "2", "--batch", "8", "--pairs", "512", "--max-length", "1024",
+                  "--device", "cuda", "--bf16"])
+    command = [sys.executable, str(REPO / "bench/dpo_throughput.py"), *size]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300 if smoke else 240, cwd=REPO)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"command": " ".join(["python3", "bench/dpo_throughput.py", *size]), **result}
+
+
+def run_section(results: dict, name: str, out: Path, fn, *args) -> None:
+    started = time.time()
+    try:
+        results[name] = {"ok": True, **fn(*args)}
+    except BaseException as error:  # noqa: BLE001  (a section's failure is a result, not the end of the run)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        results[name] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:3000],
+                         "traceback": traceback.format_exc()[-4000:]}
+    results[name]["seconds"] = round(time.time() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    status = "ok" if results[name]["ok"] else "FAILED: " + results[name]["error"].splitlines()[0][:300]
+    print(f"[{name}] {status} ({results[name]['seconds']} s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on CPU (what CI runs)")
+    parser.add_argument("--sections", nargs="+", default=["bf16_recipes", "klear_slice", "dpo_vs_trl"])
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "work"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    started = time.time()
+    results = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                                time.gmtime())}
+    run_section(results, "environment", args.out, environment)
+    sections = {"bf16_recipes": lambda: bf16_recipes(work, args.cpu_smoke),
+                "klear_slice": lambda: klear_slice(args.cpu_smoke),
+                "dpo_vs_trl": lambda: dpo_vs_trl(args.cpu_smoke)}
+    for name in args.sections:
+        run_section(results, name, args.out, sections[name])
+    results["total_seconds"] = round(time.time() - started, 1)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {args.out / 'results.json'} in {results['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
