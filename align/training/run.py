@@ -127,6 +127,18 @@ def training_summary(trainer, started: float, data_report: DataReport) -> dict:
     return summary
 
 
+def loss_phrase(history: list[dict], logging_steps) -> str:
+    """`loss 5.7046 -> 1.7450` from the logged steps; a run too short for `logging_steps` logged none, and
+    then the Trainer's mean over the run is what there is."""
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    if losses:
+        return f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+    mean = next((entry["train_loss"] for entry in reversed(history) if "train_loss" in entry), None)
+    if mean is None:
+        return "no loss logged"
+    return f"mean loss {float(mean):.4f} (no step logged: logging_steps is {logging_steps})"
+
+
 def after_training(trainer, args: KlearArguments, started: float, data_report: DataReport, stage: str) -> None:
     """Save the final model and the summary; judge it when the recipe has a `judge:` section."""
     trainer.save_final_model(args.output_dir)
@@ -134,8 +146,8 @@ def after_training(trainer, args: KlearArguments, started: float, data_report: D
         return
     summary = training_summary(trainer, started, data_report)
     write_json(Path(args.output_dir) / "training_summary.json", summary)
-    print(f"{stage}: {summary['global_steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
-          f"{summary['train_tokens']} tokens, model saved to {args.output_dir}", flush=True)
+    print(f"{stage}: {summary['global_steps']} steps, {loss_phrase(trainer.state.log_history, args.logging_steps)}, "
+          f"{int(summary['train_tokens'])} tokens, model saved to {args.output_dir}", flush=True)
     if args.judge:
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 

@@ -70,3 +70,14 @@ def test_error_line_is_one_line_and_names_the_rank(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     line = error_line("align.sft", ValueError("bad value\n  in two lines"))
     assert line == f"align.sft [rank 1]: error: bad value in two lines {HINT}"
+
+
+def test_the_closing_line_never_says_loss_none():
+    from align.training.run import loss_phrase
+
+    assert loss_phrase([{"loss": 5.70459, "step": 5}, {"loss": 1.74497, "step": 10}], 5) == "loss 5.7046 -> 1.7450"
+    # 3 steps with logging_steps 5: no step logged, the Trainer's mean over the run is reported
+    assert loss_phrase([{"train_loss": "3.497", "train_runtime": 7.4}], 5) == (
+        "mean loss 3.4970 (no step logged: logging_steps is 5)"
+    )
+    assert loss_phrase([], 5) == "no loss logged"
