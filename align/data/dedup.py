@@ -24,8 +24,9 @@ from datasketch import MinHash, MinHashLSH
 
 SHINGLE = 5
 NUM_PERM = 128
+POLYNOMIAL = 1_000_003
 LSH_WEIGHTS = (0.1, 0.9)  # (false positive, false negative) weights for choosing bands and rows
-SEPARATOR = "\x1e"  # between fields: a shingle never joins the end of one message to the start of the next
+SEPARATOR = "\x1e"  # between fields, in the exact key and in the shingled token stream
 
 
 @dataclass
@@ -40,14 +41,30 @@ class Duplicates:
         return sum(counts[kind] for counts in self.dropped.values())
 
 
+class _TokenHash(dict):
+    """token -> crc32, computed once per distinct token."""
+
+    def __missing__(self, token: str) -> int:
+        value = self[token] = zlib.crc32(token.encode())
+        return value
+
+
+_TOKEN_HASHES = _TokenHash()
+
+
 def _shingle_hashes(fields: Sequence[tuple[str, ...]]) -> list[int]:
-    hashes = []
-    for toks in fields:
-        if len(toks) < SHINGLE:
-            hashes.append(zlib.crc32(" ".join(toks).encode()))
-            continue
-        hashes += [zlib.crc32(" ".join(toks[i:i + SHINGLE]).encode()) for i in range(len(toks) - SHINGLE + 1)]
-    return hashes
+    """32-bit hashes of every run of SHINGLE tokens of the row's fields joined by a separator token (a shorter
+    row is one shingle). Each distinct token is hashed once (crc32); a shingle's hash is a polynomial of its
+    tokens' hashes, computed for all positions at once."""
+    stream = [token for toks in fields for token in (*toks, SEPARATOR)][:-1]
+    if not stream:
+        return []
+    token_hashes = np.array(list(map(_TOKEN_HASHES.__getitem__, stream)), dtype=np.uint64)
+    width = min(SHINGLE, len(stream))
+    combined = np.zeros(len(stream) - width + 1, dtype=np.uint64)
+    for j in range(width):  # uint64 arithmetic wraps around: a hash, not a number
+        combined = combined * np.uint64(POLYNOMIAL) + token_hashes[j:j + len(combined)]
+    return (combined & np.uint64(0xFFFFFFFF)).tolist()
 
 
 def find_duplicates(

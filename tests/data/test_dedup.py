@@ -64,8 +64,9 @@ def test_weighted_copies_are_not_duplicates_and_follow_their_original():
 def test_near_duplicates_of_real_conversations_are_found_and_distinct_ones_kept(hh_conversations):
     """Planted: 60 long HH conversations (200+ tokens) with one word deleted and one replaced: their true Jaccard
     similarity (5-token shingles, computed here) is at least 0.9, so LSH at 0.8 finds them (a miss is possible but
-    rare: LSH and the MinHash estimate are probabilistic; the seed is fixed). Of the HH conversations themselves exactly one is dropped: it repeats
-    another one ("How can I use a pipe as a weapon?") turn for turn up to a different last answer."""
+    rare: LSH and the MinHash estimate are probabilistic; the seed is fixed). No HH conversation is dropped: the
+    closest pair in the split (one conversation repeated turn for turn up to a different last answer) has a true
+    Jaccard similarity of 0.75, below the threshold."""
     rows = [segments(*(m["content"] for m in c)) for c in hh_conversations]
     rng = random.Random(0)
     long_rows = [i for i, row in enumerate(rows) if sum(len(t) for _, t in row) >= 200]
@@ -80,17 +81,17 @@ def test_near_duplicates_of_real_conversations_are_found_and_distinct_ones_kept(
             planted.append(edited)
     sources = ["hh"] * len(rows) + ["planted"] * len(planted)
     found = find_duplicates(rows + planted, sources, threshold=0.8)
-    assert dict(found.dropped["hh"]) == {"near": 1}
-    [natural] = [d for d in found.dropped_rows if d["row"] < len(rows)]
-    assert hh_conversations[natural["row"]][:5] == hh_conversations[natural["duplicate_of"]][:5]
+    assert "hh" not in found.dropped
     assert len(planted) == 60
     assert found.dropped["planted"]["near"] >= 59, dict(found.dropped["planted"])
     assert all(d["similarity"] >= 0.8 for d in found.dropped_rows)
 
 
 def jaccard(a, b) -> float:
+    """The true Jaccard similarity of two rows' 5-token shingles (fields joined by a separator token)."""
     def shingles(row):
-        return {(name.split("[")[0], t[i:i + 5]) for name, t in row for i in range(max(1, len(t) - 4))}
+        stream = [token for _, toks in row for token in (*toks, "|")][:-1]
+        return {tuple(stream[i:i + 5]) for i in range(max(1, len(stream) - 4))}
 
     return len(shingles(a) & shingles(b)) / len(shingles(a) | shingles(b))
 
