@@ -4,7 +4,7 @@
   judge            judge answers (FastChat / THUDM answer files) with an OpenAI-compatible judge
   evaluate         generate + judge + report for a model directory (what training runs call)
   report           rebuild summary.json, report.md, report.html and charts of judge directories
-  import-fastchat  turn FastChat's model_judgment/*_single.jsonl into a judge directory and report
+  import-fastchat  turn FastChat's model_judgment/*_single.jsonl or *_pair.jsonl into a judge directory and report
   pairwise         judge answer A vs B for prompts (suggestions for annotators)
 
 The judge endpoint comes from JUDGE_BASE_URL / JUDGE_MODEL / JUDGE_API_KEY (or OPENAI_BASE_URL /
@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("dir", help="judge directory (runs, cache, report)")
     judge.add_argument("--mt-bench-answers", help="FastChat answer file or directory (model = file name)")
     judge.add_argument("--alignbench-answers", help="THUDM answer file or directory (model = file name)")
-    judge.add_argument("--mode", choices=["single", "pairwise", "both"], default="single")
+    judge.add_argument("--mode", choices=["single", "pairwise", "pairwise-all", "both"], default="single",
+                       help="single grading; pairwise against --baseline (FastChat's pairwise-baseline); "
+                            "pairwise-all (every pair of models); both = single + pairwise")
     judge.add_argument("--baseline", default="gpt-3.5-turbo", help="pairwise baseline model (among the answers)")
     judge.add_argument("--models", nargs="+", help="judge only these models")
     judge.add_argument("--questions-per-category", type=int, help="only the first N questions of each category")
@@ -200,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dirs", nargs="+")
     report.set_defaults(func=cmd_report)
 
-    imp = sub.add_parser("import-fastchat", help="import FastChat single-answer judgments")
-    imp.add_argument("judgments", help="FastChat model_judgment/<judge>_single.jsonl")
+    imp = sub.add_parser("import-fastchat", help="import FastChat judgments (*_single.jsonl or *_pair.jsonl)")
+    imp.add_argument("judgments", help="FastChat model_judgment/<judge>_single.jsonl or <judge>_pair.jsonl")
     imp.add_argument("--out", required=True)
     imp.set_defaults(func=cmd_import_fastchat)
 
@@ -221,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    from .client import JudgeEndpointError
+
     try:
         return args.func(args)
-    except (DataError, JudgeConfigError, ValueError, KeyError) as err:
+    except (DataError, JudgeConfigError, JudgeEndpointError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -16,19 +16,28 @@ With no judge endpoint (neither in `judge_config` nor in JUDGE_BASE_URL / OPENAI
 model itself is served by a local `transformers serve` and judges its own answers, with short
 judgments and no parse retries: the pipeline runs end to end, and the report says plainly that
 such scores mean nothing.
+
+Answering loads the saved model onto one device (the first GPU, else the CPU). A model whose
+bf16 weights do not fit there (Klear-46B's 92 GB on an 80 GB GPU) is refused by
+`check_judge_config(..., model_config=...)` at startup unless the answers come from elsewhere:
+`answer_base_url` (an OpenAI-compatible endpoint serving the saved model, e.g. vLLM over several
+GPUs) or the vLLM answer engine. When the model directory holds the data card of the training
+data (data_card.json), the report says which benchmarks that data was checked against.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .answers import LOCAL_ENGINES, answer_benchmark, local_backend
-from .benchmarks import alignbench_available, load_alignbench, load_mt_bench
-from .config import JUDGE_KEYS, JudgeConfig, judge_configured
+from .answers import LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend
+from .benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
+from .config import JUDGE_KEYS, JudgeConfig, check_base_url, judge_configured
 from .judgments import JudgeRequest, judge_answers
 from .local_server import serve_model
 from .tasks import select_questions
@@ -54,6 +63,8 @@ class AfterTrainingOptions:
     max_new_tokens: int | None = None  # answer length (default 1024 MT-Bench, 2048 AlignBench)
     batch_size: int = 8  # local generation batch
     answer_engine: str = "auto"  # a key of answers.LOCAL_ENGINES; auto = vLLM when installed, else transformers
+    answer_base_url: str | None = None  # an endpoint serving the saved model answers instead (key: ENDPOINT_API_KEY)
+    answer_model: str | None = None  # the model's name there (default: the model directory's absolute path)
     mode: str = "single"  # MT-Bench: single, pairwise or both
     baseline_answers: str | None = None  # FastChat answer file of the baseline (pairwise)
     alignbench_dir: str | None = None  # see benchmarks.resolve_alignbench_dir
@@ -69,6 +80,8 @@ class AfterTrainingOptions:
             raise ValueError(f"judge config: unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
         if self.answer_engine not in LOCAL_ENGINES:
             raise ValueError(f"judge config: unknown answer_engine {self.answer_engine!r}; known: {sorted(LOCAL_ENGINES)}")
+        if self.answer_base_url is not None:
+            check_base_url(self.answer_base_url, "judge config: answer_base_url")
 
 
 OPTION_KEYS = frozenset(f.name for f in fields(AfterTrainingOptions))
@@ -94,16 +107,81 @@ def split_judge_config(judge_config: dict | str | None) -> tuple[AfterTrainingOp
     return AfterTrainingOptions(**options), {k: v for k, v in config.items() if k in JUDGE_KEYS}
 
 
-def check_judge_config(judge_config: dict | str | None) -> str:
+def vllm_engine_ready(options: AfterTrainingOptions) -> bool:
+    """Whether answers will come from vLLM (which can spread a model over several GPUs)."""
+    return options.answer_engine == "vllm" and importlib.util.find_spec("vllm") is not None
+
+
+def bf16_weight_bytes(model_config) -> int:
+    """Bytes of the model's weights in bf16, counted on the meta device (no memory used, no download)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import align  # noqa: F401  (registers Klear)
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    return 2 * sum(parameter.numel() for parameter in model.parameters())
+
+
+def answer_device() -> tuple[str, int]:
+    """(name, bytes of memory) of the device the transformers engine answers on: the first GPU, else RAM."""
+    import torch
+
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        return f"GPU 0 ({properties.name})", properties.total_memory
+    return "the CPU (RAM)", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_answering_fits(options: AfterTrainingOptions, model_config, device: tuple[str, int] | None = None) -> str:
+    """Where the answers will come from; raises ValueError when the model cannot be loaded on one
+    device for answering and nothing else is configured to answer."""
+    if options.answer_base_url:
+        return f"answers from {options.answer_base_url}"
+    if vllm_engine_ready(options):
+        return "answers from vLLM"
+    name, available = device or answer_device()
+    needed = bf16_weight_bytes(model_config)
+    if needed > available:
+        raise ValueError(
+            f"judge config: answering loads the model onto one device, and its bf16 weights "
+            f"({needed / 1e9:.1f} GB) do not fit {name} ({available / 1e9:.1f} GB). Set answer_base_url to an "
+            "endpoint serving the saved model (e.g. vLLM over several GPUs), or answer_engine: vllm with vLLM "
+            "installed, or enabled: false (and run `python -m align.judging evaluate` later elsewhere)"
+        )
+    return f"answers with {options.answer_engine} on {name} ({needed / 1e9:.1f} of {available / 1e9:.1f} GB)"
+
+
+def check_judge_config(judge_config: dict | str | None, model_config=None) -> str:
     """Validate a stage's `judge:` section at startup (not hours later, after training); returns a
-    one-line description of what will judge. Raises ValueError / JudgeConfigError."""
+    one-line description of what will answer and judge. With the model's config, also checks that
+    the model can be loaded for answering. Raises ValueError / JudgeConfigError."""
     options, judge_values = split_judge_config(judge_config)
     if not options.enabled:
         return "judging disabled"
+    answers = check_answering_fits(options, model_config) if model_config is not None else None
     if judge_configured(judge_values):
         judge = JudgeConfig.from_mapping(judge_values)
-        return f"judge {judge.model} at {judge.base_url}"
-    return "no judge configured: the model will judge itself through a local transformers serve (meaningless scores)"
+        description = f"judge {judge.model} at {judge.base_url}"
+    else:
+        description = ("no judge configured: the model will judge itself through a local transformers serve "
+                       "(meaningless scores)")
+    return description + (f"; {answers}" if answers else "")
+
+
+def training_data_facts(model_dir: Path) -> dict | None:
+    """The data card's decontamination record (None when the model directory has no data_card.json)."""
+    card = model_dir / "data_card.json"
+    if not card.is_file():
+        return None
+    check = read_json(card).get("decontamination")
+    if check is not None:
+        for field, kind in (("checked_against", list), ("action", str), ("flagged", dict), ("dropped", dict)):
+            if not isinstance(check.get(field), kind):
+                raise DataError(f"{card}: field 'decontamination.{field}' must be a {kind.__name__}, "
+                                f"got {check.get(field)!r}")
+    return {"data_card": str(card), "decontamination": check}
 
 
 def _is_rank_zero() -> bool:
@@ -114,9 +192,16 @@ def _is_rank_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def _answer_backend(model_dir: Path, options: AfterTrainingOptions) -> AnswerBackend:
+    if options.answer_base_url:
+        return EndpointBackend(options.answer_base_url, options.answer_model or str(model_dir.resolve()),
+                               api_key=os.environ.get("ENDPOINT_API_KEY"), concurrency=options.batch_size)
+    return local_backend(model_dir, engine=options.answer_engine, batch_size=options.batch_size)
+
+
 def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, benchmarks: list[str],
             model_id: str) -> dict[str, Path]:
-    backend = local_backend(model_dir, engine=options.answer_engine, batch_size=options.batch_size)
+    backend = _answer_backend(model_dir, options)
     paths = {}
     for benchmark in benchmarks:
         bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.alignbench_dir)
@@ -169,6 +254,7 @@ def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_confi
             questions_per_category=options.questions_per_category,
             alignbench_dir=options.alignbench_dir,
             note=f"after training {model_dir}",
+            training_data=training_data_facts(model_dir),
         )
         if judge_configured(judge_values):
             return judge_answers(out_dir, request, JudgeConfig.from_mapping(judge_values))

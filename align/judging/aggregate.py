@@ -4,9 +4,13 @@
   repeats; an item with no successful repeat is excluded and counted, never scored -1 or 0.
 - MT-Bench (FastChat show_result.py): turn_1 / turn_2 are the means over that turn's items;
   overall is the mean over all items of both turns; per category likewise.
-- Pairwise (FastChat show_result.py): game 1 puts the model first, game 2 the baseline first;
+- Pairwise (FastChat show_result.py): game 1 puts the model first, game 2 the opponent first;
   a win needs both games to agree; a tie in either game or disagreement counts as a tie
-  (disagreements are also counted apart, as `inconsistent`). win_rate_adjusted = (win + tie/2) / n.
+  (disagreements are also counted apart, as `inconsistent`); a pair with a game without verdict
+  is counted and left out. win_rate_adjusted = (win + tie/2) / n. Against a baseline, each model
+  is scored against it; with all pairs (pairwise-all), a pair's outcome counts for both models.
+- Beside each of ours, the figure FastChat's / THUDM's show_result would print from the same
+  judgments (upstream.py), so the numbers can be compared with the originals'.
 - AlignBench (THUDM show_result.py): category means; reasoning = mean of the 数学计算 and 逻辑推理
   means, language = mean of the six language categories' means; overall = (reasoning + language) / 2.
   Per dimension: the mean of each dimension's scores (THUDM dimension_calculate.py).
@@ -25,6 +29,7 @@ import numpy as np
 
 from .benchmarks import ALIGNBENCH_LANGUAGE, ALIGNBENCH_REASONING
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
+from .upstream import fastchat_pair_figure, fastchat_single_figure, thudm_figure
 
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -36,7 +41,8 @@ def mean(values: Iterable[float]) -> float | None:
 
 
 def _item_key(row: dict) -> tuple:
-    return (row["model"], row["question_id"], row["turn"], row.get("game"))
+    """(model, question, turn, opponent, game): one scored item; its repeats share the key."""
+    return (row["model"], row["question_id"], row["turn"], row.get("baseline"), row.get("game"))
 
 
 def group_items(rows: Iterable[dict], benchmark: str) -> dict[tuple, list[dict]]:
@@ -149,11 +155,22 @@ def summarize_mt_bench(rows: Iterable[dict]) -> dict[str, dict]:
             "n_items": len(model_items),
             "n_scored": sum(len(members) for members in questions),
             **_failures(model_items, {key: resolved[key] for key in model_items}),
+            **_as_fastchat(model_items),
         }
     return summary
 
 
-# ----- MT-Bench pairwise against a baseline -----
+def _as_fastchat(items: dict[tuple, list[dict]]) -> dict:
+    """FastChat show_result's figure for these rows, and what makes it differ from ours."""
+    rows = [row for repeats in items.values() for row in repeats]
+    return {
+        "fastchat_show_result": fastchat_single_figure(rows),
+        "items_with_several_rows": sum(1 for repeats in items.values() if len(repeats) > 1),
+        "retried_items": sum(1 for row in rows if row["failed_attempts"] and row["error"] is None),
+    }
+
+
+# ----- MT-Bench pairwise: against a baseline, or all pairs -----
 
 
 def pair_outcome(game_1: str | None, game_2: str | None) -> str | None:
@@ -185,44 +202,64 @@ def adjusted_win_rate_ci(questions: list[list[str]]) -> list[float] | None:
     return ratio_ci(points, counts, resample_indices(len(questions), np.random.default_rng(BOOTSTRAP_SEED)))
 
 
+FLIPPED = {"win": "loss", "loss": "win", "tie": "tie"}
+
+
 def summarize_pairwise(rows: Iterable[dict]) -> dict[str, dict]:
+    """{model: {baseline, win, loss, tie, inconsistent, win_rate_adjusted, ...}}. Rows of an all-pairs
+    run (`pairing` "all") count for both models of a pair; against a baseline, the baseline has no entry."""
     items = group_items(rows, MT_BENCH_PAIR)
-    categories = {key[1]: repeats[0]["category"] for key, repeats in items.items()}
     verdicts = {key: item_verdict(repeats) for key, repeats in items.items()}
-    baselines = {key[0]: repeats[0]["baseline"] for key, repeats in items.items()}
+    categories = {key[1]: repeats[0]["category"] for key, repeats in items.items()}
+    all_pairs = any(repeats[0].get("pairing") == "all" for repeats in items.values())
+    # (model, opponent) -> {(qid, turn): outcome or None}, and which games disagreed
+    pairs: dict[tuple[str, str], dict[tuple[int, int], str | None]] = defaultdict(dict)
+    inconsistent: Counter = Counter()
+    for model, qid, turn, opponent in sorted({key[:4] for key in items}, key=lambda k: tuple(map(str, k))):
+        game_1, game_2 = verdicts.get((model, qid, turn, opponent, 1)), verdicts.get((model, qid, turn, opponent, 2))
+        pairs[(model, opponent)][(qid, turn)] = pair_outcome(game_1, game_2)
+        disagree = game_1 is not None and game_2 is not None and game_1 != game_2 and "tie" not in (game_1, game_2)
+        inconsistent[(model, opponent)] += disagree
+    seen_as = defaultdict(list)  # model -> [(pair key, flipped)]
+    for model, opponent in pairs:
+        seen_as[model].append(((model, opponent), False))
+        if all_pairs:
+            seen_as[opponent].append(((model, opponent), True))
     summary = {}
-    for model in sorted({key[0] for key in items}):
-        outcomes: dict[tuple[int, int], str] = {}
-        inconsistent = unresolved = 0
-        for qid, turn in sorted({(key[1], key[2]) for key in items if key[0] == model}):
-            game_1, game_2 = verdicts.get((model, qid, turn, 1)), verdicts.get((model, qid, turn, 2))
-            outcome = pair_outcome(game_1, game_2)
-            if outcome is None:
-                unresolved += 1
-                continue
-            inconsistent += game_1 != game_2 and "tie" not in (game_1, game_2)
-            outcomes[(qid, turn)] = outcome
-        per_category = defaultdict(list)
-        by_question = defaultdict(list)
-        for (qid, _turn), outcome in outcomes.items():
+    for model in sorted(seen_as):
+        outcomes: list[tuple[int, str]] = []  # (question id, outcome from this model's side)
+        unresolved = inconsistent_pairs = 0
+        for pair, flipped in seen_as[model]:
+            inconsistent_pairs += inconsistent[pair]
+            for (qid, _turn), outcome in sorted(pairs[pair].items()):
+                if outcome is None:
+                    unresolved += 1
+                else:
+                    outcomes.append((qid, FLIPPED[outcome] if flipped else outcome))
+        per_category, by_question = defaultdict(list), defaultdict(list)
+        for qid, outcome in outcomes:
             per_category[categories[qid]].append(outcome)
             by_question[qid].append(outcome)
-        counts = Counter(outcomes.values())
-        model_items = {key: repeats for key, repeats in items.items() if key[0] == model}
+        counts = Counter(outcome for _, outcome in outcomes)
+        opponents = sorted({pair[1] if not flipped else pair[0] for pair, flipped in seen_as[model]})
+        model_rows = [row for (m, _q, _t, o, _g), repeats in items.items() for row in repeats
+                      if m == model or (all_pairs and o == model)]
         summary[model] = {
-            "baseline": baselines[model],
+            "baseline": "all other models" if all_pairs else opponents[0],
+            "opponents": opponents,
             "win": counts["win"],
             "loss": counts["loss"],
             "tie": counts["tie"],
-            "inconsistent": inconsistent,
-            **_rates(list(outcomes.values())),
+            "inconsistent": inconsistent_pairs,
+            **_rates([outcome for _, outcome in outcomes]),
             "per_category": {
                 category: _rates(values)["win_rate_adjusted"] for category, values in sorted(per_category.items())
             },
             "ci95": {"win_rate_adjusted": adjusted_win_rate_ci(list(by_question.values()))},
             "n_pairs": len(outcomes) + unresolved,
             "pairs_without_verdict": unresolved,
-            "judge_calls_failed": sum(1 for repeats in model_items.values() for row in repeats if row["error"]),
+            "judge_calls_failed": sum(1 for row in model_rows if row["error"]),
+            "fastchat_show_result": fastchat_pair_figure(model_rows, model),
         }
     return summary
 
@@ -267,7 +304,7 @@ def summarize_alignbench(rows: Iterable[dict]) -> dict[str, dict]:
         model_items = {key: repeats for key, repeats in items.items() if key[0] == model}
         per_category: dict[str, list[float]] = defaultdict(list)
         per_dimension: dict[str, list[float]] = defaultdict(list)
-        missing_dimensions = 0
+        missing_dimensions = odd_dimensions = 0
         for key, repeats in model_items.items():
             if resolved[key] is None:
                 continue
@@ -275,6 +312,7 @@ def summarize_alignbench(rows: Iterable[dict]) -> dict[str, dict]:
             for dimension, value in item_dimensions(repeats).items():
                 per_dimension[dimension].append(value)
             missing_dimensions += sum(len(row["missing_dimensions"]) for row in repeats if row["error"] is None)
+            odd_dimensions += sum(len(row.get("odd_dimensions") or {}) for row in repeats if row["error"] is None)
         stats = alignbench_statistics(per_category)
         expected = sorted({row["category"] for repeats in model_items.values() for row in repeats})
         summary[model] = {
@@ -286,9 +324,11 @@ def summarize_alignbench(rows: Iterable[dict]) -> dict[str, dict]:
             "ci95": alignbench_ci(per_category),
             "categories_without_score": [category for category in expected if category not in per_category],
             "dimension_scores_missing": missing_dimensions,
+            "dimension_scores_out_of_range": odd_dimensions,
             "n_items": len(model_items),
             "n_scored": sum(len(values) for values in per_category.values()),
             **_failures(model_items, {key: resolved[key] for key in model_items}),
+            "thudm_show_result": thudm_figure([row for repeats in model_items.values() for row in repeats]),
         }
     return summary
 

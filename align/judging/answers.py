@@ -47,6 +47,7 @@ from typing import Protocol
 
 from .benchmarks import AlignBench, MTBench, mt_bench_temperature
 from .client import create_with_backoff, make_openai_client
+from .config import check_base_url
 from .runs import write_jsonl_atomic
 
 logger = logging.getLogger("align.judging")
@@ -197,6 +198,7 @@ class EndpointBackend:
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
                  timeout_s: float = 600.0, api_retries: int = 6):
+        check_base_url(base_url, "answer endpoint")
         self.name = model
         self.model = model
         self.concurrency = concurrency

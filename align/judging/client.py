@@ -4,13 +4,21 @@ The cache key is the SHA-256 of the request (model, messages, temperature, max_t
 sample index, so repeated judging (n samples of the same request) and parse retries each get
 their own entry. A call whose response is in the cache is never made again: an interrupted run
 resumes where it stopped and a re-run costs nothing. Responses are cached whether or not they
-parse (a paid call is a paid call); API errors are not cached, so a re-run tries them again.
+parse (a paid call is a paid call); API errors are not cached, so a re-run tries them again. A
+cache file that cannot be read back (not JSON, or without a response text) is counted, logged
+and requested again, then overwritten.
+
+An endpoint that cannot serve the run at all stops it at once with the reason, rather than
+failing every item after minutes of retries: `JudgeClient.preflight` makes one request before
+judging, and a refused connection, an unknown host, a timeout or HTTP 401/403 raise
+`JudgeEndpointError` ("could not connect to http://... (connection refused)").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import tempfile
@@ -25,12 +33,36 @@ import openai
 
 from .config import JudgeConfig
 
+logger = logging.getLogger("align.judging")
 Messages = list[dict[str, str]]
 RETRYABLE_STATUS = {408, 409, 429}
+FATAL_STATUS = {401: "authentication failed: check JUDGE_API_KEY / OPENAI_API_KEY", 403: "permission denied"}
+PREFLIGHT_TIMEOUT_S = 10.0
 
 
 class JudgeAPIError(RuntimeError):
     """The endpoint failed for good: a non-retryable status, or retries exhausted."""
+
+
+class JudgeEndpointError(JudgeAPIError):
+    """The endpoint cannot serve this run at all (unreachable, or it refuses our credentials): stop."""
+
+
+def connection_problem(err: openai.APIConnectionError) -> str:
+    """A short reason from the error the HTTP library raised underneath."""
+    if isinstance(err, openai.APITimeoutError):
+        return "timed out"
+    detail = str(err.__cause__ or err)
+    lowered = detail.lower()
+    if "refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "name resolution" in lowered:
+        return f"host name not found: {detail}"
+    return detail
+
+
+def fatal_status_error(base_url: object, status: int, message: str) -> JudgeEndpointError:
+    return JudgeEndpointError(f"HTTP {status} from {base_url}: {FATAL_STATUS[status]} ({message})")
 
 
 def request_key(request: dict, sample: object) -> str:
@@ -47,14 +79,20 @@ class JudgeCache:
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> tuple[dict | None, bool]:
+        """(record, corrupt): (None, False) when absent; (None, True) when the file cannot be used."""
         path = self._path(key)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return None
-        except json.JSONDecodeError:
-            return None  # a torn write cannot happen (atomic rename); anything else is re-fetched
+            return None, False
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None  # writes are atomic, so this is damage from outside: ask again
+        response = record.get("response") if isinstance(record, dict) else None
+        if not (isinstance(response, dict) and isinstance(response.get("content"), str)):
+            logger.warning("judge cache: %s is not a cached response; requesting it again", path)
+            return None, True
+        return record, False
 
     def put(self, key: str, record: dict) -> None:
         path = self._path(key)
@@ -92,6 +130,8 @@ def create_with_backoff(
         try:
             return client.chat.completions.create(**request)
         except openai.APIStatusError as err:
+            if err.status_code in FATAL_STATUS:
+                raise fatal_status_error(client.base_url, err.status_code, err.message) from None
             retryable = err.status_code in RETRYABLE_STATUS or err.status_code >= 500
             if not retryable or attempt == retries:
                 raise JudgeAPIError(f"HTTP {err.status_code} from {client.base_url}: {err.message}") from None
@@ -99,7 +139,9 @@ def create_with_backoff(
             reason = f"HTTP {err.status_code}"
         except openai.APIConnectionError as err:  # includes timeouts
             if attempt == retries:
-                raise JudgeAPIError(f"{type(err).__name__} talking to {client.base_url}: {err}") from None
+                raise JudgeEndpointError(
+                    f"could not connect to {client.base_url} ({connection_problem(err)}) in {retries + 1} attempt(s)"
+                ) from None
             delay, reason = None, type(err).__name__
         if delay is None:
             delay = random.uniform(0, min(max_s, base_s * 2**attempt))
@@ -124,14 +166,37 @@ class CallResult:
 class JudgeClient:
     """Thread-safe: judgments.run_tasks calls `complete` from a pool of `config.concurrency` threads."""
 
-    def __init__(self, config: JudgeConfig, cache: JudgeCache | None = None, *, sleep=time.sleep):
+    def __init__(self, config: JudgeConfig, cache: JudgeCache | None = None):
         self.config = config
         self.cache = cache
-        self._sleep = sleep
+        # Backoff waits on this event: once the endpoint is known dead, waiting threads stop at once.
+        self._stopped = threading.Event()
         self._openai = make_openai_client(config.base_url, config.api_key, config.timeout_s)
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
-        self.stats: Counter[str] = Counter()  # api_calls, cache_hits, api_retries, api_errors
+        self.stats: Counter[str] = Counter()  # api_calls, cache_hits, cache_corrupt, api_retries, api_errors
+
+    def preflight(self) -> str:
+        """One cheap request (GET /models) before judging. Raises JudgeEndpointError when the endpoint
+        is unreachable or refuses the credentials; returns what was learnt otherwise."""
+        where = self.config.base_url
+        # A client of its own: a server that fails this request may drop the connection, which the
+        # judge calls must not inherit from a shared pool.
+        quick = make_openai_client(where, self.config.api_key, PREFLIGHT_TIMEOUT_S)
+        try:
+            listed = [model.id for model in quick.models.list().data]
+        except openai.APIStatusError as err:
+            if err.status_code in FATAL_STATUS:
+                raise fatal_status_error(where, err.status_code, err.message) from None
+            return f"{where} is up (GET /models answered HTTP {err.status_code}; not every server lists models)"
+        except openai.APIConnectionError as err:
+            raise JudgeEndpointError(f"could not connect to {where} ({connection_problem(err)})") from None
+        finally:
+            quick.close()
+        if self.config.model not in listed:
+            shown = ", ".join(listed[:10]) + (" ..." if len(listed) > 10 else "")
+            return f"{where} is up but does not list the judge model {self.config.model!r} (it lists: {shown or 'none'})"
+        return f"{where} is up and serves {self.config.model}"
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -148,20 +213,28 @@ class JudgeClient:
             return self._complete(request, key, sample)
 
     def _complete(self, request: dict, key: str, sample: object) -> CallResult:
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self._count("cache_hits")
-            return CallResult(hit["response"]["content"], hit["response"].get("finish_reason"), True, key)
+        if self.cache is not None:
+            hit, corrupt = self.cache.get(key)
+            if hit is not None:
+                self._count("cache_hits")
+                return CallResult(hit["response"]["content"], hit["response"].get("finish_reason"), True, key)
+            if corrupt:
+                self._count("cache_corrupt")
         self._count("api_calls")
         try:
             response = create_with_backoff(
                 self._openai,
                 request,
-                retries=self.config.api_retries,
+                retries=0 if self._stopped.is_set() else self.config.api_retries,
                 base_s=self.config.backoff_base_s,
                 max_s=self.config.backoff_max_s,
                 on_retry=lambda reason: self._count("api_retries"),
-                sleep=self._sleep,
+                sleep=self._stopped.wait,
             )
+        except JudgeEndpointError:
+            self._count("api_errors")
+            self._stopped.set()
+            raise
         except JudgeAPIError:
             self._count("api_errors")
             raise

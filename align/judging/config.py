@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -21,6 +22,14 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 class JudgeConfigError(ValueError):
     pass
+
+
+def check_base_url(url: str, what: str = "judge config: base_url") -> str:
+    """An http(s) URL with a host, else JudgeConfigError (a typo fails now, not after retries)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise JudgeConfigError(f"{what} must be an http:// or https:// URL with a host, got {url!r}")
+    return url
 
 
 def _option(default: object, help: str, flag: str | None = None, type: type | None = None):
@@ -47,6 +56,7 @@ class JudgeConfig:
     backoff_max_s: float = _option(60.0, "longest backoff delay")
 
     def __post_init__(self) -> None:
+        check_base_url(self.base_url)
         for name in ("concurrency", "repeats"):
             if getattr(self, name) < 1:
                 raise JudgeConfigError(f"judge config: {name} must be >= 1, got {getattr(self, name)}")

@@ -5,8 +5,9 @@ Row schema (one JSONL row per judgment; `repeat` numbers the n repeated judgment
     benchmark, question_id, turn, category, subcategory, model, baseline, game, repeat,
     judge_model, judge_prompt, prompt_hash, request_hash, judgment (raw text),
     score (float | null), ratings ({dimension: score} | null, AlignBench), verdict
-    ("model" | "baseline" | "tie" | null, pairwise), missing_dimensions, error (str | null),
-    failed_attempts ([{judgment, error, finish_reason}]), attempts, cached.
+    ("model" | "baseline" | "tie" | null, pairwise; "baseline" is the opponent), pairing ("baseline" |
+    "all" | null), missing_dimensions, odd_dimensions ({dimension: out-of-range score}, AlignBench),
+    error (str | null), failed_attempts ([{judgment, error, finish_reason}]), attempts, cached.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .benchmarks import (
     load_fastchat_answers,
     load_mt_bench,
 )
-from .client import JudgeAPIError, JudgeCache, JudgeClient
+from .client import JudgeAPIError, JudgeCache, JudgeClient, JudgeEndpointError
 from .config import JudgeConfig
 from .parsing import JudgmentParseError, parse_alignbench_rating, parse_mt_bench_rating, parse_pair_verdict
 from .prompts import short_hash
@@ -44,7 +45,7 @@ from .tasks import (
 )
 
 logger = logging.getLogger("align.judging")
-MODES = ("single", "pairwise", "both")
+MODES = ("single", "pairwise", "pairwise-all", "both")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class JudgeRequest:
 
     mt_bench_answers: str | Path | None = None
     alignbench_answers: str | Path | None = None
-    mode: str = "single"  # MT-Bench: single-answer grading, pairwise against `baseline`, or both
+    mode: str = "single"  # MT-Bench: single grading, pairwise against `baseline`, pairwise-all, or both
     baseline: str = "gpt-3.5-turbo"
     models: tuple[str, ...] | None = None  # judge only these models (the baseline is always loaded)
     questions_per_category: int | None = None  # a labelled subset, for demos and smoke tests
@@ -61,6 +62,7 @@ class JudgeRequest:
     alignbench_dir: str | Path | None = None
     note: str | None = None
     warning: str | None = None  # shown at the top of the report (e.g. "these scores mean nothing")
+    training_data: dict | None = None  # the judged model's data card facts (decontamination), for the report
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -85,7 +87,7 @@ def build_tasks(request: JudgeRequest, judge: JudgeConfig) -> tuple[list[JudgeTa
     if request.mt_bench_answers is not None:
         bench = load_mt_bench()
         questions = select_questions(bench.questions, request.questions_per_category, request.question_ids)
-        keep = request.baseline if request.mode != "single" else None
+        keep = request.baseline if request.mode in ("pairwise", "both") else None
         files = _selected(answer_files(request.mt_bench_answers), request.models, keep)
         answers = {model: load_fastchat_answers(path) for model, path in files.items()}
         for model, path in files.items():
@@ -95,6 +97,8 @@ def build_tasks(request: JudgeRequest, judge: JudgeConfig) -> tuple[list[JudgeTa
             tasks += mt_bench_single_tasks(bench, questions, graded, max_tokens=judge.max_tokens)
         if request.mode in ("pairwise", "both"):
             tasks += mt_bench_pair_tasks(bench, questions, answers, request.baseline, max_tokens=judge.max_tokens)
+        if request.mode == "pairwise-all":
+            tasks += mt_bench_pair_tasks(bench, questions, answers, None, max_tokens=judge.max_tokens)
         provenance["answers"]["mt_bench"] = {model: str(path) for model, path in files.items()}
     if request.alignbench_answers is not None:
         bench = load_alignbench(request.alignbench_dir)
@@ -136,6 +140,7 @@ def parse_into_row(task: JudgeTask, judgment: str) -> dict:
             "score": rating.overall,
             "ratings": rating.dimensions,
             "missing_dimensions": list(rating.missing_dimensions),
+            "odd_dimensions": rating.odd_dimensions,
         }
     raise ValueError(f"unknown benchmark {task.benchmark!r}")
 
@@ -150,6 +155,7 @@ def base_row(task: JudgeTask, judge_model: str, repeat: int) -> dict:
         "model": task.model,
         "baseline": task.baseline,
         "game": task.game,
+        "pairing": task.pairing,
         "repeat": repeat,
         "judge_model": judge_model,
         "judge_prompt": task.judge_prompt,
@@ -160,6 +166,7 @@ def base_row(task: JudgeTask, judge_model: str, repeat: int) -> dict:
         "ratings": None,
         "verdict": None,
         "missing_dimensions": [],
+        "odd_dimensions": {},
         "error": None,
         "failed_attempts": [],
         "attempts": 0,
@@ -173,6 +180,8 @@ def judge_task(client: JudgeClient, task: JudgeTask, repeat: int, parse_retries:
     for attempt in range(parse_retries + 1):
         try:
             result = client.complete(task.messages, max_tokens=task.max_tokens, sample=[repeat, attempt])
+        except JudgeEndpointError:
+            raise  # the whole run stops: every other item would fail the same way
         except JudgeAPIError as err:
             row.update(error=f"api: {err}", attempts=attempt + 1, cached=False)
             return row
@@ -246,13 +255,15 @@ def judge_answers(
         "subset": subset,
         "note": request.note,
         "warning": request.warning,
+        "training_data": request.training_data,
         "counts": {"judge_tasks": len(tasks), "repeats": judge.repeats},
         **provenance,
     }
+    client = JudgeClient(judge, JudgeCache(cache_dir or out_dir / "cache"))
+    logger.info("judge endpoint: %s", client.preflight())  # a dead endpoint stops here, before any run
     run, resumed = start_run(out_dir, meta)
     logger.info("%s run %s: %d judge tasks x %d repeat(s) with %s at %s", "resuming" if resumed else "starting",
                 run.run_id, len(tasks), judge.repeats, judge.model, judge.base_url)
-    client = JudgeClient(judge, JudgeCache(cache_dir or out_dir / "cache"))
     writer = RowWriter(run)
     try:
         rows = run_tasks(client, tasks, on_row=writer)

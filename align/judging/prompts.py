@@ -107,32 +107,50 @@ def mt_bench_single_messages(bench: MTBench, question: dict, answer: list[str], 
 def mt_bench_pair_messages(
     bench: MTBench, question: dict, answer_a: list[str], answer_b: list[str], turn: int
 ) -> tuple[str, Messages]:
-    """(template name, messages) comparing assistant A with assistant B (FastChat `run_judge_pair`)."""
-    name = mt_bench_template_name(question["category"], turn=turn, pairwise=True)
+    """(template name, messages) comparing assistant A with assistant B on an MT-Bench question."""
+    references = None
+    if question["category"] in MT_BENCH_NEED_REF_CATEGORIES:
+        references = _reference_kwargs(bench, question, turn)
+        references = [references["ref_answer_1"]] + ([references["ref_answer_2"]] if turn == 2 else [])
+    return pair_messages(bench, question["turns"][:turn], answer_a[:turn], answer_b[:turn], references)
+
+
+def pair_template_name(*, multi_turn: bool, reference_guided: bool) -> str:
+    return ("pair-math-v1" if reference_guided else "pair-v2") + ("-multi-turn" if multi_turn else "")
+
+
+def pair_messages(
+    bench: MTBench,
+    questions: list[str],
+    answers_a: list[str],
+    answers_b: list[str],
+    references: list[str] | None = None,
+) -> tuple[str, Messages]:
+    """(template name, messages) as FastChat's `run_judge_pair`: one user turn -> pair-v2, two -> the
+    multi-turn template showing both conversations; reference answers (one per turn) -> pair-math-v1."""
+    if len(questions) not in (1, 2) or not len(questions) == len(answers_a) == len(answers_b):
+        raise ValueError("a pairwise judgment covers one or two turns, with an answer of each assistant per turn")
+    if references is not None and len(references) != len(questions):
+        raise ValueError(f"{len(questions)} turn(s) need {len(questions)} reference answer(s), got {len(references)}")
+    multi_turn = len(questions) == 2
+    name = pair_template_name(multi_turn=multi_turn, reference_guided=references is not None)
     template = bench.judge_prompts[name]
-    kwargs = _reference_kwargs(bench, question, turn)
-    if turn == 1:
+    kwargs = {f"ref_answer_{turn + 1}": reference for turn, reference in enumerate(references or [])}
+    if not multi_turn:
         user_prompt = template["prompt_template"].format(
-            question=question["turns"][0], answer_a=answer_a[0], answer_b=answer_b[0], **kwargs
+            question=questions[0], answer_a=answers_a[0], answer_b=answers_b[0], **kwargs
         )
     else:
         user_prompt = template["prompt_template"].format(
-            question_1=question["turns"][0],
-            question_2=question["turns"][1],
-            answer_a_1=answer_a[0],
-            answer_b_1=answer_b[0],
-            answer_a_2=answer_a[1],
-            answer_b_2=answer_b[1],
+            question_1=questions[0],
+            question_2=questions[1],
+            answer_a_1=answers_a[0],
+            answer_b_1=answers_b[0],
+            answer_a_2=answers_a[1],
+            answer_b_2=answers_b[1],
             **kwargs,
         )
     return name, fastchat_messages(template["system_prompt"], user_prompt)
-
-
-def pair_v2_messages(bench: MTBench, question: str, answer_a: str, answer_b: str) -> Messages:
-    """FastChat's general pairwise judge (pair-v2) for one free-standing question."""
-    template = bench.judge_prompts["pair-v2"]
-    user_prompt = template["prompt_template"].format(question=question, answer_a=answer_a, answer_b=answer_b)
-    return fastchat_messages(template["system_prompt"], user_prompt)
 
 
 # ----- AlignBench -----

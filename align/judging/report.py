@@ -61,7 +61,28 @@ def _mt_bench_blocks(scores: dict) -> list[Block]:
     blocks.append(
         ("table", ["model", *categories], [[m, *(fmt(s["per_category"].get(c)) for c in categories)] for m, s in scores.items()])
     )
+    for model, s in scores.items():
+        reasons = []
+        if s.get("items_with_several_rows"):
+            reasons.append(f"it averages every row, and {s['items_with_several_rows']} item(s) have several rows "
+                           "(repeats, or duplicates from re-running gen_judgment.py), each counted once per row; "
+                           "here an item scores the median of its rows")
+        if s.get("retried_items"):
+            reasons.append(f"it does not retry: {s['retried_items']} judgment(s) unparseable at first and retried here "
+                           "would be dropped there as -1, or read from a single-bracket [n]")
+        if s["judge_calls_failed"]:
+            reasons.append(f"{s['judge_calls_failed']} judgment(s) failed here for good and are excluded; FastChat drops "
+                           "its -1 too, but reads a single-bracket [n] or an out-of-range [[x]] as a rating")
+        blocks += _upstream_block(model, "FastChat's show_result", s["overall"], s.get("fastchat_show_result"), reasons)
     return blocks
+
+
+def _upstream_block(model: str, tool: str, ours: float | None, theirs: float | None, reasons: list[str]) -> list[Block]:
+    """One line saying what the original tool would print, when it could differ from ours."""
+    if not reasons and (theirs is None or ours is None or abs(theirs - ours) < 5e-5):
+        return []
+    why = "; ".join(reasons) if reasons else "it reads some judgments differently (see docs/judging.md)"
+    return [("p", f"{model}: {tool} would print {fmt(theirs, 4)} where this report says {fmt(ours, 4)}: {why}.")]
 
 
 def _pairwise_blocks(scores: dict) -> list[Block]:
@@ -80,13 +101,25 @@ def _pairwise_blocks(scores: dict) -> list[Block]:
         ]
         for model, s in sorted(scores.items(), key=lambda kv: -(kv[1]["win_rate_adjusted"] or 0))
     ]
-    headers = ["model", "baseline", "win", "loss", "tie", "of which inconsistent", "win rate", "adjusted", "95% CI", "no verdict"]
-    return [
-        ("h2", "MT-Bench pairwise against a baseline (pair-v2, both orders)"),
-        ("p", "A win needs both orders to agree; a tie in either order or a disagreement counts as a tie. "
-              "Adjusted win rate = (win + tie / 2) / pairs."),
+    headers = ["model", "against", "win", "loss", "tie", "of which inconsistent", "win rate", "adjusted", "95% CI", "no verdict"]
+    all_pairs = any(s["baseline"] == "all other models" for s in scores.values())
+    blocks: list[Block] = [
+        ("h2", "MT-Bench pairwise, every pair of models (both orders)" if all_pairs
+         else "MT-Bench pairwise against a baseline (both orders)"),
+        ("p", "A win needs both orders to agree; a tie in either order or a disagreement counts as a tie; a pair "
+              "with an order the judge gave no verdict for is counted under 'no verdict' and left out. "
+              "Adjusted win rate = (win + tie / 2) / pairs."
+              + (" Each pair counts for both of its models." if all_pairs else "")),
         ("table", headers, rows),
     ]
+    for model, s in scores.items():
+        reasons = []
+        if s["pairs_without_verdict"] or s["judge_calls_failed"]:
+            reasons.append(f"{s['judge_calls_failed']} game(s) failed here after retries; FastChat does not retry, "
+                           "drops a pair with an error in either game, and calls it for A whenever \"[[A]]\" appears")
+        blocks += _upstream_block(model, "FastChat's show_result", s["win_rate_adjusted"], s.get("fastchat_show_result"),
+                                  reasons)
+    return blocks
 
 
 def _alignbench_blocks(scores: dict) -> list[Block]:
@@ -116,6 +149,14 @@ def _alignbench_blocks(scores: dict) -> list[Block]:
         ("table", ["model", *dimensions], [[m, *(fmt(s["per_dimension"].get(d)) for d in dimensions)] for m, s in scores.items()])
     )
     for model, s in scores.items():
+        if s.get("dimension_scores_out_of_range"):
+            blocks.append(("p", f"{model}: {s['dimension_scores_out_of_range']} dimension score(s) outside 1..10 were "
+                                "left out of the dimension means (the overall 综合得分 of those judgments was valid and counts)."))
+        reasons = []
+        if s["judge_calls_failed"]:
+            reasons.append(f"it averages the {s['judge_calls_failed']} failed judgment(s) into their categories as -1 "
+                           "and reads only integer scores in single quotes; here failures are excluded")
+        blocks += _upstream_block(model, "THUDM's show_result", s["overall"], s.get("thudm_show_result"), reasons)
         if s["categories_without_score"]:
             blocks.append(("warn", f"{model}: no valid score in {', '.join(s['categories_without_score'])}; "
                                    "reasoning/language average only the categories that have scores."))
@@ -175,6 +216,25 @@ def _failure_blocks(summary: dict) -> list[Block]:
     return blocks
 
 
+def _training_data_blocks(training_data: dict | None) -> list[Block]:
+    """What the judged model's data card says about contamination with the benchmarks."""
+    if not training_data:
+        return []
+    check = training_data.get("decontamination")
+    if not check:
+        return [("warn", f"The training data was not checked for contamination with the benchmarks "
+                         f"({training_data['data_card']} has no decontamination record): benchmark questions in "
+                         "the training data would inflate these scores.")]
+    action = {"drop": "matching rows were dropped", "report": "matching rows were only reported, not dropped"}
+    rows = [[benchmark, str(check.get("flagged", {}).get(benchmark, 0)), str(check.get("dropped", {}).get(benchmark, 0))]
+            for benchmark in check["checked_against"]]
+    return [
+        ("p", f"Training data checked for contamination against {', '.join(check['checked_against'])} "
+              f"({action.get(check['action'], check['action'])}; {training_data['data_card']}):"),
+        ("table", ["benchmark", "rows flagged", "rows dropped"], rows),
+    ]
+
+
 def report_blocks(summary: dict, history: list[dict], charts: list[tuple[str, str]]) -> list[Block]:
     """Pure: the report's content, rendered to Markdown and HTML alike."""
     judge = summary["judge"]
@@ -194,7 +254,11 @@ def report_blocks(summary: dict, history: list[dict], charts: list[tuple[str, st
               + (f" Source: {summary['source']}." if summary.get("source") else "")
               + (f" Note: {summary['note']}." if summary.get("note") else ""))
     )
+    used = [url for url in judge.get("base_urls_used") or [] if url]
+    if len(set(used)) > 1:
+        blocks.append(("p", f"The run was resumed and reached the judge at: {', '.join(used)} (in that order)."))
     blocks.append(("table", ["judge prompt", "sha256 (16 hex)"], [[k, v] for k, v in judge["prompt_hashes"].items()]))
+    blocks += _training_data_blocks(summary.get("training_data"))
     benchmark_blocks = {MT_BENCH: _mt_bench_blocks, MT_BENCH_PAIR: _pairwise_blocks, ALIGNBENCH: _alignbench_blocks}
     for benchmark, scores in summary["benchmarks"].items():
         blocks += benchmark_blocks[benchmark](scores)

@@ -113,6 +113,10 @@ def start_run(out_dir: str | Path, meta: dict) -> tuple[Run, bool]:
     if runs and not runs[-1].finished and runs[-1].meta.get("fingerprint") == meta["fingerprint"]:
         run = runs[-1]
         run.meta["resumed"] = run.meta.get("resumed", 0) + 1
+        # The endpoint may have moved (same judge model elsewhere): record the one used from now on.
+        used = run.meta.get("judges_used") or [run.meta.get("judge")]
+        run.meta["judges_used"] = used + ([meta["judge"]] if meta.get("judge") != used[-1] else [])
+        run.meta["judge"] = meta.get("judge")
         run.save_meta()
         return run, True
     runs_dir = Path(out_dir) / RUNS_DIR

@@ -2,7 +2,9 @@
 
     {
       "run_id", "started", "finished", "note", "warning", "subset",
-      "judge": {"model", "base_url", "prompt_hashes": {template: hash}, "config": {...}},
+      "judge": {"model", "base_url", "base_urls_used", "prompt_hashes": {template: hash}, "config": {...}},
+      "training_data": null | {"data_card": path, "decontamination": null | {"checked_against",
+                               "action", "flagged": {benchmark: n}, "dropped": {benchmark: n}}},
       "benchmarks": {
         "mt_bench":      {model: {"overall", "turn_1", "turn_2", "per_category", "ci95", ...}},
         "mt_bench_pair": {model: {"baseline", "win", "loss", "tie", "win_rate_adjusted", ...}},
@@ -63,9 +65,12 @@ def run_summary(run: Run, rows: list[dict]) -> dict:
         "judge": {
             "model": ", ".join(judge_models) if judge_models else meta.get("judge", {}).get("model"),
             "base_url": meta.get("judge", {}).get("base_url"),
+            # a resumed run may have reached the judge at another address: every one used, in order
+            "base_urls_used": [judge.get("base_url") for judge in meta.get("judges_used") or [meta.get("judge", {})]],
             "prompt_hashes": dict(sorted(prompt_hashes.items())),
             "config": meta.get("judge", {}),
         },
+        "training_data": meta.get("training_data"),
         "benchmarks": benchmarks,
         "counts": {
             "judge_calls": sum(row["attempts"] for row in rows),

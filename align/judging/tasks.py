@@ -39,8 +39,9 @@ class JudgeTask:
     max_tokens: int | None
     subcategory: str | None = None
     dimensions: tuple[str, ...] = ()
-    baseline: str | None = None
-    game: int | None = None  # pairwise: 1 = the model is assistant A, 2 = the baseline is A
+    baseline: str | None = None  # pairwise: the opponent (the baseline, or the other model of the pair)
+    game: int | None = None  # pairwise: 1 = the model is assistant A, 2 = the opponent is A
+    pairing: str | None = None  # pairwise: "baseline" (every model against one) or "all" (every pair)
 
     @property
     def item_key(self) -> tuple:
@@ -105,21 +106,27 @@ def mt_bench_pair_tasks(
     bench: MTBench,
     questions: list[dict],
     answers: dict[str, dict[int, list[str]]],
-    baseline: str,
+    baseline: str | None,
     *,
     max_tokens: int | None = None,
 ) -> list[JudgeTask]:
-    """Every model against the baseline, each pair judged in both orders (FastChat's g1 and g2)."""
-    if baseline not in answers:
+    """Each pair judged in both orders (FastChat's g1 and g2): every model against `baseline`
+    (FastChat's pairwise-baseline), or with `baseline=None` every pair of models, the first in
+    sorted order as model_1 (FastChat's pairwise-all)."""
+    if baseline is not None and baseline not in answers:
         raise KeyError(f"pairwise: no answers for the baseline model {baseline!r}; have {sorted(answers)}")
+    models = sorted(answers)
+    if baseline is not None:
+        matches = [(model, baseline) for model in models if model != baseline]
+    else:
+        matches = [(first, second) for i, first in enumerate(models) for second in models[i + 1:]]
     tasks = []
-    for model, model_answers in answers.items():
-        if model == baseline:
-            continue
+    for model, opponent in matches:
         for question in questions:
             qid = question["question_id"]
             for turn in (1, 2):
-                for game, (first, second) in ((1, (model_answers, answers[baseline])), (2, (answers[baseline], model_answers))):
+                for game, (first, second) in ((1, (answers[model], answers[opponent])),
+                                              (2, (answers[opponent], answers[model]))):
                     name, messages = mt_bench_pair_messages(bench, question, first[qid], second[qid], turn)
                     tasks.append(
                         JudgeTask(
@@ -132,8 +139,9 @@ def mt_bench_pair_tasks(
                             prompt_hash=mt_bench_template_hash(bench.judge_prompts[name]),
                             messages=messages,
                             max_tokens=_max_tokens(MT_BENCH_PAIR, max_tokens),
-                            baseline=baseline,
+                            baseline=opponent,
                             game=game,
+                            pairing="all" if baseline is None else "baseline",
                         )
                     )
     return tasks

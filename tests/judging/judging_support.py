@@ -16,6 +16,7 @@ from align.judging.benchmarks import alignbench_available, resolve_alignbench_di
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
+REAL = HERE / "real"  # real GPT-4 judgments with the answers they judged (see real/README.md)
 
 needs_alignbench = pytest.mark.skipif(
     not alignbench_available(),
@@ -41,7 +42,8 @@ def start_scripted_judge(directory: Path, delay_s: float = 0.0) -> ScriptedJudge
     port_file = directory / "port"
     port_file.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "scripted_judge.py"), "--port-file", str(port_file), "--delay", str(delay_s)]
+        [sys.executable, str(HERE / "scripted_judge.py"), "--port-file", str(port_file), "--delay", str(delay_s),
+         "--replay", str(REAL / "gpt-4_single.jsonl"), str(REAL / "gpt-4_pair.jsonl")]
     )
     deadline = time.monotonic() + 30
     while not (port_file.is_file() and port_file.read_text()):

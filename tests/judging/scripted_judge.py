@@ -12,10 +12,17 @@ client path under test (HTTP, backoff, cache, parsing) is the real one; only the
     SCRIPTED_429        the first call for a request gets HTTP 429 (Retry-After: 0)
     SCRIPTED_500        the first call for a request gets HTTP 500
     SCRIPTED_BIAS_A     pairwise: always "[[A]]" (position bias -> inconsistent verdicts)
+    SCRIPTED_MUTE_AS_A  pairwise: no verdict when this answer is shown as A (one order fails)
 
-    python tests/judging/scripted_judge.py --port-file PATH [--delay SECONDS]
+REPLAYED JUDGMENTS: with --replay FILE (FastChat judgment files whose prompts are stored as
+SHA-256, tests/judging/real/), a request whose user prompt has a recorded judgment gets that
+judgment, word for word: real GPT-4 output for the exact prompt it was written for.
 
-GET /stats returns {"requests": n, "by_status": {...}, "by_kind": {...}}.
+A request carrying `Authorization: Bearer wrong-key` gets HTTP 401, as OpenAI answers a bad key.
+
+    python tests/judging/scripted_judge.py --port-file PATH [--delay SECONDS] [--replay FILE ...]
+
+GET /v1/models lists "scripted-judge"; GET /stats returns {"requests": n, "by_status": {...}, "by_kind": {...}}.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ def judge_text(messages: list[dict], first_call: bool) -> tuple[str, str]:
             return "pairwise", "Assistant A is better. [[A]]"
         split = B_SECTION.search(user)
         a_part, b_part = (user[: split.start()], user[split.start():]) if split else (user, "")
+        if "SCRIPTED_MUTE_AS_A" in a_part:
+            return "pairwise", "Both answers have merits; I cannot tell which is better."
         a, b = float(last_score(a_part) or 5), float(last_score(b_part) or 5)
         verdict = "[[A]]" if a > b else "[[B]]" if b > a else "[[C]]"
         return "pairwise", f"Comparing both answers. {verdict}"
@@ -74,9 +83,10 @@ class ScriptedJudge(ThreadingHTTPServer):
     def handle_error(self, request, client_address):  # a killed client is part of the resume test
         pass
 
-    def __init__(self, address, delay_s: float):
+    def __init__(self, address, delay_s: float, replay: dict[str, str]):
         super().__init__(address, Handler)
         self.delay_s = delay_s
+        self.replay = replay
         self.lock = threading.Lock()
         self.seen: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
@@ -100,8 +110,21 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _refused_key(self) -> bool:
+        if self.headers.get("Authorization") != "Bearer wrong-key":
+            return False
+        with self.server.lock:
+            self.server.by_status["401"] += 1
+        self._send(401, {"error": {"message": "Incorrect API key provided: wrong-key.", "type": "invalid_request_error",
+                                   "code": "invalid_api_key"}})
+        return True
+
     def do_GET(self):
-        if self.path.rstrip("/").endswith("/stats"):
+        if self._refused_key():
+            return
+        if self.path.rstrip("/").endswith("/v1/models"):
+            self._send(200, {"object": "list", "data": [{"id": "scripted-judge", "object": "model", "owned_by": "tests"}]})
+        elif self.path.rstrip("/").endswith("/stats"):
             with self.server.lock:
                 self._send(200, {"requests": self.server.requests, "by_status": dict(self.server.by_status),
                                  "by_kind": dict(self.server.by_kind)})
@@ -112,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self._refused_key():
+            return
         request = json.loads(body)
         digest = hashlib.sha256(body).hexdigest()
         with self.server.lock:
@@ -126,7 +151,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.server.by_status[str(status)] += 1
                 self._send(status, {"error": {"message": f"scripted {status}"}}, {"Retry-After": "0"})
                 return
-        kind, text = judge_text(request["messages"], first_call)
+        recorded = self.server.replay.get(hashlib.sha256(user.encode("utf-8")).hexdigest())
+        kind, text = ("replay", recorded) if recorded is not None else judge_text(request["messages"], first_call)
         with self.server.lock:
             self.server.by_status["200"] += 1
             self.server.by_kind[kind] += 1
@@ -140,12 +166,26 @@ class Handler(BaseHTTPRequestHandler):
         })
 
 
+def load_replay(paths: list[str]) -> dict[str, str]:
+    """sha256(user prompt) -> recorded judgment, from single (user_prompt_sha256) and pair
+    (g1_/g2_user_prompt_sha256) rows; the first recording of a prompt wins."""
+    replay: dict[str, str] = {}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            for prefix in ("", "g1_", "g2_"):
+                if f"{prefix}user_prompt_sha256" in row:
+                    replay.setdefault(row[f"{prefix}user_prompt_sha256"], row[f"{prefix}judgment"])
+    return replay
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--replay", nargs="*", default=[], help="FastChat judgment files with prompt hashes")
     args = parser.parse_args()
-    server = ScriptedJudge(("127.0.0.1", 0), args.delay)
+    server = ScriptedJudge(("127.0.0.1", 0), args.delay, load_replay(args.replay))
     Path(args.port_file).write_text(str(server.server_address[1]))
     server.serve_forever()
 

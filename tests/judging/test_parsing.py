@@ -1,5 +1,6 @@
-"""Strict parsing on realistic judgments and the traps, next to what FastChat/THUDM read from them
-(golden/*.json, recorded by running their code)."""
+"""Parsing on real judgments (real/, GPT-4's own output from published FastChat files) and on the
+traps, next to what FastChat/THUDM read from them (golden/*.json, recorded by running their
+code). Where we differ from them on purpose, the test says so."""
 
 import json
 
@@ -11,7 +12,8 @@ from align.judging.parsing import (
     parse_mt_bench_rating,
     parse_pair_verdict,
 )
-from judging_support import GOLDEN
+from align.judging.upstream import thudm_score
+from judging_support import GOLDEN, REAL
 
 FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
 THUDM = json.loads((GOLDEN / "thudm_alignbench.json").read_text(encoding="utf-8"))
@@ -26,6 +28,8 @@ THUDM_READING = {case["judgment"]: (case["thudm_rating"], case["thudm_score"]) f
         ("The answer is accurate and well written. Rating: [[8]]", 8.0),
         ("Decent answer. Rating: [[7.5]]", 7.5),
         ('Judging by the format "[[rating]]", I give: [[9]]', 9.0),
+        # the first rating wins, as in FastChat (re.search)
+        ("I first thought [[6]] but on reflection [[8]].", 6.0),
     ],
 )
 def test_ratings_in_the_asked_format_parse_like_fastchat(judgment, expected):
@@ -41,24 +45,85 @@ def test_ratings_in_the_asked_format_parse_like_fastchat(judgment, expected):
         ("Out of scale. Rating: [[15]]", "outside 1..10"),
         # FastChat scores -1 (and drops it silently in show_result); here it is a counted failure.
         ("Rating: 8", "without the double brackets"),
-        # FastChat takes the first number.
-        ("I first thought [[6]] but on reflection [[8]].", "ambiguous"),
     ],
 )
 def test_rating_traps_fail_with_a_reason(judgment, reason):
     with pytest.raises(JudgmentParseError, match=reason.replace(".", r"\.")):
         parse_mt_bench_rating(judgment)
     assert judgment in FASTCHAT_SCORE  # the golden records what FastChat made of it
-    assert FASTCHAT_SCORE[judgment] in (1, 15, -1, 6)
+    assert FASTCHAT_SCORE[judgment] in (1, 15, -1)
+
+
+REAL_SINGLE = [json.loads(line) for line in (REAL / "gpt-4_single.jsonl").read_text().splitlines()]
+REAL_PAIR = [json.loads(line) for line in (REAL / "gpt-4_pair.jsonl").read_text().splitlines()]
+OTHER = json.loads((REAL / "other_judgments.json").read_text(encoding="utf-8"))
+
+
+def test_every_real_gpt4_rating_reads_as_fastchat_recorded_it():
+    rated = [row for row in REAL_SINGLE if row["score"] != -1]
+    assert len(rated) == 87
+    assert [parse_mt_bench_rating(row["judgment"]) for row in rated] == [float(row["score"]) for row in rated]
+    # FastChat's -1: the judge described the empty answer and gave no rating
+    (unrated,) = [row for row in REAL_SINGLE if row["score"] == -1]
+    with pytest.raises(JudgmentParseError, match="no \\[\\[rating\\]\\]"):
+        parse_mt_bench_rating(unrated["judgment"])
+
+
+def test_single_bracket_code_indexes_in_real_judgments_are_never_ratings():
+    # Real coding judgments quote code such as `T[0] = 1` before their "Rating: [[1]]".
+    with_index = [row for row in REAL_SINGLE if "[0]" in row["judgment"] and row["score"] != -1]
+    assert len(with_index) >= 5
+    for row in with_index:
+        assert parse_mt_bench_rating(row["judgment"]) == row["score"]  # the [[x]] wins, as in FastChat
+        cut = row["judgment"][: row["judgment"].rindex("[[")]  # the same judgment without its rating
+        # FastChat would fall back to the first single-bracket number (a code index, here 0 or 1) and
+        # average it in; deliberate difference: here it is a failure that names the index.
+        with pytest.raises(JudgmentParseError, match="single brackets: a citation or an index"):
+            parse_mt_bench_rating(cut)
+
+
+def test_a_hypothetical_after_the_rating_does_not_drop_it():
+    # The example of issue #11 (no published file read for these tests holds such a judgment).
+    judgment = ("The answer is correct and clearly explained. Rating: [[9]]\n\nWith a worked example it "
+                "could be improved, earning [[10]].")
+    assert parse_mt_bench_rating(judgment) == 9.0
+
+
+def test_a_real_out_of_scale_rating_is_rejected_where_fastchat_takes_it():
+    case = OTHER["out_of_scale"]
+    assert case["fastchat_score"] == 70  # FastChat averaged 70 into a 1-10 benchmark
+    with pytest.raises(JudgmentParseError, match="rating 70 is outside 1..10"):
+        parse_mt_bench_rating(case["judgment"])
+    # the first rating is the judge's: an out-of-range one is not skipped for a later in-range one
+    with pytest.raises(JudgmentParseError, match="outside"):
+        parse_mt_bench_rating("Rating: [[70]] (that is [[7]] on a 1-10 scale)")
+
+
+def test_every_real_gpt4_pair_verdict_reads_as_fastchat_recorded_it():
+    seen = 0
+    for row in REAL_PAIR:
+        for game, a_is_model_1 in (("g1", True), ("g2", False)):
+            winner, judgment = row[f"{game}_winner"], row[f"{game}_judgment"]
+            if winner == "error":
+                assert judgment == "$ERROR$"
+                with pytest.raises(JudgmentParseError):
+                    parse_pair_verdict(judgment)
+                continue
+            ours = parse_pair_verdict(judgment)
+            as_model = {"A": "model_1" if a_is_model_1 else "model_2", "B": "model_2" if a_is_model_1 else "model_1"}
+            assert as_model.get(ours, ours) == winner
+            seen += 1
+    assert seen == 19
 
 
 def test_pair_verdicts():
     assert parse_pair_verdict("Assistant A is more detailed. [[A]]") == "A" == FASTCHAT_WINNER["Assistant A is more detailed. [[A]]"]
     assert parse_pair_verdict("Tie. [[C]]") == "tie" == FASTCHAT_WINNER["Tie. [[C]]"]
+    # The first verdict wins. Both FastChat and we are fooled by a judge quoting the format first.
     quoting = 'Format: "[[A]]" if A is better, "[[B]]" if B is better. My verdict: [[B]]'
-    assert FASTCHAT_WINNER[quoting] == "A"  # FastChat sees "[[A]]" first and calls it for A
-    with pytest.raises(JudgmentParseError, match="ambiguous"):
-        parse_pair_verdict(quoting)
+    assert FASTCHAT_WINNER[quoting] == "A" == parse_pair_verdict(quoting)
+    # Deliberate difference: FastChat answers A whenever "[[A]]" appears anywhere; here the first counts.
+    assert parse_pair_verdict("My verdict: [[B]]. Had A cited its sources, it would be [[A]].") == "B"
     with pytest.raises(JudgmentParseError, match="no \\[\\[A\\]\\]"):
         parse_pair_verdict("Both are fine, A slightly better.")
 
@@ -98,10 +163,26 @@ def test_alignbench_multiline_dict_keeps_its_dimensions_and_reports_missing_ones
     assert rating.missing_dimensions == ("满足用户需求", "清晰度", "完备性")
 
 
+def test_a_real_alignbench_judgment_reads_as_thudm():
+    text = OTHER["alignbench"]["judgment"]
+    dims = ["事实正确性", "满足用户需求", "逻辑连贯性", "创造性", "丰富度"]
+    rating = parse_alignbench_rating(text, dims)
+    assert rating.overall == 5.0 == thudm_score(text)
+    assert rating.dimensions == {"事实正确性": 8, "满足用户需求": 5, "逻辑连贯性": 8, "创造性": 4, "丰富度": 4}
+    assert rating.missing_dimensions == () and rating.odd_dimensions == {}
+
+
+def test_alignbench_a_stray_dimension_keeps_a_valid_overall_and_is_recorded():
+    text = OTHER["alignbench"]["judgment"].replace("'创造性': 4", "'创造性': 0")
+    rating = parse_alignbench_rating(text)
+    assert rating.overall == 5.0 and rating.odd_dimensions == {"创造性": 0.0}
+    assert "创造性" not in rating.dimensions and rating.dimensions["丰富度"] == 4.0
+
+
 def test_alignbench_out_of_range_and_missing_scores_fail():
     out_of_range = "评价……\n{'事实正确性': 8, '综合得分': 15}"
     assert THUDM_READING[out_of_range][1] == 15  # THUDM averages a 15 into a 1-10 benchmark
-    with pytest.raises(JudgmentParseError, match="outside"):
+    with pytest.raises(JudgmentParseError, match="综合得分.* 15 is outside"):
         parse_alignbench_rating(out_of_range)
     with pytest.raises(JudgmentParseError, match="no score dict"):
         parse_alignbench_rating("没有给出分数。")

@@ -61,6 +61,6 @@ def test_a_refused_request_is_an_api_failure_not_retried_and_not_cached(tmp_path
     judge = JudgeConfig(base_url=transformers_server.base_url, model="not-the-served-model", max_tokens=4)
     judge_answers(tmp_path / "judge", JudgeRequest(mt_bench_answers=answers, question_ids=(81,)), judge)
     summary = json.loads((tmp_path / "judge" / "summary.json").read_text())
-    assert summary["counts"]["judgments_failed"] == 2 and summary["counts"]["api_retries"] == 0
+    assert summary["counts"]["judgments_failed"] == 2 and summary["counts"]["api_retries"] == 0, summary["counts"]
     assert all(f["error"].startswith("api: HTTP 400") for f in summary["failures"])
     assert not list((tmp_path / "judge" / "cache").glob("*/*.json"))  # a re-run will try again

@@ -1,0 +1,122 @@
+"""A judge endpoint that cannot serve the run stops it within seconds with the reason; a bad URL
+fails before any call; a resumed run records the endpoint it really used; a damaged cache file
+is asked for again. Servers are real processes on loopback (the scripted judge answers 401 to
+`Bearer wrong-key` as OpenAI does)."""
+
+import json
+import socket
+
+import pytest
+
+from align.judging.__main__ import main
+from align.judging.client import JudgeCache, JudgeClient, JudgeEndpointError
+from align.judging.config import JudgeConfig, JudgeConfigError
+from align.judging.judgments import JudgeRequest, judge_answers, run_tasks
+from align.judging.runs import list_runs
+from judging_support import REAL
+
+ANSWERS = REAL / "answers" / "mistral-orpo-mix.jsonl"
+SUBSET = ("--question-ids", "81", "91")  # the questions answered in that file
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening, then closed: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys, caplog):
+    """The command line's main() in this process (no interpreter start per case). No wall-clock
+    assertion (the machine is shared): the stop shows in the exit code and in no call retried."""
+    for name in ("JUDGE_BASE_URL", "JUDGE_MODEL", "JUDGE_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str, env: dict | None = None) -> tuple[int, str]:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        code = main(list(args))
+        return code, capsys.readouterr().err + caplog.text
+
+    return run
+
+
+def test_dead_endpoint_exits_non_zero_at_once_saying_why(tmp_path, run_cli):
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                           "--judge-base-url", url, "--judge-model", "gpt-4")
+    assert code == 2
+    assert f"error: could not connect to {url} (connection refused)" in stderr
+    assert "judged" not in stderr and "retry" not in stderr.lower()
+    assert not (tmp_path / "judge" / "runs").exists()  # stopped before a run was started
+
+
+def test_a_url_that_is_not_http_fails_before_any_call(tmp_path, run_cli):
+    code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                           "--judge-base-url", "127.0.0.1:8000/v1", "--judge-model", "gpt-4")
+    assert code == 2
+    assert "base_url must be an http:// or https:// URL with a host, got '127.0.0.1:8000/v1'" in stderr
+    for url in ("ftp://judge/v1", "http:///v1", "localhost:8000"):
+        with pytest.raises(JudgeConfigError, match="http:// or https://"):
+            JudgeConfig.from_mapping({"base_url": url, "model": "m"}, env={})
+
+
+def test_an_authentication_error_stops_the_run_at_once(tmp_path, scripted_judge, run_cli):
+    requests = scripted_judge.requests()
+    code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                           "--judge-base-url", scripted_judge.base_url, "--judge-model", "gpt-4",
+                           env={"JUDGE_API_KEY": "wrong-key"})
+    assert code == 2 and scripted_judge.requests() == requests  # refused at GET /models: no judge call
+    assert f"error: HTTP 401 from {scripted_judge.base_url}: authentication failed" in stderr
+    assert "Incorrect API key provided" in stderr
+    # during a run (the key revoked after the preflight) the first 401 stops every worker
+    judge = JudgeConfig.from_mapping({"base_url": scripted_judge.base_url, "model": "gpt-4", "api_key": "wrong-key",
+                                      "concurrency": 4}, env={})
+    from align.judging.benchmarks import load_fastchat_answers, load_mt_bench
+    from align.judging.tasks import mt_bench_single_tasks, select_questions
+
+    bench = load_mt_bench()
+    tasks = mt_bench_single_tasks(bench, select_questions(bench.questions, question_ids=(81, 91)),
+                                  {"m": load_fastchat_answers(ANSWERS)})
+    client = JudgeClient(judge)
+    with pytest.raises(JudgeEndpointError, match="HTTP 401"):
+        run_tasks(client, tasks, on_row=lambda row: None)
+    assert client.stats["api_calls"] <= judge.concurrency  # no call after the stop but those in flight
+
+
+def test_a_resumed_run_records_the_endpoint_it_used(tmp_path, scripted_judge):
+    out = tmp_path / "judge"
+    request = JudgeRequest(mt_bench_answers=ANSWERS, question_ids=(81, 91))
+    first = JudgeConfig.from_mapping({"base_url": scripted_judge.base_url, "model": "gpt-4"}, env={})
+    judge_answers(out, request, first)
+    (run,) = list_runs(out)
+    run.meta["finished"] = None  # as if it had been killed before finishing
+    run.save_meta()
+    run.summary_path.unlink()
+    moved = scripted_judge.base_url.replace("127.0.0.1", "localhost")  # the same server, another address
+    judge_answers(out, request, first.with_overrides(base_url=moved))
+    (run,) = list_runs(out)
+    assert run.meta["resumed"] == 1 and run.meta["judge"]["base_url"] == moved
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["judge"]["base_url"] == moved
+    assert summary["judge"]["base_urls_used"] == [scripted_judge.base_url, moved]
+    assert f"reached the judge at: {scripted_judge.base_url}, {moved}" in (out / "report.md").read_text()
+
+
+def test_a_damaged_cache_file_is_requested_again_not_a_type_error(tmp_path, scripted_judge):
+    out = tmp_path / "judge"
+    request = JudgeRequest(mt_bench_answers=ANSWERS, question_ids=(81,))
+    judge = JudgeConfig.from_mapping({"base_url": scripted_judge.base_url, "model": "gpt-4"}, env={})
+    judge_answers(out, request, judge)
+    before = json.loads((out / "summary.json").read_text())["benchmarks"]
+    files = sorted((out / "cache").glob("*/*.json"))
+    assert len(files) == 2
+    files[0].write_text("[]")  # valid JSON, not a cached response
+    files[1].write_bytes(b"\xff\xfe not json")
+    cache = JudgeCache(out / "cache")
+    assert cache.get(files[0].stem) == (None, True) and cache.get(files[1].stem) == (None, True)
+    requests = scripted_judge.requests()
+    judge_answers(out, request, judge)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["benchmarks"] == before and scripted_judge.requests() - requests == 2
+    assert summary["counts"]["api_calls"] == 2 and all(cache.get(path.stem)[0] for path in files)
