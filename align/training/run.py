@@ -51,7 +51,7 @@ def prepare_model_for_training(model, args: KlearArguments):
     if args.judge:  # a bad judge section fails now, not after hours of training
         from align.judging.after_training import check_judge_config
 
-        print(f"judge: {check_judge_config(args.judge)}", flush=True)
+        print(f"judge: {check_judge_config(args.judge, model_config=model.config)}", flush=True)
     if args.freeze_router:
         frozen = freeze_routers(model)
         if not frozen:
