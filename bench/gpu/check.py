@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -133,7 +134,10 @@ def layers_that_fit(tokens: int, free_bytes: int) -> int:
 def time_backend(model, backend: str, batch: int, seq: int, vocab: int, device, steps: int, warmup: int) -> dict:
     import torch
 
-    model.set_experts_implementation(backend)
+    if hasattr(model, "set_experts_implementation"):
+        model.set_experts_implementation(backend)
+    else:  # transformers versions without the setter read the config attribute
+        model.config._experts_implementation = backend
     generator = torch.Generator(device="cpu").manual_seed(0)
     ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
 
@@ -154,14 +158,17 @@ def time_backend(model, backend: str, batch: int, seq: int, vocab: int, device, 
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - started) / steps
-    result = {"tokens": batch * seq, "seconds_per_step": seconds, "tokens_per_s": batch * seq / seconds,
-              "loss": loss.item()}
+    result = {"batch": batch, "seq": seq, "tokens": batch * seq, "seconds_per_step": seconds,
+              "tokens_per_s": batch * seq / seconds, "loss": loss.item()}
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return result
 
 
 def klear_slice(smoke: bool) -> dict:
+    """Forward + backward of the slice with each experts backend. `batched_mm` copies the chosen
+    experts' weights for every (token, expert) pair, so at real width it runs out of memory at long
+    sequences: the micro-batch and then the sequence are halved until it fits, and each try is recorded."""
     import torch
 
     import align  # noqa: F401
@@ -169,46 +176,50 @@ def klear_slice(smoke: bool) -> dict:
     from align.plan.memory import ModelShape, Training, parameter_counts, training_flops_per_token
 
     device = torch.device("cpu" if smoke else "cuda")
-    batch, seq = (1, 64) if smoke else (2, 4096)
+    shapes = [(1, 64)] if smoke else [(2, 4096), (1, 4096), (1, 2048), (1, 1024), (1, 512), (1, 256), (1, 128), (1, 64)]
     if smoke:
         layers = 2
     else:
         free, _ = torch.cuda.mem_get_info()
-        layers = layers_that_fit(batch * seq, free)
+        layers = layers_that_fit(shapes[0][0] * shapes[0][1], free)
     config = slice_config(smoke, layers)
     torch.manual_seed(0)
-    with torch.device(device):
-        model = KlearMoeForCausalLM(config).to(torch.bfloat16)
+    torch.set_default_dtype(torch.bfloat16)  # built in bf16 directly: no float32 copy of the weights
+    try:
+        with torch.device(device):
+            model = KlearMoeForCausalLM(config)
+    finally:
+        torch.set_default_dtype(torch.float32)
     model.train()
     shape = ModelShape.from_config(config.to_dict())
-    flops_per_token = training_flops_per_token(shape, Training(stage="sft", max_length=seq,
-                                                               gradient_checkpointing=False))
-    out = {"device": str(device), "layers": layers, "experts": config.num_experts,
+    out = {"device": str(device), "dtype": "bfloat16", "layers": layers, "experts": config.num_experts,
            "top_k": config.num_experts_per_tok, "hidden": config.hidden_size, "vocab": config.vocab_size,
-           "parameters": parameter_counts(shape)["total"], "batch": batch, "seq": seq,
-           "flops_per_token": flops_per_token, "peak_tflops_datasheet": PEAK_DATASHEET_TFLOPS,
-           "peak_tflops_measured_matmul": PEAK_MEASURED_TFLOPS, "backends": {}}
+           "parameters": parameter_counts(shape)["total"], "gradient_checkpointing": False,
+           "peak_tflops_datasheet": PEAK_DATASHEET_TFLOPS, "peak_tflops_measured_matmul": PEAK_MEASURED_TFLOPS,
+           "backends": {}}
     for backend in ("grouped_mm", "batched_mm"):
-        attempt_batch = batch
-        while True:
+        tries = []
+        for batch, seq in shapes:
             try:
-                timing = time_backend(model, backend, attempt_batch, seq, config.vocab_size, device,
+                timing = time_backend(model, backend, batch, seq, config.vocab_size, device,
                                       steps=1 if smoke else 5, warmup=1 if smoke else 2)
-                tflops = flops_per_token * timing["tokens_per_s"] / 1e12
-                timing.update(achieved_tflops=tflops, mfu_vs_989=tflops / PEAK_DATASHEET_TFLOPS,
-                              mfu_vs_790=tflops / PEAK_MEASURED_TFLOPS)
-                out["backends"][backend] = {"ok": True, **timing}
-                break
-            except torch.OutOfMemoryError as error:
+            except torch.OutOfMemoryError:
+                tries.append(f"out of memory at {batch} x {seq}")
                 model.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
-                if attempt_batch == 1:
-                    out["backends"][backend] = {"ok": False, "error": f"out of memory at batch 1 x {seq}: {error}"[:500]}
-                    break
-                attempt_batch //= 2  # smaller micro-batch, recorded in `tokens`
+                continue
             except Exception as error:  # noqa: BLE001  (recorded; the other backend still runs)
-                out["backends"][backend] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:2000]}
+                tries.append(f"{type(error).__name__}: {error}"[:2000])
                 break
+            flops_per_token = training_flops_per_token(shape, Training(stage="sft", max_length=seq,
+                                                                       gradient_checkpointing=False))
+            tflops = flops_per_token * timing["tokens_per_s"] / 1e12
+            timing.update(flops_per_token=flops_per_token, achieved_tflops=tflops,
+                          mfu_vs_989=tflops / PEAK_DATASHEET_TFLOPS, mfu_vs_790=tflops / PEAK_MEASURED_TFLOPS)
+            out["backends"][backend] = {"ok": True, **timing, "failed_tries": tries}
+            break
+        if backend not in out["backends"]:
+            out["backends"][backend] = {"ok": False, "failed_tries": tries}
         if device.type == "cuda":
             torch.cuda.empty_cache()
     del model
@@ -249,9 +260,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on CPU (what CI runs)")
     parser.add_argument("--sections", nargs="+", default=["bf16_recipes", "klear_slice", "dpo_vs_trl"])
+    parser.add_argument("--work", type=Path, help="scratch for models and runs (default: a new temporary directory; "
+                        "OUT_DIR keeps only results.json, which is what the device tool brings back)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    work = args.out / "work"
+    work = args.work or Path(tempfile.mkdtemp(prefix="klear-gpu-check-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     started = time.time()

@@ -36,7 +36,7 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 # under 9 minutes in all: each section writes results.json as it ends, so a timeout keeps the finished ones
-timeout 530 "$python" bench/gpu/check.py --out "$out"
-status=$?
+timeout 530 "$python" bench/gpu/check.py --out "$out" 2>&1 | tee "$out/check.log"
+status=${PIPESTATUS[0]}
 [ $status -eq 124 ] && echo "bench/gpu/check.py stopped at its 530 s limit; see $out/results.json" >&2
 exit $status
