@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True)
     generate.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
                           help="a local model directory, or a model name at --base-url (repeat for several)")
-    generate.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint (else: local transformers)")
+    generate.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint (else: the local model, with vLLM when installed, else transformers)")
     generate.add_argument("--samples", type=int, default=2, help="answers per prompt and model")
     generate.add_argument("--temperature", type=float, default=0.8)
     generate.add_argument("--max-new-tokens", type=int, default=512)

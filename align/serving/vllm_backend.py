@@ -8,7 +8,8 @@ stop tokens, answers that stop at max_new_tokens kept and counted in `stats["tru
 
 On GPUs it uses every visible GPU: tensor parallelism over all of them, with expert parallelism
 for the MoE layers when there is more than one (Klear-46B: 8 GPUs of a node, after training has
-released them). On vLLM's CPU build the KV cache is bounded (align.serving.environment).
+released them). On vLLM's CPU build the KV cache is bounded (align.serving.environment) and the
+engine runs eagerly (no torch.compile warm-up) unless `enforce_eager=False` is passed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from .environment import vllm_environment
+from .environment import cpu_build, vllm_environment
 
 GREEDY_BELOW = 1e-4  # align.judging.answers.GREEDY_BELOW (FastChat's rule)
 
@@ -41,6 +42,8 @@ class VLLMBackend:
 
         self.name = Path(model_dir).name
         tensor_parallel_size = tensor_parallel_size or max(visible_gpus(), 1)
+        if cpu_build():  # torch.compile's warm-up cost 50 s here for a 2x faster decode of a tiny model
+            engine_args.setdefault("enforce_eager", True)
         if expert_parallel is None:
             expert_parallel = tensor_parallel_size > 1
         self.llm = LLM(model=str(model_dir), tensor_parallel_size=tensor_parallel_size,

