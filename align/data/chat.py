@@ -9,7 +9,7 @@ tokens is counted in the `DataReport`. Tokenisation runs with `datasets.map` ove
 
 from datasets import Dataset
 
-from .sources import NAMED_DROPS, DataError, DataReport, Source, read_mixture
+from .sources import NAMED_DROPS, DataError, DataReport, Source, fingerprint, read_mixture
 from .templates import AssistantMasker, TemplateError
 
 ROLES = ("system", "user", "assistant")
@@ -100,6 +100,8 @@ def tokenize_chat_rows(
         _tokenize_batch, batched=True, batch_size=256, num_proc=num_proc if num_proc and num_proc > 1 else None,
         fn_kwargs={"masker": masker, "max_length": max_length}, remove_columns=rows.column_names,
         desc="tokenising chat rows",
+        # Named here: datasets would otherwise hash the tokenizer (its whole vocabulary) through dill, ~25 s for Qwen's.
+        new_fingerprint=fingerprint(rows, tokenizer, masker.template.template, max_length),
     )
     truncated = sum(tokenized["truncated"])
     if truncated:

@@ -9,6 +9,7 @@ validated rows as a `datasets.Dataset` with `source` and `location` columns, bef
 
 import csv
 import gzip
+import hashlib
 import json
 import math
 import random
@@ -263,6 +264,13 @@ def load_mixture(
     for source in sources:
         report.sources[source.path] = {"read": rows_by_source[source.path][0], "used": len(mixed[source.path])}
     return [triple for rows in mixed.values() for triple in rows]
+
+
+def fingerprint(rows, tokenizer, *settings) -> str:
+    """A `datasets` fingerprint for a transform of `rows` by `tokenizer` (named by its path, size and
+    template) under `settings`, instead of datasets hashing the tokenizer object itself."""
+    key = repr((rows._fingerprint, tokenizer.name_or_path, len(tokenizer), *settings))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def read_mixture(sources: list[Source], validate, report: DataReport, seed: int = 0):
