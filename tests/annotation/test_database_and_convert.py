@@ -1,0 +1,96 @@
+"""Which database a data directory uses (pure), and preference rows -> push input (HH transcripts
+and TRL rows), on hand-made values."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from annotation.connection import write_private_json
+from annotation.convert import convert_file, parse_hh_transcript, to_push_rows
+from annotation.errors import AnnotationError
+from annotation.pairs import make_pairs, parse_rows, read_rows
+from annotation.postgres import DatabaseChoice, asyncpg_url, choose_database, record_database, redact_url
+from annotation.serve import ServeConfig, server_environment
+
+
+def test_a_new_directory_gets_what_is_asked_and_sqlite_by_default(tmp_path):
+    assert choose_database(tmp_path, None, None) == DatabaseChoice("sqlite")
+    assert choose_database(tmp_path, "postgresql", None) == DatabaseChoice("postgresql")
+    url = choose_database(tmp_path, None, "postgres://u:secret@db:5432/argilla")
+    assert url == DatabaseChoice("postgresql-url", "postgresql+asyncpg://u:secret@db:5432/argilla")
+    with pytest.raises(AnnotationError, match="contradict"):
+        choose_database(tmp_path, "sqlite", "postgresql://u:p@h/d")
+    with pytest.raises(AnnotationError, match="is not a PostgreSQL URL"):
+        choose_database(tmp_path, None, "mysql://u:p@h/d")
+
+
+def test_a_directory_keeps_its_database(tmp_path):
+    record_database(tmp_path, DatabaseChoice("postgresql"))
+    assert choose_database(tmp_path, None, None) == DatabaseChoice("postgresql")
+    with pytest.raises(AnnotationError) as error:
+        choose_database(tmp_path, "sqlite", None)
+    assert str(error.value) == (
+        f"{tmp_path} holds an Argilla on PostgreSQL (a local cluster in the data directory); start it the same way "
+        "(--database postgresql or no database option), or use a new --data-dir for SQLite"
+    )
+    old = tmp_path / "old"  # made before the choice was recorded: SQLite
+    old.mkdir()
+    write_private_json(old / "credentials.json", {})
+    assert choose_database(old, None, None) == DatabaseChoice("sqlite")
+    with pytest.raises(AnnotationError, match="holds an Argilla on SQLite"):
+        choose_database(old, "postgresql", None)
+
+
+def test_urls_are_redacted_and_reach_the_server_processes(tmp_path):
+    assert redact_url("postgresql+asyncpg://argilla:s3cr3t@127.0.0.1:5432/argilla") == (
+        "postgresql+asyncpg://argilla:***@127.0.0.1:5432/argilla")
+    assert asyncpg_url("postgresql+psycopg2://u:p@h/d") == "postgresql+asyncpg://u:p@h/d"
+    env = server_environment(ServeConfig(data_dir=tmp_path), "redis://x", tmp_path, {}, "postgresql+asyncpg://u:p@h/d")
+    assert env["ARGILLA_DATABASE_URL"] == "postgresql+asyncpg://u:p@h/d"
+
+
+def test_hh_transcripts_become_messages_exactly():
+    text = "\n\nHuman: Hi there\n\nAssistant: Hello!  How can I help?\n\nHuman: A question.\n\nAssistant: An answer\n"
+    assert parse_hh_transcript(text, "f:1", "chosen") == [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello!  How can I help?"},
+        {"role": "user", "content": "A question."},
+        {"role": "assistant", "content": "An answer\n"},
+    ]
+    with pytest.raises(AnnotationError, match="f:1: field 'chosen' is not an HH transcript"):
+        parse_hh_transcript("Human: no leading blank line", "f:1", "chosen")
+
+
+def test_preference_files_become_push_input_with_everything_counted(tmp_path):
+    hh = tmp_path / "hh.jsonl.gz"
+    rows = [
+        {"chosen": "\n\nHuman: Q1\n\nAssistant: good 1", "rejected": "\n\nHuman: Q1\n\nAssistant: bad 1"},
+        {"chosen": "\n\nHuman: Q1\n\nAssistant: good 1b", "rejected": "\n\nHuman: Q1\n\nAssistant: bad 1b"},  # same prompt
+        {"chosen": "\n\nHuman: Q2\n\nAssistant: A\n\nHuman: more\n\nAssistant: good 2",
+         "rejected": "\n\nHuman: Q2\n\nAssistant: B"},  # the sides diverge before the last answer
+        {"chosen": "\n\nHuman: Q3\n\nAssistant: same", "rejected": "\n\nHuman: Q3\n\nAssistant: same"},
+        {"prompt": [{"role": "user", "content": "Q4"}], "chosen": [{"role": "assistant", "content": "good 4"}],
+         "rejected": [{"role": "assistant", "content": "bad 4"}]},
+        {"prompt": "Q5", "chosen": "good 5", "rejected": "bad 5"},
+    ]
+    with gzip.open(hh, "wt") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "pairs.jsonl"
+    report = convert_file(hh, out, gold=1, seed=0)
+    assert (report.read, report.written, report.gold) == (6, 3, 1)
+    assert (report.duplicate_prompts_skipped, report.not_a_pair_skipped) == (1, 2)
+    assert report.examples == [f"{hh}:3: fields 'chosen' and 'rejected' must share the conversation up to the last Assistant turn",
+                               f"{hh}:4: fields 'chosen' and 'rejected' hold the same answer"]
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["prompt"] for row in written] == [[{"role": "user", "content": q}] for q in ("Q1", "Q4", "Q5")]
+    assert written[0]["completions"] == [{"model": "chosen", "content": "good 1"}, {"model": "rejected", "content": "bad 1"}]
+    assert sum(row.get("gold") == "chosen" for row in written) == 1 and written[0]["metadata"] == {"source": "hh"}
+    pairs, _ = make_pairs(parse_rows(read_rows(out)).rows)  # push accepts it as it is
+    assert len(pairs) == 3
+    with pytest.raises(AnnotationError, match="--gold 4: only 3 pairs were converted"):
+        to_push_rows([(f"x:{i}", row) for i, row in enumerate(
+            {"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": "y"}],
+             "rejected": [{"role": "assistant", "content": "n"}]} for i in range(3))], "x", gold=4)
