@@ -235,8 +235,9 @@ def main() -> None:
         for r in measured["ranks"]:
             peak = r["peak_train_bytes"] / GIB
             print(f"{stage} rank {r['rank']}: runtime {r['runtime_bytes'] / GIB:.2f} GiB, peak in training "
-                  f"{peak:.2f} GiB (whole process {r['peak_process_bytes'] / GIB:.2f}), planner {predicted['total']:.2f} "
-                  f"GiB ({(predicted['total'] - peak) / peak:+.1%}), loss {r['loss']}", flush=True)
+                  f"{peak:.2f} GiB (whole process {r['peak_process_bytes'] / GIB:.2f}), "
+                  f"planner {predicted['total']:.2f} GiB ({(predicted['total'] - peak) / peak:+.1%}), "
+                  f"loss {r['loss']}", flush=True)
     summary.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))
 

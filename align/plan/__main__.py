@@ -243,14 +243,16 @@ def render(report: dict, shape: ModelShape, parallel: Parallel) -> str:
         f"({report['nodes']} node(s)); DeepSpeed: {report['deepspeed_config'] or 'none'}",
         f"model: {report['model_config']}",
         f"  {params['total'] / 1e9:.2f}B parameters ({params['routed_experts'] / 1e9:.2f}B in routed experts), "
-        f"{report['trainable_parameters'] / 1e9:.3f}B trainable; {report['tokens_per_micro_batch']} tokens per micro-batch",
+        f"{report['trainable_parameters'] / 1e9:.3f}B trainable; "
+        f"{report['tokens_per_micro_batch']} tokens per micro-batch",
     ]
     if parallel.deepspeed and parallel.zero_stage >= 3:
         ep = parallel.ep_size
         lines.append(
             f"  ZeRO-3 partitions the non-expert parameters over all {parallel.world} GPUs; expert parallel {ep} "
             f"gives each GPU {shape.num_experts // ep} of the {shape.num_experts} experts per layer, which ZeRO-3 "
-            f"partitions over the {parallel.world // ep} GPUs holding the same experts: 1/{parallel.world} of each either way"
+            f"partitions over the {parallel.world // ep} GPUs holding the same experts: "
+            f"1/{parallel.world} of each either way"
         )
     lines.append("per GPU (GiB):")
     for name in ("weights", "gradients", "optimizer", "activations", "reference", "buffers", "runtime"):

@@ -158,7 +158,8 @@ def lora_parameters(shape: ModelShape, lora: Lora) -> int:
     for name in lora.target_parameters:
         leaf = name.rsplit(".", 1)[-1]
         if leaf not in per_expert:
-            raise ValueError(f"LoRA target parameter {name!r}: expected ...experts.gate_up_proj or ...experts.down_proj")
+            raise ValueError(f"LoRA target parameter {name!r}: expected ...experts.gate_up_proj or "
+                             "...experts.down_proj")
         fan_in, fan_out = per_expert[leaf]
         total += shape.sparse_layers * shape.num_experts * lora.r * (fan_in + fan_out)
     return total
@@ -307,6 +308,9 @@ def plan(shape: ModelShape, parallel: Parallel, training: Training, runtime_byte
     """Per-GPU memory of one training process. `runtime_bytes`: what the runtime itself takes
     (CUDA context and library workspaces on a GPU; the interpreter and libraries on CPU)."""
     parallel.check(shape)
+    if training.lora is not None and training.lora.target_parameters and parallel.ep_size > 1:
+        raise ValueError("LoRA on the fused routed experts (lora_target_parameters) needs no expert parallelism: "
+                         "AutoEP replaces that module")
     if training.stage not in ("sft", "dpo"):
         raise ValueError(f"stage must be 'sft' or 'dpo', got {training.stage!r}")
     counts = parameter_counts(shape)
@@ -424,7 +428,8 @@ def fitting_changes(shape: ModelShape, parallel: Parallel, training: Training, b
         candidates.append(("precompute_ref_log_probs: true", parallel, replace(training, reference="precomputed")))
     if training.lora is None:
         reference = "adapters_off" if training.stage == "dpo" else training.reference
-        candidates.append(("LoRA r=16 on attention (use_peft)", parallel, replace(training, lora=Lora(), reference=reference)))
+        lora = replace(training, lora=Lora(), reference=reference)
+        candidates.append(("LoRA r=16 on attention (use_peft)", parallel, lora))
     if not training.gradient_checkpointing:
         candidates.append(("gradient_checkpointing: true", parallel, replace(training, gradient_checkpointing=True)))
     if training.micro_batch > 1:

@@ -235,7 +235,8 @@ def dpo_vs_trl(smoke: bool) -> dict:
     command = [sys.executable, str(REPO / "bench/dpo_throughput.py"), *size]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300 if smoke else 240, cwd=REPO)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n"
+                           f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return {"command": " ".join(["python3", "bench/dpo_throughput.py", *size]), **result}
 

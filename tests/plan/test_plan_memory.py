@@ -5,7 +5,7 @@ import json
 import pytest
 
 from align.plan.__main__ import main as plan_cli
-from align.plan.memory import GIB, Lora, ModelShape, Parallel, Training, parameter_counts, plan
+from align.plan.memory import Lora, ModelShape, Parallel, Training, parameter_counts, plan
 
 KLEAR = ModelShape()  # the released Klear-46B-A2.5B sizes
 
@@ -95,6 +95,12 @@ def test_optimizer_offload_moves_state_to_cpu():
 def test_bad_layouts_are_refused():
     with pytest.raises(ValueError, match="does not divide 16 GPUs"):
         plan(KLEAR, Parallel(world=16, ep_size=3), Training())
+    experts_lora = Lora(target_parameters=("mlp.routed.experts.gate_up_proj",))
+    with pytest.raises(ValueError, match="needs no expert parallelism"):
+        plan(KLEAR, Parallel(world=16, ep_size=8), Training(lora=experts_lora))
+    assert plan(KLEAR, Parallel(world=16), Training(lora=experts_lora)).trainable_parameters == (
+        16 * 32 * 256 * (2048 + 2 * 896) + 32 * 16 * 12_800  # r x (in + out) for every expert, plus attention
+    )
     with pytest.raises(ValueError, match="optim 'shampoo'"):
         plan(KLEAR, Parallel(world=16), Training(optim="shampoo"))
 
