@@ -317,10 +317,10 @@ def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> I
     log_dir = config.data_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     os.chmod(log_dir, 0o700)
+    database = choose_database(config.data_dir, config.database, config.database_url)
     claim_pid_file(config.data_dir)
     code_path = _code_path(config.data_dir)
     api_url = local_api_url(config.host, config.port)
-    database = choose_database(config.data_dir, config.database, config.database_url)
 
     children = ChildProcesses(log_dir)
     try:
