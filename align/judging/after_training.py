@@ -35,7 +35,7 @@ import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .answers import LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend
+from .answers import ANSWER_ENGINE_ENV, LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend
 from .benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
 from .config import JUDGE_KEYS, JudgeConfig, check_base_url, judge_configured
 from .judgments import JudgeRequest, judge_answers
@@ -108,8 +108,13 @@ def split_judge_config(judge_config: dict | str | None) -> tuple[AfterTrainingOp
 
 
 def vllm_engine_ready(options: AfterTrainingOptions) -> bool:
-    """Whether answers will come from vLLM (which can spread a model over several GPUs)."""
-    return options.answer_engine == "vllm" and importlib.util.find_spec("vllm") is not None
+    """Whether answers will come from vLLM (which can spread a model over several GPUs): the engine
+    asked for, with "auto" resolved as answers.auto_backend resolves it, and vLLM importable."""
+    installed = importlib.util.find_spec("vllm") is not None
+    engine = options.answer_engine
+    if engine == "auto":
+        engine = os.environ.get(ANSWER_ENGINE_ENV) or ("vllm" if installed else "transformers")
+    return engine == "vllm" and installed
 
 
 def bf16_weight_bytes(model_config) -> int:

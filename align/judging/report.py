@@ -77,11 +77,21 @@ def _mt_bench_blocks(scores: dict) -> list[Block]:
     return blocks
 
 
+UPSTREAM_READING = {
+    "FastChat's show_result": "it reads a single-bracket [n] or an out-of-range [[x]] as a rating, and a "
+                              "pairwise \"[[A]]\" anywhere as A's win",
+    "THUDM's show_result": "it reads only 'key': integer in single quotes, so a double-quoted dict is lost (-1) "
+                           "and a decimal score truncated",
+}
+
+
 def _upstream_block(model: str, tool: str, ours: float | None, theirs: float | None, reasons: list[str]) -> list[Block]:
-    """One line saying what the original tool would print, when it could differ from ours."""
-    if not reasons and (theirs is None or ours is None or abs(theirs - ours) < 5e-5):
+    """One line saying what the original tool would print, when there are failures or duplicates or
+    the figures differ (see upstream.py)."""
+    same = theirs is not None and ours is not None and abs(theirs - ours) < 5e-5
+    if not reasons and (same or theirs is None and ours is None):
         return []
-    why = "; ".join(reasons) if reasons else "it reads some judgments differently (see docs/judging.md)"
+    why = "; ".join(reasons) if reasons else UPSTREAM_READING[tool]
     return [("p", f"{model}: {tool} would print {fmt(theirs, 4)} where this report says {fmt(ours, 4)}: {why}.")]
 
 

@@ -1,11 +1,23 @@
 """The training hook: answer, judge, report, with a configured judge and with none."""
 
+import importlib.util
 import json
 
 import pytest
+from transformers import AutoConfig
 
+from align.judging.after_training import (
+    LOCAL_JUDGE_WARNING,
+    AfterTrainingOptions,
+    check_answering_fits,
+    check_judge_config,
+    judge_after_training,
+    training_data_facts,
+)
+from align.judging.benchmarks import DataError
 from align.judging.config import JudgeConfigError
-from align.judging.after_training import LOCAL_JUDGE_WARNING, check_judge_config, judge_after_training
+from align.judging.report import _training_data_blocks
+from align.models.klear.configuration_klear import KlearConfig
 
 
 def test_bad_or_disabled_config(tmp_path, monkeypatch):
@@ -27,16 +39,66 @@ def test_bad_or_disabled_config(tmp_path, monkeypatch):
         check_judge_config("{enabled: no}")
 
 
+DECONTAMINATION = {"checked_against": ["mt_bench", "alignbench"], "action": "drop",
+                   "flagged": {"mt_bench": 3, "alignbench": 0}, "dropped": {"mt_bench": 3, "alignbench": 0}}
+
+
 def test_with_a_configured_judge(tiny_klear_dir, tmp_path, scripted_judge, monkeypatch):
     monkeypatch.delenv("JUDGE_BASE_URL", raising=False)
-    config = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 6,
+    model_dir = tmp_path / "sft-output"  # the saved model, with the data card the stage wrote beside it
+    model_dir.mkdir()
+    for path in tiny_klear_dir.iterdir():
+        (model_dir / path.name).symlink_to(path)
+    (model_dir / "data_card.json").write_text(json.dumps({"rows_read": 120, "decontamination": DECONTAMINATION}))
+    config = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 6, "answer_engine": "transformers",
               "base_url": scripted_judge.base_url, "model": "scripted-judge", "model_name": "sft-tiny"}
-    report = judge_after_training(tiny_klear_dir, tmp_path / "judge", config)
+    report = judge_after_training(model_dir, tmp_path / "judge", config)
     assert report == tmp_path / "judge" / "report.md"
     summary = json.loads((tmp_path / "judge" / "summary.json").read_text())
     assert summary["benchmarks"]["mt_bench"]["sft-tiny"]["n_items"] == 16
     assert summary["warning"] is None and summary["subset"] == {"questions_per_category": 1}
     assert (tmp_path / "judge" / "answers" / "mt_bench" / "sft-tiny.jsonl").is_file()
+    assert summary["training_data"] == {"data_card": str(model_dir / "data_card.json"), "decontamination": DECONTAMINATION}
+    text = report.read_text()
+    assert "Training data checked for contamination against mt_bench, alignbench (matching rows were dropped" in text
+    assert "| mt_bench | 3 | 3 |" in text and "| alignbench | 0 | 0 |" in text
+    assert "contamination against mt_bench, alignbench" in (tmp_path / "judge" / "report.html").read_text()
+
+
+def test_a_data_card_without_a_check_is_reported_and_a_bad_one_named(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    assert training_data_facts(model) is None  # no card: nothing to say
+    (model / "data_card.json").write_text(json.dumps({"rows_read": 120}))
+    facts = training_data_facts(model)
+    assert facts == {"data_card": str(model / "data_card.json"), "decontamination": None}
+    (warning,) = _training_data_blocks(facts)
+    assert warning[0] == "warn" and "was not checked for contamination" in warning[1]
+    (model / "data_card.json").write_text(json.dumps({"decontamination": {**DECONTAMINATION, "dropped": 3}}))
+    with pytest.raises(DataError, match=r"data_card.json: field 'decontamination.dropped' must be a dict, got 3"):
+        training_data_facts(model)
+
+
+def test_a_model_too_big_for_one_device_is_refused_at_startup(tiny_klear_dir, monkeypatch):
+    monkeypatch.delenv("ALIGN_ANSWER_ENGINE", raising=False)
+    klear_46b = KlearConfig()  # Klear-46B-A2.5B's shape: 46.2B parameters, 92.4 GB in bf16
+    on_transformers = AfterTrainingOptions(answer_engine="transformers")
+    with pytest.raises(ValueError, match=r"bf16 weights \(92.4 GB\) do not fit GPU 0 \(A100 80GB\) \(80.0 GB\)"):
+        check_answering_fits(on_transformers, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9))
+    assert check_answering_fits(on_transformers, klear_46b, ("GPU 0 (H200)", 141 * 10**9)).endswith("(92.4 of 141.0 GB)")
+    elsewhere = AfterTrainingOptions(answer_engine="transformers", answer_base_url="http://10.0.0.5:8000/v1")
+    assert check_answering_fits(elsewhere, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == "answers from http://10.0.0.5:8000/v1"
+    vllm = AfterTrainingOptions(answer_engine="vllm")
+    if importlib.util.find_spec("vllm") is not None:
+        assert check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == "answers from vLLM"
+    else:
+        with pytest.raises(ValueError, match="do not fit"):
+            check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9))
+    # at a stage's startup, with this machine's own device: the tiny model fits and is described
+    tiny = AutoConfig.from_pretrained(tiny_klear_dir)
+    described = check_judge_config({"base_url": "http://127.0.0.1:1/v1", "model": "m", "answer_engine": "transformers"},
+                                   model_config=tiny)
+    assert described.startswith("judge m at http://127.0.0.1:1/v1; answers with transformers on ")
 
 
 @pytest.mark.slow

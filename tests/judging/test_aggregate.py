@@ -102,3 +102,24 @@ def test_bootstrap_intervals_bracket_the_estimate_and_are_repeatable():
     assert mt_bench_ci([[(1, 7.0)]] * 4) == {"overall": [7.0, 7.0], "turn_1": [7.0, 7.0], "turn_2": None}
     strata = alignbench_ci({"数学计算": [4.0, 6.0], "基本任务": [7.0, 7.0]})
     assert strata["language"] == [7.0, 7.0] and strata["reasoning"][0] >= 4 and strata["reasoning"][1] <= 6
+
+
+def test_all_pairs_count_for_both_models_as_fastchat_pairwise_all():
+    def game(model, opponent, g, verdict):
+        return {**row("mt_bench_pair", model=model, qid=81, game=g, verdict=verdict), "baseline": opponent,
+                "pairing": "all"}
+
+    rows = [game("a", "b", 1, "model"), game("a", "b", 2, "model"),  # a beats b
+            game("a", "c", 1, "model"), game("a", "c", 2, "baseline"),  # the orders disagree: a tie
+            game("b", "c", 1, "baseline"), game("b", "c", 2, "baseline")]  # c beats b
+    s = summarize_pairwise(rows)
+    assert {m: (v["win"], v["loss"], v["tie"]) for m, v in s.items()} == {"a": (1, 0, 1), "b": (0, 2, 0), "c": (1, 0, 1)}
+    assert (s["a"]["win_rate_adjusted"], s["b"]["win_rate_adjusted"], s["c"]["win_rate_adjusted"]) == (0.75, 0.0, 0.75)
+    assert s["c"]["opponents"] == ["a", "b"] and s["c"]["baseline"] == "all other models"
+    assert (s["a"]["inconsistent"], s["c"]["inconsistent"], s["b"]["inconsistent"]) == (1, 1, 0)
+
+
+def test_alignbench_out_of_range_dimension_scores_are_counted_not_averaged():
+    rows = [{**row("alignbench", qid=1, category="基本任务", score=6, ratings={"清晰度": 7}), "odd_dimensions": {"创造性": 0}}]
+    s = summarize_alignbench(rows)["m"]
+    assert s["per_dimension"] == {"清晰度": 7.0} and s["dimension_scores_out_of_range"] == 1 and s["overall"] == 6.0

@@ -64,6 +64,10 @@ def test_single_grading_scores_failures_retries_cache_and_history(tmp_path, answ
     # turn 2 without q91 (unparseable 3 times): (9 + 4 + 5 * 5) / 7; overall (8 * 5 + 38) / 15
     assert beta["turn_2"] == round(38 / 7, 4) and beta["overall"] == 5.2
     assert (beta["n_items"], beta["n_scored"], beta["judge_calls_failed"], beta["parse_retries"]) == (16, 15, 1, 1)
+    # FastChat makes one call per judgment and reads the "[1]" of the first, unparseable reply as a rating
+    # (q81 turn 2, retried here to 9, and q91 turn 2): (8 * 5 + 1 + 1 + 4 + 5 * 5) / 16
+    assert beta["fastchat_show_result"] == 4.4375 and alpha["fastchat_show_result"] == alpha["overall"]
+    assert "beta: FastChat's show_result would print 4.4375 where this report says 5.2000" in report.read_text()
     counts = summary["counts"]
     assert (counts["judgments_failed"], counts["api_retries"]) == (1, 1)
     assert summary["failures"][0]["question_id"] == 91 and "unparseable after 3 attempt(s)" in summary["failures"][0]["error"]
@@ -118,6 +122,22 @@ def test_pairwise_both_orders_against_a_baseline(tmp_path, scripted_judge):
     assert (pair["biased"]["tie"], pair["biased"]["inconsistent"], pair["biased"]["win_rate_adjusted"]) == (16, 16, 0.5)
 
 
+def test_pairwise_all_judges_every_pair_in_both_orders(tmp_path, scripted_judge):
+    answers = tmp_path / "answers"
+    for name, score in (("a", 8), ("b", 5), ("c", 2)):
+        write_fastchat_answers(answers / f"{name}.jsonl", {qid: scored((score, score), name) for qid in (81, 82)})
+    request = JudgeRequest(mt_bench_answers=answers, mode="pairwise-all", question_ids=(81, 82))
+    before = scripted_judge.requests()
+    report = judge_answers(tmp_path / "judge", request, judge_config(scripted_judge))
+    assert scripted_judge.requests() - before == 3 * 4 * 2  # pairs (a,b) (a,c) (b,c) x 4 items x both orders
+    pair = json.loads((tmp_path / "judge" / "summary.json").read_text())["benchmarks"]["mt_bench_pair"]
+    # FastChat's pairwise-all: a pair's outcome counts for both of its models
+    assert {m: (s["win"], s["loss"], s["tie"]) for m, s in pair.items()} == {"a": (8, 0, 0), "b": (4, 4, 0), "c": (0, 8, 0)}
+    assert [pair[m]["win_rate_adjusted"] for m in "abc"] == [1.0, 0.5, 0.0]
+    assert all(pair[m]["fastchat_show_result"] == pair[m]["win_rate_adjusted"] for m in "abc")
+    assert "MT-Bench pairwise, every pair of models" in report.read_text()
+
+
 SHARED_ANSWERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mt_bench" / "model_answer"
 
 
@@ -150,3 +170,7 @@ def test_alignbench_categories_dimensions_reasoning_language(tmp_path, scripted_
     assert (s["reasoning"], s["language"], s["overall"]) == (5.0, 7.0, 6.0)
     assert s["per_dimension"]["事实正确性"] == round(sum(score.values()) / 8, 4)  # every category scores it
     assert s["dimension_scores_missing"] == 0 and s["n_scored"] == 8
+    # THUDM's regex finds no `'key': int` in this judge's double-quoted decimal dict: -1 everywhere
+    assert s["thudm_show_result"] == -1.0
+    assert "alpha: THUDM's show_result would print -1.0000 where this report says 6.0000: it reads only" in \
+        (tmp_path / "judge" / "report.md").read_text()

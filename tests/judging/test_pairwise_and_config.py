@@ -5,9 +5,21 @@ import json
 import pytest
 
 from align.judging.__main__ import main
-from align.judging.benchmarks import DataError, check_complete, load_fastchat_answers
+from align.judging.benchmarks import DataError, check_complete, load_fastchat_answers, load_mt_bench
 from align.judging.config import JudgeConfig, JudgeConfigError
-from align.judging.pairwise import PairVerdict, judge_pair, judge_pairs, prompt_as_question
+from align.judging.pairwise import (
+    PairVerdict,
+    PairwiseJudgeError,
+    combine_votes,
+    judge_pair,
+    judge_pairs,
+    pair_prompts,
+    prompt_as_question,
+)
+from align.judging.prompts import mt_bench_pair_messages
+from judging_support import GOLDEN
+
+FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
 
 PROMPT = [{"role": "user", "content": "Explain DPO in one line."}]
 
@@ -39,11 +51,49 @@ def test_judge_pairs_keeps_order_and_the_command_prints_json(scripted_judge, tmp
     assert [p["winner"] for p in printed] == ["a", "b", "tie"]
 
 
-def test_multi_turn_prompts_become_a_transcript():
+def test_both_orders_are_needed_for_a_verdict(scripted_judge):
+    assert combine_votes("a", "a") == "a" and combine_votes("a", "b") == "tie" and combine_votes("tie", "a") == "tie"
+    assert combine_votes("a", None) is None and combine_votes(None, "b") is None  # not a win from one order
+    # the judge gives no verdict whenever the first answer is shown as A: the AB order never decides
+    with pytest.raises(PairwiseJudgeError, match="no parseable verdict in order AB"):
+        judge_pair(PROMPT, "SCRIPTED_MUTE_AS_A SCRIPTED_SCORE=9", "SCRIPTED_SCORE=2", judge=config(scripted_judge))
+    results = judge_pairs([(PROMPT, "SCRIPTED_MUTE_AS_A x", "y"), (PROMPT, "SCRIPTED_SCORE=9", "SCRIPTED_SCORE=2")],
+                          judge=config(scripted_judge))
+    assert isinstance(results[0], PairwiseJudgeError) and results[1].winner == "a"  # counted in place
+
+
+@pytest.mark.parametrize("case", [c for c in FASTCHAT["prompt_cases"] if c["kind"] == "pair"],
+                         ids=lambda c: f"{c['template']}-q{c['question_id']}-t{c['turn']}")
+def test_pair_prompts_are_fastchats_own(case):
+    """One user turn: byte for byte what FastChat's run_judge_pair sent (golden). Two turns: the
+    multi-turn template filled as FastChat fills it, both assistants sharing the first answer."""
+    bench = load_mt_bench()
+    question = bench.question(case["question_id"])
+    reference = bench.references[question["question_id"]] if case["template"].startswith("pair-math") else None
+    if case["turn"] == 1:
+        name, first, swapped = pair_prompts([{"role": "user", "content": question["turns"][0]}], case["answer_a"][0],
+                                            case["answer_b"][0], reference[0] if reference else None)
+        assert (name, first) == (case["template"], case["messages"])
+    else:
+        shared = case["answer_a"][0]
+        prompt = [{"role": "user", "content": question["turns"][0]}, {"role": "assistant", "content": shared},
+                  {"role": "user", "content": question["turns"][1]}]
+        name, first, swapped = pair_prompts(prompt, case["answer_a"][1], case["answer_b"][1], reference)
+        assert name == case["template"]
+        expected = mt_bench_pair_messages(bench, question, [shared, case["answer_a"][1]], [shared, case["answer_b"][1]], 2)
+        assert (name, first) == expected
+    assert swapped[-1]["content"] != first[-1]["content"]  # B first in the other order
+
+
+def test_other_conversations_become_a_transcript_in_pair_v2():
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
                 {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]
     assert prompt_as_question(messages) == "System: S\n\nUser: U1\n\nAssistant: A1\n\nUser: U2"
     assert prompt_as_question(PROMPT) == PROMPT[0]["content"]
+    name, first, _ = pair_prompts(messages, "a", "b")
+    assert name == "pair-v2" and "[User Question]\nSystem: S\n\nUser: U1" in first[-1]["content"]
+    with pytest.raises(ValueError, match="reference answer for each user turn"):
+        pair_prompts(messages[1:], "a", "b", reference="only one")
 
 
 def test_config_from_environment_and_explicit_values():
