@@ -5,9 +5,10 @@ import os
 
 import pytest
 import torch
+from datasets import load_from_disk
 from safetensors import safe_open
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import align  # noqa: F401
 from align.data.demo import write_demo_data
@@ -118,15 +119,16 @@ def test_reloaded_bf16_model_routes_exactly_as_the_expert_parallel_one(sft_run):
     assert (logits.argmax(-1) == expected["logits"].argmax(-1)).float().mean() > 0.9
 
 
-def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_path, tiny_klear_dir):
+def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_path, tiny_klear_qwen_dir):
     """Every token is sent to experts 0 and 1 (held by rank 0): rank 1's experts receive nothing.
-    The router is frozen too, and stays so under expert parallelism."""
+    The router is frozen too, and stays so under expert parallelism. The model carries Qwen's real
+    tokenizer and its chat template without generation markers."""
     import shutil
 
     from safetensors.torch import load_file, save_file
 
     model = tmp_path / "skewed"
-    shutil.copytree(tiny_klear_dir, model)
+    shutil.copytree(tiny_klear_qwen_dir, model)
     weights = load_file(str(model / "model.safetensors"))
     for key in [k for k in weights if k.endswith("mlp.expert_bias")]:
         weights[key] = torch.tensor([10.0, 10.0] + [0.0] * 6)
@@ -150,3 +152,9 @@ def test_an_expert_parallel_rank_whose_experts_get_no_token_does_not_hang(tmp_pa
     assert torch.equal(trained["model.layers.0.mlp.gate.weight"], frozen)
     assert not torch.equal(trained["model.layers.0.mlp.experts.0.up_proj.weight"],
                            weights["model.layers.0.mlp.experts.0.up_proj.weight"])
+    # what was learnt, token by token: each answer and its <|im_end|>, nothing else
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    answers = [json.loads(line)["messages"][-1]["content"] for line in data["sft"].read_text().splitlines()]
+    for answer, row in zip(answers, load_from_disk(str(out / "train_data")), strict=True):
+        learnt = [t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m]
+        assert learnt == tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
