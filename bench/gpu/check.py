@@ -100,10 +100,11 @@ def bf16_recipes(work: Path, smoke: bool) -> dict:
     common = [*device, "--bf16", "true", "--dtype", "bfloat16", "--max_steps", steps, "--report_to", "none",
               "--save_strategy", "no", "--logging_steps", "1", "--disable_tqdm", "true"]
     sft = train_stage("sft", ["--config", str(REPO / "configs/sft/tiny.yaml"), "--model_name_or_path", str(model),
-                              "--dataset_name", str(data["sft"]), "--output_dir", str(work / "sft"), *common])
+                              "--dataset_name", str(data["sft"]), "--eval_dataset_name", str(data["sft_eval"]),
+                              "--output_dir", str(work / "sft"), *common])
     dpo = train_stage("dpo", ["--config", str(REPO / "configs/dpo/tiny.yaml"), "--model_name_or_path",
-                              str(work / "sft"), "--dataset_name", str(data["dpo"]), "--output_dir", str(work / "dpo"),
-                              *common])
+                              str(work / "sft"), "--dataset_name", str(data["dpo"]), "--eval_dataset_name",
+                              str(data["dpo_eval"]), "--output_dir", str(work / "dpo"), *common])
     return {"device": "cpu" if smoke else torch.cuda.get_device_name(0), "dtype": "bfloat16", "processes": 1,
             "sft": sft, "dpo": dpo}
 
