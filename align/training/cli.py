@@ -6,6 +6,7 @@ per failing rank and exit status 1, instead of a traceback repeated by every ran
 launcher. `--debug` on the command line or `KLEAR_DEBUG=1` in the environment shows the traceback.
 """
 
+import logging
 import os
 import sys
 import warnings
@@ -18,19 +19,32 @@ DEBUG_ENV = "KLEAR_DEBUG"
 EXIT_USER_ERROR = 1
 
 
+class _DropAcceleratorNotice(logging.Filter):
+    """DeepSpeed logs which accelerator it picked once per process, i.e. once per rank; on a CPU-only
+    machine as a WARNING that no user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("Setting accelerator to CPU", "Setting ds_accelerator to"))
+
+
 def quiet_library_noise() -> None:
-    """Silence what every run printed and no user can act on.
+    """Silence what every run printed and no user can act on; call it before DeepSpeed is imported.
 
-    - torch's FutureWarnings (deprecations inside DeepSpeed's and transformers' own calls);
-    - DeepSpeed's "Setting ds_accelerator to cpu (auto detect)" line, logged once per import in every
-      process: its accelerator logger is set to warnings only (an explicit DS_ACCELERATOR needs no news).
+    - torch's FutureWarnings (deprecations inside DeepSpeed's and transformers' own calls of torch);
+    - DeepSpeed's accelerator notice. DeepSpeed re-creates its "DeepSpeed" logger on import (level,
+      handler), but a filter on that logger object stays;
+    - DeepSpeed's CPU backend's "... built successfully", printed by every rank.
     """
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\.|$)")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"deepspeed(\.|$)")
-    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.")
-    import logging
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|deepspeed)(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*\btorch\.")
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _DropAcceleratorNotice) for f in deepspeed_logger.filters):
+        deepspeed_logger.addFilter(_DropAcceleratorNotice())
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":  # set by `accelerate launch` with DeepSpeed
+        from .compat import silence_cpu_backend_notice
 
-    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        silence_cpu_backend_notice()
 
 
 def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:

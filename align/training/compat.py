@@ -13,6 +13,8 @@ warns once, naming each difference, when the installed versions are others. What
   `autoep_experts_for_rank` are internal modules. Our preset adapter also makes the replacement
   router's gate compute in float32, as Klear's own router does (AutoEP's runs the gate in the
   model's dtype and only the sigmoid in float32).
+- DeepSpeed's CPU backend prints a line from every rank when it builds its shared-memory op;
+  `silence_cpu_backend_notice` drops it.
 - torch: `torch._C._current_graph_task_id()` tells a forward run by the backward pass (gradient
   checkpointing's recompute) from the real one, so expert loads are counted once.
 """
@@ -150,6 +152,28 @@ def register_autoep_preset(name: str, display_name: str, model_types: tuple[str,
         display_name=display_name, hf_model_types=model_types, class_name_fragments=(display_name,)
     )
     registry.PRESET_MODELS[name] = MoEModelPreset(preset_adapter=name, hf_model_types=model_types, **preset)
+
+
+def silence_cpu_backend_notice() -> None:
+    """DeepSpeed's CPU communication backend prints "DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op
+    built successfully" from every rank (a bare `print` in `deepspeed/comm/torch.py:build_shm_op`); keep
+    the build, drop the print. Idempotent."""
+    import contextlib
+    import io
+
+    # not `import deepspeed.comm.torch as ...`: that name resolves to the `torch` that deepspeed.comm imports
+    backend = importlib.import_module("deepspeed.comm.torch")
+
+    build = backend.build_shm_op
+    if getattr(build, "quiet", False):
+        return
+
+    def quiet_build():
+        with contextlib.redirect_stdout(io.StringIO()):
+            return build()
+
+    quiet_build.quiet = True
+    backend.build_shm_op = quiet_build
 
 
 def autoep_layers(model) -> list:

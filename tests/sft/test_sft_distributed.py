@@ -33,6 +33,13 @@ def sft_run(tmp_path_factory, tiny_klear_dir):
     return out, root / "probe.pt"
 
 
+def test_the_launch_log_is_free_of_noise_nobody_can_act_on(sft_run):
+    log = (sft_run[0].parent / "launch.log").read_text(errors="replace")
+    for noise in ("built successfully", "Setting accelerator to", "FutureWarning", "padding_free", "loss None"):
+        assert noise not in log, noise
+    assert "sft: 30 steps, loss " in log
+
+
 def test_each_rank_holds_half_of_the_routed_experts_during_training(sft_run):
     out, _ = sft_run
     layout = json.loads((out / "training_summary.json").read_text())["expert_parallel_layout"]
