@@ -53,6 +53,12 @@ def test_dpo_moves_the_models_own_preference_to_the_held_out_chosen_answers(dpo_
     assert result["mean_logp_margin_after"] > result["mean_logp_margin_before"]
 
 
+def test_trl_no_longer_warns_that_padding_free_is_unavailable(dpo_run):
+    log = (dpo_run.parent / "launch.log").read_text(errors="replace")
+    assert "temporarily unavailable" not in log and "padding_free" not in log
+    assert "dpo: 60 steps, loss " in log
+
+
 def test_bf16_policy_is_saved_with_a_float32_expert_bias(dpo_run):
     with safe_open(str(dpo_run / "model.safetensors"), "pt") as f:
         assert f.get_tensor("model.layers.0.mlp.expert_bias").dtype == torch.float32
