@@ -54,3 +54,23 @@ def test_dpo_vs_trl_compares_the_same_computation(results):
     section = results["dpo_vs_trl"]
     assert section["trl"]["first_loss"] == pytest.approx(section["align"]["first_loss"], abs=1e-3)
     assert section["throughput_ratio"] > 0 and section["memory_ratio"] > 0
+
+
+def test_a_failing_section_is_recorded_and_the_next_still_runs(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO_ROOT / "bench/gpu/check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+
+    def broken():
+        raise RuntimeError("CUDA error: no kernel image is available")
+
+    results = {}
+    check.run_section(results, "klear_slice", tmp_path, broken)
+    check.run_section(results, "dpo_vs_trl", tmp_path, lambda: {"throughput_ratio": 2.0})
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["klear_slice"]["ok"] is False
+    assert "RuntimeError: CUDA error: no kernel image" in written["klear_slice"]["error"]
+    assert "broken" in written["klear_slice"]["traceback"]
+    assert written["dpo_vs_trl"] == {"ok": True, "throughput_ratio": 2.0, "seconds": written["dpo_vs_trl"]["seconds"]}
