@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-new-tokens", type=int)
     evaluate.add_argument("--batch-size", type=int)
     evaluate.add_argument("--answer-engine", choices=sorted(LOCAL_ENGINES), help="how the model is run (default auto: vLLM when installed, else transformers)")
+    evaluate.add_argument("--answer-base-url", help="an endpoint serving the model answers instead of loading it here "
+                                                    "(key: ENDPOINT_API_KEY)")
+    evaluate.add_argument("--answer-model", help="the model's name at --answer-base-url (default: its directory)")
     evaluate.add_argument("--alignbench-dir")
     add_judge_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

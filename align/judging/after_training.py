@@ -189,6 +189,14 @@ def training_data_facts(model_dir: Path) -> dict | None:
     return {"data_card": str(card), "decontamination": check}
 
 
+def _saved_config(model_dir: Path):
+    from transformers import AutoConfig
+
+    import align  # noqa: F401  (registers Klear)
+
+    return AutoConfig.from_pretrained(model_dir)
+
+
 def _is_rank_zero() -> bool:
     try:
         import torch.distributed as dist
@@ -238,10 +246,12 @@ def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_confi
     A failure while judging is logged with its traceback and returns None: the saved model is not
     affected, and the caller decides.
     """
-    description = check_judge_config(judge_config)
+    check_judge_config(judge_config)
     options, judge_values = split_judge_config(judge_config)
     if not options.enabled or not _is_rank_zero():
         return None
+    # `evaluate` gets here without the stage's startup check: a model too big to answer is refused now
+    description = check_judge_config(judge_config, model_config=_saved_config(Path(model_dir)))
     logger.info("judging %s: %s", model_dir, description)
     benchmarks = list(options.benchmarks or ["mt_bench"] + (
         ["alignbench"] if alignbench_available(options.alignbench_dir) else []

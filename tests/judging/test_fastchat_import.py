@@ -1,14 +1,13 @@
-"""import-fastchat: FastChat's model_judgment/<judge>_single.jsonl -> summary.json and report."""
+"""import-fastchat: FastChat's model_judgment/<judge>_single.jsonl and _pair.jsonl -> summary.json and report
+(real files: test_real_judgments.py)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from align.judging.__main__ import main
 from align.judging.benchmarks import DataError, load_mt_bench
-from align.judging.fastchat_import import convert_fastchat_rows
+from align.judging.fastchat_import import convert_fastchat_pair_rows, convert_fastchat_rows
 
 
 def fastchat_row(model, qid, turn, score, judgment=None, template="single-v1"):
@@ -27,15 +26,13 @@ ROWS = [
 ]
 
 
-def test_fastchat_numbers_are_reproduced_and_failures_counted(tmp_path):
+def test_fastchat_numbers_are_reproduced_and_failures_counted(tmp_path, capsys):
     source = tmp_path / "gpt-4_single.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
     out = tmp_path / "judge"
-    # the real command line, as users run it
-    result = subprocess.run([sys.executable, "-m", "align.judging", "import-fastchat", str(source), "--out", str(out)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "report.md" in result.stdout
+    # the command line's main() (`python -m align.judging` itself runs in test_resume.py)
+    assert main(["import-fastchat", str(source), "--out", str(out)]) == 0
+    assert "report.md" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     vicuna = summary["benchmarks"]["mt_bench"]["vicuna"]
     # FastChat show_result: -1 dropped; turn 1 (9 + 3 + 1) / 3; turn 2 7; average (9 + 7 + 3 + 1) / 4 = 5
@@ -64,3 +61,17 @@ def test_bad_rows_name_the_file_line_and_field(tmp_path):
         convert_fastchat_rows([{**fastchat_row("m", 81, 1, 5), "model_1": "a"}], source, bench)
     source.write_text('{"question_id": 81}\n')
     assert main(["import-fastchat", str(source), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_bad_pair_rows_name_the_file_line_and_field(tmp_path):
+    bench = load_mt_bench()
+    source = tmp_path / "gpt-4_pair.jsonl"
+    good = {"question_id": 81, "model_1": "a", "model_2": "b", "g1_winner": "model_1", "g2_winner": "tie",
+            "judge": ["gpt-4", "pair-v2"], "g1_judgment": "[[A]]", "g2_judgment": "[[C]]", "turn": 1}
+    rows, counts = convert_fastchat_pair_rows([good], source, bench)
+    assert [(r["game"], r["verdict"], r["baseline"], r["pairing"]) for r in rows] == [(1, "model", "b", "baseline"),
+                                                                                       (2, "tie", "b", "baseline")]
+    with pytest.raises(DataError, match=r"gpt-4_pair.jsonl:2: field 'g2_winner' must be one of"):
+        convert_fastchat_pair_rows([good, {**good, "g2_winner": "model_3"}], source, bench)
+    with pytest.raises(DataError, match=r"gpt-4_pair.jsonl:1: a pair graded by a single-answer judge"):
+        convert_fastchat_pair_rows([{**good, "m1_score": 8}], source, bench)
