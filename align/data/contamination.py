@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .sources import DataError, Source, read_jsonl_rows, read_rows
 
 # Han (with extensions A and compatibility ideographs), kana, Hangul syllables: one token per character.
@@ -43,6 +45,8 @@ HAS_CJK = re.compile(f"[{CJK}]")
 WORD_N, CJK_N = 13, 13
 WORD_MIN, CJK_MIN = 4, 6
 COVERAGE = 0.5
+BATCH = 1000  # rows per vectorised pre-filter pass
+BITMAP_BITS = 26  # 8 MiB per window size; ~0.3% of non-matching windows pass it to the exact check
 # Row fields that hold conversation text; others (source, annotators, scores) are provenance.
 TEXT_FIELDS = ("messages", "prompt", "chosen", "rejected", "completion", "text", "conversations")
 
@@ -219,6 +223,18 @@ class ContaminationIndex:
         self._drop_template_ngrams()
         self.gram_keys = {n: frozenset(grams) for n, grams in self.ngrams.items()}
         self.prefix_keys = {k: frozenset(p) for k, p in self.prefixes.items()}
+        # A numpy pre-filter over many rows at once (`scan_many`): token ids, and the sorted hashes of every
+        # n-gram and prefix; a segment with no hash hit cannot match anything but a whole message.
+        self.vocab = _Vocabulary((t, i + 1) for i, t in enumerate({t for _, toks in self.entries for t in toks}))
+        self.window_hashes, self.window_bits = {}, {}
+        for size, keys in [*self.gram_keys.items(), *self.prefix_keys.items()]:
+            ids = np.array([list(map(self.vocab.__getitem__, key)) for key in keys], dtype=np.uint64).reshape(-1, size)
+            known = self.window_hashes.get(size, np.empty(0, dtype=np.uint64))
+            self.window_hashes[size] = np.unique(np.concatenate([known, _rolling_hash(ids.T, size)[0][0]]))
+            bits = np.zeros(1 << (BITMAP_BITS - 3), dtype=np.uint8)
+            slots = _bitmap_slots(self.window_hashes[size])
+            np.bitwise_or.at(bits, slots >> np.uint64(3), (np.uint8(1) << (slots & np.uint64(7)).astype(np.uint8)))
+            self.window_bits[size] = bits
 
     def _drop_template_ngrams(self) -> None:
         """N-grams found in several questions of one benchmark are its instructions ("下面是一道多选题，它包含多个
@@ -250,12 +266,44 @@ class ContaminationIndex:
         """The evaluation questions a row's `(field, text)` segments match, one `Flag` per (benchmark, question id)."""
         return self.scan_tokens([(name, tokens(text)) for name, text in segments])
 
-    def scan_tokens(self, segments: list[tuple[str, tuple[str, ...]]]) -> list[Flag]:
-        """`scan` for segments already normalised with `tokens`."""
+    def scan_many(self, rows: list[list[tuple[str, tuple[str, ...]]]]) -> list[list[Flag]]:
+        """`scan_tokens` for many rows: one vectorised hash pass finds the segments worth a closer look."""
+        flat = [toks for segments in rows for _, toks in segments]
+        owner = [(row, number) for row, segments in enumerate(rows) for number in range(len(segments))]
+        candidates: dict[int, set[int]] = defaultdict(set)
+        for i in self._segments_with_hits(flat):
+            candidates[owner[i][0]].add(owner[i][1])
+        return [self.scan_tokens(segments, candidates.get(row, set())) for row, segments in enumerate(rows)]
+
+    def _segments_with_hits(self, segments: list[tuple[str, ...]]) -> set[int]:
+        lengths = np.fromiter((len(t) for t in segments), dtype=np.int64, count=len(segments))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(segments) else lengths
+        ids = np.array(list(map(self.vocab.__getitem__, (t for toks in segments for t in toks))), dtype=np.uint64)
+        hit = set()
+        for size, known in self.window_hashes.items():
+            hashes, positions = _rolling_hash(ids, size)
+            if not len(hashes) or not len(known):
+                continue
+            # a bitmap first (one memory read per window), the sorted hashes for what passes it
+            slots = _bitmap_slots(hashes)
+            maybe = (self.window_bits[size][slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)) & 1
+            hashes, positions = hashes[maybe == 1], positions[maybe == 1]
+            found = known[np.minimum(np.searchsorted(known, hashes), len(known) - 1)] == hashes
+            hit.update(np.unique(np.searchsorted(starts, positions[found], side="right") - 1).tolist())
+        return hit
+
+    def scan_tokens(self, segments: list[tuple[str, tuple[str, ...]]], candidates: set[int] | None = None) -> list[Flag]:
+        """`scan` for segments already normalised with `tokens`. With `candidates` (from the hash pre-filter),
+        the other segments are only compared as whole messages."""
         covered: dict[int, set[int]] = defaultdict(set)
         found_in: dict[int, str] = {}
         matched: set[int] = set()
-        for name, toks in segments:
+        for number, (name, toks) in enumerate(segments):
+            for index in self.whole.get(toks, ()):
+                matched.add(index)
+                found_in.setdefault(index, name)
+            if candidates is not None and number not in candidates:
+                continue
             for n, keys in self.gram_keys.items():
                 for gram in keys.intersection(_ngrams(toks, n)):
                     for index, pos in self.ngrams[n][gram]:
@@ -267,9 +315,6 @@ class ContaminationIndex:
                         if _contains(toks, self.entries[index][1]):
                             matched.add(index)
                             found_in.setdefault(index, name)
-            for index in self.whole.get(toks, ()):
-                matched.add(index)
-                found_in.setdefault(index, name)
         for index, positions in covered.items():
             if len(positions) >= self.coverage * self.coverable[index]:
                 matched.add(index)
@@ -288,6 +333,30 @@ class ContaminationIndex:
                                   _join(toks[span.start:span.stop]), parts)
             parts.append(text.part)
         return list(flags.values())
+
+
+class _Vocabulary(dict):
+    """Benchmark token -> id from 1; any other token is 0 (so no window holding it equals a benchmark n-gram)."""
+
+    def __missing__(self, token: str) -> int:
+        return 0
+
+
+def _rolling_hash(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polynomial hashes (uint64, wrapping) of every window of `size` ids along the first axis, and the windows'
+    start positions. Equal windows hash equally; the pre-filter's rare collisions are settled by exact lookup."""
+    count = ids.shape[0] - size + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+    acc = np.zeros((count, *ids.shape[1:]), dtype=np.uint64)
+    for j in range(size):
+        acc = acc * np.uint64(1_000_003) + ids[j:j + count]
+    return acc, np.arange(count)
+
+
+def _bitmap_slots(hashes: np.ndarray) -> np.ndarray:
+    """Fibonacci hashing of 64-bit hashes onto BITMAP_BITS-bit slots."""
+    return (hashes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - BITMAP_BITS)
 
 
 def _contains(haystack: tuple, needle: tuple) -> bool:
@@ -314,10 +383,19 @@ def _join(toks: tuple[str, ...], limit: int = 300) -> str:
 
 def scan_rows(index: ContaminationIndex, rows: Iterable[dict]) -> tuple[int, list[dict]]:
     """`(rows read, flagged entries)`, each entry `{row, benchmark, question_id, evidence, part, field, coverage}`."""
-    flagged, count = [], 0
+    flagged, count, batch = [], 0, []
+
+    def scan_batch():
+        tokenised = [[(name, tokens(text)) for name, text in row_segments(row)] for row in batch]
+        for offset, flags in enumerate(index.scan_many(tokenised)):
+            flagged.extend({"row": count - len(batch) + offset, **_flag_dict(flag)} for flag in flags)
+        batch.clear()
+
     for count, row in enumerate(rows, start=1):
-        for flag in index.scan(row_segments(row)):
-            flagged.append({"row": count - 1, **_flag_dict(flag)})
+        batch.append(row)
+        if len(batch) == BATCH:
+            scan_batch()
+    scan_batch()
     return count, flagged
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .contamination import TEXT_FIELDS, ContaminationIndex, load_eval_texts, row_segments, tokens
+from .contamination import BATCH, TEXT_FIELDS, ContaminationIndex, load_eval_texts, row_segments, tokens
 from .dedup import NUM_PERM, SHINGLE, find_duplicates
 from .sources import DataError, DataReport
 
@@ -43,8 +43,8 @@ def decontaminate(rows, locations, against: list[str], action: str, alignbench_d
     index = ContaminationIndex(load_eval_texts(against, alignbench_dir))
     benchmarks = list(dict.fromkeys(text.benchmark for text in index.texts))
     flagged, examples, hit = Counter(), [], {}
-    for i, segments in enumerate(rows):
-        flags = index.scan_tokens(segments)
+    results = [flags for start in range(0, len(rows), BATCH) for flags in index.scan_many(rows[start:start + BATCH])]
+    for i, flags in enumerate(results):
         for flag in flags:
             flagged[flag.benchmark] += 1
             if len(examples) < EXAMPLES:

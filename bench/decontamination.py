@@ -1,0 +1,229 @@
+"""Benchmark: decontamination and duplicate removal of 100,000 chat rows against MT-Bench and AlignBench.
+
+    .venv/bin/python bench/decontamination.py [--rows 100000] [--alignbench-dir ../shared/data/alignbench]
+
+Rows are real text (../shared/data): half are Anthropic HH conversations, half pair an HH question with one of
+the 4,960 MT-Bench model answers; every row is varied (a random word replaced, a random sentence appended) so
+that no two are identical, and 1% of the rows carry a planted, edited benchmark question or reference answer.
+
+Each measurement runs in its own subprocess, so its peak resident memory is its own (psutil, sampled every
+10 ms; the rows themselves are built first and counted in `data_rss_mb`). Wall and CPU seconds are both
+reported (on a shared machine the CPU time is the steadier figure); speedups are ratios of CPU time per row:
+  ngram        align.data.contamination: tokenise every row and scan it against both benchmarks
+  ngram+exact  align.data.hygiene.clean_training_rows with decontaminate and dedup: exact
+  ngram+near   the same with dedup: near (MinHash LSH, threshold 0.8)
+  substring    baseline: every normalised benchmark text of 13+ tokens searched in every normalised message
+               with `in` (what one writes first; whole-text matches only), on a sample, reported per row
+  lsh-default  baseline: datasketch as its README uses it (sha1 per shingle, default LSH balance) on a
+               sample, against align.data.dedup on the same sample
+Prints a table and a JSON line.
+"""
+
+import argparse
+import gzip
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED = REPO.parent / "shared" / "data"
+
+
+class PeakRSS:
+    """Samples the resident memory of this process every 10 ms."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def build_rows(n: int, alignbench_dir: str | None, seed: int = 0) -> tuple[list[dict], list[tuple[int, str, str]]]:
+    """`n` varied chat rows from real text, and the planted `(row, benchmark, question_id)`."""
+    from align.data.contamination import alignbench_texts, mt_bench_texts, tokens
+    from align.data.transcripts import TranscriptError, parse_transcript
+
+    rng = random.Random(seed)
+    conversations = []
+    with gzip.open(SHARED / "hh_rlhf" / "harmless-base-test.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            try:
+                conversations.append(parse_transcript(json.loads(line)["chosen"]))
+            except TranscriptError:
+                continue
+    answers = [turn for path in sorted((SHARED / "mt_bench" / "model_answer").glob("*.jsonl"))
+               for line in path.read_text().splitlines() for turn in json.loads(line)["choices"][0]["turns"]]
+    words = [w for c in conversations[:200] for m in c for w in m["content"].split()]
+    # planted: first turns and questions, and reference answers long enough to be checked (13+ tokens)
+    bench = [t for t in mt_bench_texts() if t.part == "question turn 1" or (t.is_reference and len(tokens(t.text)) >= 13)]
+    if alignbench_dir:
+        bench += [t for t in alignbench_texts(alignbench_dir) if not t.is_reference or len(tokens(t.text)) >= 13]
+    rows, planted = [], []
+    for k in range(n):
+        if k % 2:
+            messages = [dict(m) for m in rng.choice(conversations)]
+        else:
+            messages = [{"role": "user", "content": rng.choice(conversations)[0]["content"]},
+                        {"role": "assistant", "content": rng.choice(answers)}]
+        target = messages[-1]
+        tokens = target["content"].split(" ")
+        tokens[rng.randrange(len(tokens))] = rng.choice(words)
+        target["content"] = " ".join(tokens) + " " + " ".join(rng.choices(words, k=rng.randint(3, 12))) + "."
+        if k % 100 == 50:
+            text = rng.choice(bench)
+            edited = rng.choice([str.upper, lambda s: s.replace(",", "，").replace(".", "。"), lambda s: "  ".join(s.split())])(text.text)
+            if text.is_reference:
+                messages[-1]["content"] = edited
+            else:
+                messages[0]["content"] = f"{messages[0]['content']}\n\nAlso: {edited}"
+            planted.append((k, text.benchmark, text.question_id))
+        rows.append({"messages": messages, "source": "hh" if k % 2 else "hh+mt_bench_answers",
+                     "location": f"bench[{k}]"})
+    return rows, planted
+
+
+def measure(phase: str, args) -> dict:
+    import psutil
+
+    rows, planted = build_rows(args.rows, args.alignbench_dir)
+    against = ["mt_bench"] + (["alignbench"] if args.alignbench_dir else [])
+    result = {"phase": phase, "rows": len(rows), "data_rss_mb": round(psutil.Process().memory_info().rss / 2**20)}
+    if phase == "ngram":
+        from align.data.contamination import ContaminationIndex, load_eval_texts, scan_rows
+
+        with PeakRSS() as rss:
+            start, cpu = time.perf_counter(), time.process_time()
+            index = ContaminationIndex(load_eval_texts(against, args.alignbench_dir))
+            result["index_s"] = round(time.perf_counter() - start, 2)
+            _, flagged = scan_rows(index, rows)
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
+        found = {(e["row"], e["benchmark"], e["question_id"]) for e in flagged}
+        result["planted"] = len(planted)
+        result["planted_found"] = sum(1 for p in planted if p in found)
+        result["rows_flagged"] = len({e["row"] for e in flagged})
+    elif phase in ("ngram+exact", "ngram+near"):
+        from types import SimpleNamespace
+
+        from datasets import Dataset
+
+        from align.data.hygiene import clean_training_rows
+        from align.data.sources import DataReport
+
+        dataset = Dataset.from_list(rows)
+        recipe = SimpleNamespace(decontaminate=against, decontaminate_action="drop", alignbench_dir=args.alignbench_dir,
+                                 dedup=phase.split("+")[1], dedup_threshold=0.8)
+        report = DataReport()
+        with PeakRSS() as rss:
+            start, cpu = time.perf_counter(), time.process_time()
+            kept = clean_training_rows(dataset, recipe, report)
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
+        result["kept"] = len(kept)
+        result["dropped"] = dict(report.dropped)
+    elif phase == "substring":
+        from align.data.contamination import load_eval_texts, tokens
+
+        sample = rows[: args.sample]
+        with PeakRSS() as rss:
+            start, cpu = time.perf_counter(), time.process_time()
+            needles = [f" {' '.join(toks)} " for t in load_eval_texts(against, args.alignbench_dir)
+                       if len(toks := tokens(t.text)) >= 13]
+            hits = 0
+            for row in sample:
+                for message in row["messages"]:
+                    haystack = f" {' '.join(tokens(message['content']))} "
+                    hits += sum(1 for needle in needles if needle in haystack)
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
+        result["rows"] = len(sample)
+        result["hits"] = hits
+    elif phase in ("lsh-default", "lsh-align"):
+        from align.data.contamination import tokens
+
+        sample = rows[: args.sample]
+        with PeakRSS() as rss:
+            start, cpu = time.perf_counter(), time.process_time()
+            if phase == "lsh-align":
+                from align.data.dedup import find_duplicates
+
+                found = find_duplicates([[("messages", tokens(m["content"])) for m in row["messages"]] for row in sample],
+                                        [row["source"] for row in sample], threshold=0.8)
+                result["dropped"] = len(sample) - len(found.keep)
+            else:
+                from datasketch import MinHash, MinHashLSH
+
+                lsh, dropped = MinHashLSH(threshold=0.8, num_perm=128), 0
+                for i, row in enumerate(sample):
+                    toks = [t for m in row["messages"] for t in tokens(m["content"])]
+                    minhash = MinHash(num_perm=128)
+                    for j in range(max(1, len(toks) - 4)):
+                        minhash.update(" ".join(toks[j:j + 5]).encode())
+                    if lsh.query(minhash):
+                        dropped += 1
+                    else:
+                        lsh.insert(i, minhash)
+                result["dropped"] = dropped
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
+        result["rows"] = len(sample)
+    result["peak_rss_mb"] = round(rss.peak / 2**20)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--sample", type=int, default=5_000, help="rows for the two baselines")
+    default_alignbench = SHARED / "alignbench"
+    parser.add_argument("--alignbench-dir", default=str(default_alignbench) if default_alignbench.is_dir() else None)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(measure(args.phase, args)))
+        return
+    results = []
+    for phase in ("ngram", "ngram+exact", "ngram+near", "substring", "lsh-default", "lsh-align"):
+        cmd = [sys.executable, __file__, "--phase", phase, "--rows", str(args.rows), "--sample", str(args.sample)]
+        if args.alignbench_dir:
+            cmd += ["--alignbench-dir", args.alignbench_dir]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"{phase:12s} {results[-1]}", flush=True)
+    by = {r["phase"]: r for r in results}
+    per_row = {p: by[p]["cpu_seconds"] / by[p]["rows"] for p in by}
+    summary = {
+        "rows": args.rows,
+        "ngram_s": by["ngram"]["seconds"],
+        "ngram_cpu_s": by["ngram"]["cpu_seconds"],
+        "ngram_rows_per_s": round(args.rows / by["ngram"]["seconds"]),
+        "ngram_vs_substring_speedup": round(per_row["substring"] / per_row["ngram"], 1),
+        "lsh_align_vs_default_speedup": round(per_row["lsh-default"] / per_row["lsh-align"], 1),
+        "results": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
