@@ -276,3 +276,13 @@ def test_cli_names_a_missing_alignbench_and_exits_non_zero(tmp_path, capsys):
     code = main([str(data), "--against", "alignbench", "--alignbench-dir", str(tmp_path / "nowhere"),
                  "--report", str(tmp_path / "r.json")])
     assert code == 2 and "AlignBench not found" in capsys.readouterr().err
+
+
+@needs_shared
+def test_the_batched_pre_filter_finds_exactly_what_the_row_by_row_scan_finds(clean_rows, mt_index):
+    rows = [[(f"messages[{i}]", tokens(m["content"])) for i, m in enumerate(row["messages"])] for row, _ in clean_rows]
+    question = load_mt_bench().question(81)["turns"][0]
+    rows[10] = rows[10] + [("messages[9]", tokens(edited(question, "embedded")))]  # one hit inside a batch
+    batched = mt_index.scan_many(rows)
+    assert batched == [mt_index.scan_tokens(segments) for segments in rows]
+    assert sum(map(len, batched)) > 300 and [f.question_id for f in batched[10]] == ["81"]
