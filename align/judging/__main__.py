@@ -127,7 +127,7 @@ def cmd_pairwise(args: argparse.Namespace) -> int:
 
     if args.pairs:
         rows = read_jsonl(args.pairs, ("prompt", "answer_a", "answer_b"))
-        items = [(row["prompt"], row["answer_a"], row["answer_b"]) for row in rows]
+        items = [(row["prompt"], row["answer_a"], row["answer_b"], row.get("reference")) for row in rows]
     elif args.prompt and args.answer_a and args.answer_b:
         items = [([{"role": "user", "content": args.prompt}], Path(args.answer_a).read_text(encoding="utf-8"),
                   Path(args.answer_b).read_text(encoding="utf-8"))]
@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_import_fastchat)
 
     pair = sub.add_parser("pairwise", help="judge answer A vs answer B (both orders)")
-    pair.add_argument("--pairs", help='JSONL: {"prompt": [messages], "answer_a": str, "answer_b": str} per line')
+    pair.add_argument("--pairs", help='JSONL: {"prompt": [messages], "answer_a": str, "answer_b": str} per line, '
+                                      'optionally "reference" (str, or one per user turn): FastChat\'s reference-guided judge')
     pair.add_argument("--prompt", help="a single user prompt")
     pair.add_argument("--answer-a", help="file holding answer A")
     pair.add_argument("--answer-b", help="file holding answer B")

@@ -213,7 +213,9 @@ def _failure_blocks(summary: dict) -> list[Block]:
               f"by the invocation that finished the run, {counts['api_retries']} of them retried after a rate "
               f"limit or server error); {counts['parse_retries']} unparseable "
               f"judgments were retried; {counts['judgments_failed']} judgments failed for good and are excluded "
-              f"from every score (never counted as 0 or -1)."),
+              f"from every score (never counted as 0 or -1)."
+              + (f" {counts['cache_damaged']} damaged cache file(s) were requested again." if counts.get("cache_damaged")
+                 else "")),
     ]
     if counts["failed_by_reason"]:
         blocks.append(("table", ["failure", "judgments"], [[k, str(v)] for k, v in counts["failed_by_reason"].items()]))

@@ -82,6 +82,8 @@ def run_summary(run: Run, rows: list[dict]) -> dict:
             # what the invocation that finished the run sent to the endpoint
             "api_calls": (meta.get("call_stats") or {}).get("api_calls", 0),
             "api_retries": (meta.get("call_stats") or {}).get("api_retries", 0),
+            # cache files that could not be read back and were requested again
+            "cache_damaged": (meta.get("call_stats") or {}).get("cache_corrupt", 0),
             **{key: value for key, value in (meta.get("counts") or {}).items()},
         },
         "failures": _failure_examples(rows),

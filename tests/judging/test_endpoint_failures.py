@@ -119,4 +119,5 @@ def test_a_damaged_cache_file_is_requested_again_not_a_type_error(tmp_path, scri
     judge_answers(out, request, judge)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["benchmarks"] == before and scripted_judge.requests() - requests == 2
-    assert summary["counts"]["api_calls"] == 2 and all(cache.get(path.stem)[0] for path in files)
+    assert summary["counts"]["api_calls"] == 2 and summary["counts"]["cache_damaged"] == 2
+    assert all(cache.get(path.stem)[0] for path in files)  # rewritten
