@@ -1,5 +1,9 @@
-"""A 2-process run (SFT, DPO) killed hard mid-training and resumed from its last checkpoint ends
-where an uninterrupted run ends."""
+"""A 2-process run killed hard mid-training and resumed from its last checkpoint ends where an
+uninterrupted run ends.
+
+DPO only: SFT resumes through the same trainer mixin and DeepSpeed checkpoint, and DPO's run holds
+more state to restore (a reference engine besides the policy, the aux-free expert bias, packed pairs);
+the SFT variant cost three more launches (about three minutes of CI) and found nothing DPO's did not."""
 
 import json
 
@@ -18,12 +22,11 @@ def final_loss(output_dir) -> float:
     return next(e["loss"] for e in state["log_history"] if e.get("step") == STEPS and "loss" in e)
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo"])
-def test_kill_and_resume_ends_with_the_uninterrupted_loss(tmp_path, tiny_klear_dir, stage):
+def test_kill_and_resume_ends_with_the_uninterrupted_loss(tmp_path, tiny_klear_dir):
     data = write_demo_data(tmp_path / "data")
-    module = ["-m", f"align.{stage}"]
-    common = ["--config", f"configs/{stage}/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
-              "--dataset_name", str(data[stage]), "--max_steps", str(STEPS), "--logging_steps", "1",
+    module = ["-m", "align.dpo"]
+    common = ["--config", "configs/dpo/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
+              "--dataset_name", str(data["dpo"]), "--max_steps", str(STEPS), "--logging_steps", "1",
               "--save_strategy", "steps", "--save_steps", str(CHECKPOINT_AT), "--save_total_limit", "3",
               "--report_to", "none"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
