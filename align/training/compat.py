@@ -133,6 +133,11 @@ def _linear_in_float32(self, x):
     return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
 
 
+def compute_gate_in_float32(gate: torch.nn.Linear) -> None:
+    """Make an AutoEP router's gate (`nn.Linear`, in the model's dtype) compute its logits in float32."""
+    gate.forward = MethodType(_linear_in_float32, gate)
+
+
 def register_autoep_preset(name: str, display_name: str, model_types: tuple[str, ...], **preset) -> None:
     """Register an AutoEP preset (`"preset_model": name`) whose replacement router computes its gate
     in float32; idempotent."""
@@ -142,8 +147,7 @@ def register_autoep_preset(name: str, display_name: str, model_types: tuple[str,
     class Float32RouterAdapter(TransformersTopLevelRouterLogitsAdapter):
         # Called once for every block AutoEP replaces, before the first forward.
         def retarget_transformers_output_recorders(self, model, spec, replacement, *args, **kwargs):
-            gate = replacement.router.gate
-            gate.forward = MethodType(_linear_in_float32, gate)
+            compute_gate_in_float32(replacement.router.gate)
             return super().retarget_transformers_output_recorders(model, spec, replacement, *args, **kwargs)
 
     if name in registry.PRESET_MODELS:

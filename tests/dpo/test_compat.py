@@ -43,3 +43,47 @@ def test_the_installed_versions_are_the_ones_it_was_written_for():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert compat.check_versions() == []
+
+
+def test_autoep_router_with_a_float32_gate_routes_as_klears_own_in_bf16():
+    """DeepSpeed's AutoEP router (the one that replaces Klear's under expert parallelism) runs its gate
+    in the model's dtype; in bf16 that picks other experts than Klear's float32 router for some tokens.
+    With `compute_gate_in_float32` (what align's preset adapter applies) the choices and weights match."""
+    import torch
+    from deepspeed.moe.ep_router import TokenChoiceTopKRouter
+
+    from align.models.klear import KlearConfig
+    from align.models.klear.modeling_klear import KlearRouter
+
+    config = KlearConfig(hidden_size=64, num_experts=64, num_experts_per_tok=8)
+    torch.manual_seed(0)
+    native = KlearRouter(config)
+    torch.nn.init.normal_(native.weight, std=0.5)
+    native.e_score_correction_bias.normal_(0, 0.05)
+    native = native.to(torch.bfloat16)
+    native.e_score_correction_bias.data = native.e_score_correction_bias.float()  # as loaded: kept in float32
+
+    def autoep_router():
+        router = TokenChoiceTopKRouter(dim=64, num_experts=64, num_expert_groups=None, num_limited_groups=None,
+                                       top_k=8, score_func="sigmoid", route_norm=True, route_scale=1.0,
+                                       gate_bias=False).to(torch.bfloat16)
+        router.gate.weight.data.copy_(native.weight.data)
+        router.e_score_correction_bias = native.e_score_correction_bias.clone()
+        return router
+
+    x = torch.randn(4096, 64).to(torch.bfloat16)
+    with torch.no_grad():
+        _, weights, experts = native(x)
+        stock = autoep_router()
+        _, stock_experts, _ = stock(x)
+        fixed = autoep_router()
+        compat.compute_gate_in_float32(fixed.gate)
+        fixed_weights, fixed_experts, _ = fixed(x)
+
+    def chosen(e):
+        return e.sort(-1).values
+
+    assert not torch.equal(chosen(stock_experts), chosen(experts))  # bf16 gate: other experts for some tokens
+    assert torch.equal(chosen(fixed_experts), chosen(experts))
+    order_native, order_fixed = experts.argsort(-1), fixed_experts.argsort(-1)
+    torch.testing.assert_close(fixed_weights.gather(-1, order_fixed).to(weights.dtype), weights.gather(-1, order_native))
