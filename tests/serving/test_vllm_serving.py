@@ -129,17 +129,14 @@ def test_served_prompt_logprobs_equal_transformers(served, sft_klear, conversati
     assert worst < LOGPROB_ATOL, f"largest prompt log-prob difference {worst:.2e}"
 
 
-def test_annotation_generate_answers_through_the_vllm_server(served, sft_klear, conversations, transformers_answers, tmp_path):
+def test_annotation_generate_answers_through_the_vllm_server(served, conversations, tmp_path):
+    from annotation.generate import generate_candidates
+
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": m[-1]["content"]}) + "\n" for m in conversations[:3]))
-    result = subprocess.run(
-        [sys.executable, "-m", "annotation", "generate", str(prompts), "--out", str(tmp_path / "pairs.jsonl"),
-         "--model", served["model"], "--base-url", served["base_url"], "--samples", "2", "--temperature", "1.0",
-         "--max-new-tokens", str(MAX_NEW_TOKENS)],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "of 3 prompts, 1 model(s) x 2 sample(s)" in result.stdout and "answers from endpoint" in result.stdout
+    summary = generate_candidates(prompts, tmp_path / "pairs.jsonl", [served["model"]], base_url=served["base_url"],
+                                  samples=2, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS)
+    assert "of 3 prompts, 1 model(s) x 2 sample(s)" in summary and summary.endswith("answers from endpoint")
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert rows and all({c["model"] for c in row["completions"]} == {served["model"]} for row in rows)
 
