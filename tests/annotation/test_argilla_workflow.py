@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import datasets
@@ -20,7 +21,13 @@ ARGILLA_DEFAULT_PASSWORD = "12345678"  # argilla_server.constants.DEFAULT_PASSWO
 def test_serve_writes_private_random_owner_credentials(argilla):
     path = argilla.data_dir / "credentials.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(argilla.data_dir.stat().st_mode) == 0o700
+    # owner-only; traversable (not listable) when PostgreSQL runs as another account (under root)
+    other_account = argilla.database == "postgresql" and os.geteuid() == 0
+    assert stat.S_IMODE(argilla.data_dir.stat().st_mode) == (0o711 if other_account else 0o700)
+    assert stat.S_IMODE((argilla.data_dir / "logs").stat().st_mode) == 0o700
+    if argilla.database == "postgresql":
+        assert stat.S_IMODE((argilla.data_dir / "postgres.json").stat().st_mode) == 0o600
+        assert stat.S_IMODE((argilla.data_dir / "postgres").stat().st_mode) == 0o700
     credentials = argilla.credentials
     assert set(credentials) >= {"api_url", "username", "password", "api_key"}
     assert credentials["api_url"] == f"http://127.0.0.1:{argilla.port}"
