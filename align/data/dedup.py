@@ -67,6 +67,62 @@ def _shingle_hashes(fields: Sequence[tuple[str, ...]]) -> list[int]:
     return (combined & np.uint64(0xFFFFFFFF)).tolist()
 
 
+class Deduplicator:
+    """Rows offered one at a time (`add`), in order; keeps signatures of the kept rows only, never their text."""
+
+    def __init__(self, threshold: float | None, num_perm: int = NUM_PERM, seed: int = 1):
+        self.threshold, self.num_perm, self.seed = threshold, num_perm, seed
+        self.result = Duplicates(keep=[])
+        self.seen_exact: dict[bytes, int] = {}
+        self.fate: dict[Hashable, bool] = {}  # origin -> kept
+        # LSH tuned for recall (datasketch's default balance finds only ~40% of pairs right at the threshold);
+        # its extra candidates cost one comparison of signatures each.
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS) if threshold else None
+        self.template = MinHash(num_perm=num_perm, seed=seed, hashfunc=int)
+        self.signatures: dict[int, np.ndarray] = {}
+
+    def add(self, row: int, segments: Sequence[tuple[str, tuple[str, ...]]], source: str,
+            origin: Hashable = None) -> bool:
+        """Whether row number `row` (its `(field, tokens)` segments) is kept; drops are counted under `source`.
+        Rows sharing an `origin` (a mixture's weighted copies) follow the first one."""
+        result = self.result
+        origin = row if origin is None else origin
+        if origin in self.fate:
+            if self.fate[origin]:
+                result.keep.append(row)
+            else:
+                result.dropped.setdefault(source, Counter())["copy of a dropped row"] += 1
+                result.dropped_rows.append({"row": row, "duplicate_of": None, "kind": "copy of a dropped row"})
+            return self.fate[origin]
+        key = hashlib.blake2b(
+            SEPARATOR.join(f"{name.split('[')[0]}:{' '.join(toks)}" for name, toks in segments).encode(),
+            digest_size=16,
+        ).digest()
+        duplicate_of, kind, similarity = self.seen_exact.get(key), "exact", 1.0
+        minhash = None
+        if duplicate_of is None and self.lsh is not None:
+            minhash = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int,
+                              permutations=self.template.permutations, scheme=self.template.scheme)
+            minhash.update_batch(_shingle_hashes([toks for _, toks in segments]))
+            for candidate in self.lsh.query(minhash):
+                estimate = float(np.mean(self.signatures[candidate] == minhash.hashvalues))
+                if estimate >= self.threshold:
+                    duplicate_of, kind, similarity = candidate, "near", estimate
+                    break
+        self.fate[origin] = kept = duplicate_of is None
+        if not kept:
+            result.dropped.setdefault(source, Counter())[kind] += 1
+            result.dropped_rows.append({"row": row, "duplicate_of": duplicate_of, "kind": kind,
+                                        "similarity": round(similarity, 3)})
+            return False
+        self.seen_exact[key] = row
+        if minhash is not None:
+            self.lsh.insert(row, minhash, check_duplication=False)
+            self.signatures[row] = minhash.hashvalues
+        result.keep.append(row)
+        return True
+
+
 def find_duplicates(
     rows: Sequence[Sequence[tuple[str, tuple[str, ...]]]],
     sources: Sequence[str],
@@ -77,47 +133,8 @@ def find_duplicates(
 ) -> Duplicates:
     """`rows[i]` is row i's `(field, tokens)` list. `threshold` None finds exact duplicates only; otherwise rows
     whose estimated Jaccard similarity (5-token shingles) is at least `threshold` are near duplicates."""
+    deduplicator = Deduplicator(threshold, num_perm, seed)
     origins = origins if origins is not None else range(len(rows))
-    seen_exact: dict[bytes, int] = {}
-    fate: dict[Hashable, bool] = {}  # origin -> kept
-    result = Duplicates(keep=[])
-    # LSH tuned for recall (datasketch's default balance finds only ~40% of pairs right at the threshold);
-    # its extra candidates cost one comparison of signatures each.
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS) if threshold is not None else None
-    template = MinHash(num_perm=num_perm, seed=seed, hashfunc=int)
-    signatures: dict[int, np.ndarray] = {}
     for i, (segments, source, origin) in enumerate(zip(rows, sources, origins)):
-        if origin in fate:  # a weighted copy follows its original
-            if fate[origin]:
-                result.keep.append(i)
-            else:
-                result.dropped.setdefault(source, Counter())["copy of a dropped row"] += 1
-                result.dropped_rows.append({"row": i, "duplicate_of": None, "kind": "copy of a dropped row"})
-            continue
-        key = hashlib.blake2b(
-            SEPARATOR.join(f"{name.split('[')[0]}:{' '.join(toks)}" for name, toks in segments).encode(),
-            digest_size=16,
-        ).digest()
-        duplicate_of, kind, similarity = seen_exact.get(key), "exact", 1.0
-        minhash = None
-        if duplicate_of is None and lsh is not None:
-            minhash = MinHash(num_perm=num_perm, seed=seed, hashfunc=int, permutations=template.permutations,
-                              scheme=template.scheme)
-            minhash.update_batch(_shingle_hashes([toks for _, toks in segments]))
-            for candidate in lsh.query(minhash):
-                estimate = float(np.mean(signatures[candidate] == minhash.hashvalues))
-                if estimate >= threshold:
-                    duplicate_of, kind, similarity = candidate, "near", estimate
-                    break
-        fate[origin] = duplicate_of is None
-        if duplicate_of is not None:
-            result.dropped.setdefault(source, Counter())[kind] += 1
-            result.dropped_rows.append({"row": i, "duplicate_of": duplicate_of, "kind": kind,
-                                        "similarity": round(similarity, 3)})
-            continue
-        seen_exact[key] = i
-        if minhash is not None:
-            lsh.insert(i, minhash, check_duplication=False)
-            signatures[i] = minhash.hashvalues
-        result.keep.append(i)
-    return result
+        deduplicator.add(i, segments, source, origin)
+    return deduplicator.result

@@ -13,9 +13,10 @@ or preference `prompt`/`chosen`/`rejected`, with a `source` column) before token
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 from .contamination import BATCH, TEXT_FIELDS, ContaminationIndex, load_eval_texts, row_segments, tokens
-from .dedup import NUM_PERM, SHINGLE, find_duplicates
+from .dedup import NUM_PERM, SHINGLE, Deduplicator
 from .sources import DataError, DataReport
 
 DEDUP_MODES = ("none", "exact", "near")
@@ -23,104 +24,94 @@ ORIGIN_COLUMNS = ("origin", "location")  # a row's place in its source file: wei
 EXAMPLES = 20
 
 
-def _tokenised_rows(dataset) -> list[list[tuple[str, tuple[str, ...]]]]:
+def _tokenised_batches(dataset) -> Iterator[list[list[tuple[str, tuple[str, ...]]]]]:
+    """The rows' `(field, tokens)` segments, BATCH rows at a time (never all rows' tokens at once)."""
     columns = [name for name in TEXT_FIELDS if name in dataset.column_names]
     if not columns:
         raise DataError(f"no text to check: the rows have none of the columns {', '.join(TEXT_FIELDS)}")
-    rows = []
-    for batch in dataset.select_columns(columns).iter(batch_size=1000):
-        for values in zip(*(batch[name] for name in columns)):
-            row = dict(zip(columns, values))
-            rows.append([(name, tokens(text)) for name, text in row_segments(row)])
-    return rows
-
-
-def decontaminate(rows, locations, against: list[str], action: str, alignbench_dir=None) -> tuple[dict, dict]:
-    """`{row: benchmark it is dropped for}` (empty when `action` is "report") and the data card's section.
-
-    `flagged`/`dropped` count rows per benchmark (a row matching two benchmarks counts under both);
-    `rows_dropped` counts each row once."""
-    index = ContaminationIndex(load_eval_texts(against, alignbench_dir))
-    benchmarks = list(dict.fromkeys(text.benchmark for text in index.texts))
-    flagged, examples, hit = Counter(), [], {}
-    results = [flags for start in range(0, len(rows), BATCH) for flags in index.scan_many(rows[start:start + BATCH])]
-    for i, flags in enumerate(results):
-        for flag in flags:
-            flagged[flag.benchmark] += 1
-            if len(examples) < EXAMPLES:
-                examples.append({"row": i, "location": locations[i], "benchmark": flag.benchmark,
-                                 "question_id": flag.question_id, "part": flag.part, "field": flag.field,
-                                 "evidence": flag.evidence})
-        if flags:
-            hit[i] = min((flag.benchmark for flag in flags), key=benchmarks.index)
-    dropping = action == "drop"
-    section = {
-        "checked_against": benchmarks,
-        "action": action,
-        "rows_checked": len(rows),
-        "flagged": {name: flagged[name] for name in benchmarks},
-        "dropped": {name: flagged[name] if dropping else 0 for name in benchmarks},
-        "rows_dropped": len(hit) if dropping else 0,
-        "unchecked_short_texts": dict(index.unchecked),
-        "examples": examples,
-    }
-    return (hit if dropping else {}), section
+    for batch in dataset.select_columns(columns).iter(batch_size=BATCH):
+        yield [[(name, tokens(text)) for name, text in row_segments(dict(zip(columns, values)))]
+               for values in zip(*(batch[name] for name in columns))]
 
 
 def clean_training_rows(dataset, args, report: DataReport):
     """Decontaminate, then deduplicate, the un-tokenised training rows; returns the rows kept.
 
     `args` carries the recipe keys; `report` receives the counts (also in `report.dropped`, so the printed
-    summary and the data card's totals include them)."""
+    summary and the data card's totals include them). A row dropped as contaminated is not offered to dedup."""
     against = list(getattr(args, "decontaminate", None) or [])
     mode = getattr(args, "dedup", "none") or "none"
     if mode not in DEDUP_MODES:
         raise DataError(f"dedup must be one of {', '.join(DEDUP_MODES)}, got {mode!r}")
     if not against and mode == "none":
         return dataset
-    rows = _tokenised_rows(dataset)
-    n = len(rows)
-    sources = dataset["source"] if "source" in dataset.column_names else ["(mixture)"] * n
-    locations = dataset["location"] if "location" in dataset.column_names else [f"row {i}" for i in range(n)]
-    drop: set[int] = set()
+    n = len(dataset)
+    columns = dataset.column_names
+    sources = dataset["source"] if "source" in columns else ["(mixture)"] * n
+    locations = dataset["location"] if "location" in columns else [f"row {i}" for i in range(n)]
+    origin_column = next((c for c in ORIGIN_COLUMNS if c in columns), None)
+    origins = dataset[origin_column] if origin_column else None
 
-    if against:
-        action = args.decontaminate_action
-        contaminated, section = decontaminate(rows, locations, against, action, getattr(args, "alignbench_dir", None))
-        report.details["decontamination"] = section
-        for benchmark in section["checked_against"]:
+    index = ContaminationIndex(load_eval_texts(against, getattr(args, "alignbench_dir", None))) if against else None
+    benchmarks = against_order(index) if index else []
+    dropping = getattr(args, "decontaminate_action", "report") == "drop"
+    threshold = args.dedup_threshold if mode == "near" else None
+    deduplicator = Deduplicator(threshold) if mode != "none" else None
+    flagged, examples, contaminated, drop = Counter(), [], {}, set()
+    row = 0
+    for batch in _tokenised_batches(dataset):
+        for segments, flags in zip(batch, index.scan_many(batch) if index else [[]] * len(batch)):
+            for flag in flags:
+                flagged[flag.benchmark] += 1
+                if len(examples) < EXAMPLES:
+                    examples.append({"row": row, "location": locations[row], "benchmark": flag.benchmark,
+                                     "question_id": flag.question_id, "part": flag.part, "field": flag.field,
+                                     "evidence": flag.evidence})
+            if flags and dropping:
+                contaminated[row] = min((f.benchmark for f in flags), key=benchmarks.index)
+                drop.add(row)
+            elif deduplicator and not deduplicator.add(row, segments, sources[row],
+                                                      (sources[row], origins[row]) if origins else None):
+                drop.add(row)
+            row += 1
+
+    if index:
+        report.details["decontamination"] = {
+            "checked_against": benchmarks,
+            "action": "drop" if dropping else "report",
+            "rows_checked": n,
+            "flagged": {name: flagged[name] for name in benchmarks},
+            "dropped": {name: flagged[name] if dropping else 0 for name in benchmarks},
+            "rows_dropped": len(contaminated),
+            "unchecked_short_texts": dict(index.unchecked),
+            "examples": examples,
+        }
+        for benchmark in benchmarks:
             named = [locations[i] for i, name in contaminated.items() if name == benchmark]
             if named:
                 report.drop(f"benchmark contamination ({benchmark})", *named[:EXAMPLES], count=len(named))
-        drop = set(contaminated)
-
-    if mode != "none":
-        survivors = [i for i in range(n) if i not in drop]
-        origin_column = next((c for c in ORIGIN_COLUMNS if c in dataset.column_names), None)
-        origins = dataset[origin_column] if origin_column else None
-        threshold = args.dedup_threshold if mode == "near" else None
-        found = find_duplicates(
-            [rows[i] for i in survivors], [sources[i] for i in survivors], threshold,
-            origins=[(sources[i], origins[i]) for i in survivors] if origins else None,
-        )
-        kept = {survivors[j] for j in found.keep}
-        drop |= set(survivors) - kept
+    if deduplicator:
+        found = deduplicator.result
         report.details["deduplication"] = {
             "mode": mode,
             "threshold": threshold,
             "shingle_tokens": SHINGLE if threshold is not None else None,
             "num_perm": NUM_PERM if threshold is not None else None,
-            "rows_checked": len(survivors),
+            "rows_checked": n - len(contaminated),
             "dropped": {source: dict(counts) for source, counts in found.dropped.items()},
-            "examples": [{**e, "row": survivors[e["row"]], "location": locations[survivors[e["row"]]],
-                          "duplicate_of": None if e["duplicate_of"] is None else locations[survivors[e["duplicate_of"]]]}
+            "examples": [{**e, "location": locations[e["row"]],
+                          "duplicate_of": None if e["duplicate_of"] is None else locations[e["duplicate_of"]]}
                          for e in found.dropped_rows[:EXAMPLES]],
         }
         for kind in ("exact", "near", "copy of a dropped row"):
-            named = [locations[survivors[e["row"]]] for e in found.dropped_rows if e["kind"] == kind]
             if found.count(kind):
-                report.drop(f"duplicate ({kind})", *named, count=found.count(kind))
-
+                named = [locations[e["row"]] for e in found.dropped_rows[:1000] if e["kind"] == kind]
+                report.drop(f"duplicate ({kind})", *named[:EXAMPLES], count=found.count(kind))
     if not drop:
         return dataset
     return dataset.select([i for i in range(n) if i not in drop])
+
+
+def against_order(index: ContaminationIndex) -> list[str]:
+    """The benchmarks checked, in the order given."""
+    return list(dict.fromkeys(text.benchmark for text in index.texts))
