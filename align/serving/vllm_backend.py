@@ -37,7 +37,7 @@ class VLLMBackend:
                  seed: int = 0, **engine_args):
         """`batch_size` is accepted for the LOCAL_ENGINES contract; vLLM schedules its own batches.
         Other keyword arguments go to `vllm.LLM` (e.g. gpu_memory_utilization, enforce_eager)."""
-        os.environ.update({k: v for k, v in vllm_environment().items() if k not in os.environ})
+        os.environ.update(vllm_environment())  # vLLM reads its settings here: the CPU build's bounded KV cache
         from vllm import LLM
 
         self.name = Path(model_dir).name
