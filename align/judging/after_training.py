@@ -186,6 +186,9 @@ def training_data_facts(model_dir: Path) -> dict | None:
             if not isinstance(check.get(field), kind):
                 raise DataError(f"{card}: field 'decontamination.{field}' must be a {kind.__name__}, "
                                 f"got {check.get(field)!r}")
+        # the counts the report shows (the card's matched examples stay in the card)
+        check = {key: check[key] for key in ("checked_against", "action", "rows_checked", "flagged", "dropped")
+                 if key in check}
     return {"data_card": str(card), "decontamination": check}
 
 

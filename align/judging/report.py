@@ -242,7 +242,9 @@ def _training_data_blocks(training_data: dict | None) -> list[Block]:
             for benchmark in check["checked_against"]]
     return [
         ("p", f"Training data checked for contamination against {', '.join(check['checked_against'])} "
-              f"({action.get(check['action'], check['action'])}; {training_data['data_card']}):"),
+              f"({action.get(check['action'], check['action'])}"
+              + (f"; {check['rows_checked']} rows checked" if "rows_checked" in check else "")
+              + f"; {training_data['data_card']}):"),
         ("table", ["benchmark", "rows flagged", "rows dropped"], rows),
     ]
 

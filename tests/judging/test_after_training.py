@@ -49,7 +49,8 @@ def test_with_a_configured_judge(tiny_klear_dir, tmp_path, scripted_judge, monke
     model_dir.mkdir()
     for path in tiny_klear_dir.iterdir():
         (model_dir / path.name).symlink_to(path)
-    (model_dir / "data_card.json").write_text(json.dumps({"rows_read": 120, "decontamination": DECONTAMINATION}))
+    card = {"rows_used": 120, "decontamination": {**DECONTAMINATION, "examples": [{"row": "train.jsonl:7"}]}}
+    (model_dir / "data_card.json").write_text(json.dumps(card))
     config = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 6, "answer_engine": "transformers",
               "base_url": scripted_judge.base_url, "model": "scripted-judge", "model_name": "sft-tiny"}
     report = judge_after_training(model_dir, tmp_path / "judge", config)
