@@ -33,7 +33,6 @@ max_new_tokens are kept and counted in `stats["truncated"]`, never dropped.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -85,12 +84,18 @@ def local_backend(model_dir: str | Path, *, engine: str = "auto", batch_size: in
 
 
 def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend:
-    """vLLM when it is installed, else transformers, unless $ALIGN_ANSWER_ENGINE names one; says which."""
-    engine = os.environ.get(ANSWER_ENGINE_ENV) or ("vllm" if importlib.util.find_spec("vllm") else "transformers")
+    """vLLM when it can run the model here, else transformers, unless $ALIGN_ANSWER_ENGINE names one; says which."""
+    from align.serving.environment import vllm_unsupported
+
+    if os.environ.get(ANSWER_ENGINE_ENV):
+        engine = os.environ[ANSWER_ENGINE_ENV]
+        reason = f"{ANSWER_ENGINE_ENV}={engine}"
+    else:
+        reason = vllm_unsupported(model_dir)
+        engine, reason = ("transformers", reason) if reason else ("vllm", "vLLM is installed")
     if engine not in LOCAL_ENGINES or engine == "auto":
         raise ValueError(f"{ANSWER_ENGINE_ENV}={engine!r}: expected one of {sorted(set(LOCAL_ENGINES) - {'auto'})}")
-    logger.warning("answering with %s (%s)", engine, f"{ANSWER_ENGINE_ENV}={engine}" if os.environ.get(ANSWER_ENGINE_ENV)
-                   else "vLLM is installed" if engine == "vllm" else "vLLM is not installed")
+    logger.warning("answering with %s (%s)", engine, reason)
     return local_backend(model_dir, engine=engine, batch_size=batch_size)
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
+from pathlib import Path
 
 # The vLLM versions align.serving.vllm_adapter was written for (it touches vLLM internals).
 SUPPORTED_VLLM_VERSIONS = ("0.32.0",)
 VERSION_OVERRIDE_ENV = "ALIGN_VLLM_ANY_VERSION"
+# Head sizes vLLM 0.32's CPU attention has kernels for (vllm/v1/attention/backends/cpu_attn.py).
+CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 # vLLM's CPU build otherwise reserves `gpu_memory_utilization` (0.9) of all memory for one server.
 DEFAULT_CPU_KV_CACHE_GIB = 4
@@ -25,6 +29,20 @@ def cpu_build() -> bool:
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
+
+
+def vllm_unsupported(model_dir: str | Path) -> str | None:
+    """Why vLLM cannot answer with this model here, or None: not installed, or (CPU build) a head size
+    its CPU attention has no kernel for, e.g. the tiny factory's 16."""
+    if not vllm_installed():
+        return "vLLM is not installed"
+    config_path = Path(model_dir) / "config.json"
+    if cpu_build() and config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        if head_dim not in CPU_ATTENTION_HEAD_SIZES:
+            return f"vLLM's CPU attention has no kernel for head_dim {head_dim}"
+    return None
 
 
 def vllm_environment(env: dict[str, str] | None = None) -> dict[str, str]:

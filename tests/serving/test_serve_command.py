@@ -7,7 +7,7 @@ import pytest
 
 from align.judging import answers
 from align.judging.answers import TransformersBackend, local_backend
-from align.serving.environment import VERSION_OVERRIDE_ENV, check_vllm_version
+from align.serving.environment import VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build
 from align.serving.server import ServeError, VLLMServer, check_checkpoint, parse_args, serve_command
 
 
@@ -66,3 +66,14 @@ def test_answer_engine_env_forces_an_engine_and_a_bad_one_is_named(tiny_klear_di
     monkeypatch.setenv(answers.ANSWER_ENGINE_ENV, "tgi")
     with pytest.raises(ValueError, match="ALIGN_ANSWER_ENGINE='tgi': expected one of"):
         local_backend(tiny_klear_dir)
+
+
+def test_auto_engine_passes_over_vllm_for_a_head_size_its_cpu_build_lacks(tiny_klear_dir, monkeypatch, caplog):
+    """`make demo`'s tiny Klear (head_dim 16) still gets its answers, from transformers, and says why."""
+    if not cpu_build():
+        pytest.skip("vLLM's CPU build is not installed")
+    monkeypatch.delenv(answers.ANSWER_ENGINE_ENV, raising=False)
+    with caplog.at_level("WARNING", logger="align.judging"):
+        backend = local_backend(tiny_klear_dir, engine="auto", batch_size=2)
+    assert backend.engine == "transformers"
+    assert "answering with transformers (vLLM's CPU attention has no kernel for head_dim 16)" in caplog.text
