@@ -94,6 +94,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        tmp.chmod(0o711)  # under root, PostgreSQL's own account must reach its cluster in here
         out = args.out or tmp / "out"
         out.mkdir(parents=True, exist_ok=True)
         source = tmp / "pairs.jsonl"
