@@ -145,7 +145,7 @@ def test_bad_names_values_and_nan_are_one_line_errors_before_anything_is_created
 
 def test_ctrl_c_during_push_says_what_was_sent_and_a_rerun_completes(argilla, tmp_path):
     source = write_pairs(tmp_path / "many.jsonl", [f"Interrupted question {i}?" for i in range(400)])
-    argv = [sys.executable, "-m", "annotation", "push", str(source), "--dataset", "ctrl-c", "--batch-size", "5",
+    argv = [sys.executable, "-m", "annotation", "push", str(source), "--dataset", "ctrl-c", "--batch-size", "2",
             "--data-dir", str(argilla.data_dir)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_")}
     push = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
