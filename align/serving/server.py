@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -172,21 +173,29 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return parser.parse_known_args(argv)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM too runs main's `finally`: the vLLM server must not outlive us
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     try:
         server = VLLMServer(args.checkpoint, host=args.host, port=args.port,
                             tensor_parallel_size=args.tensor_parallel_size, expert_parallel=args.expert_parallel,
                             served_model_name=args.served_model_name, extra_args=extra)
-        print(f"starting: {' '.join(server.command)}", flush=True)
-        server.start()
     except ServeError as err:
         print(f"align.serve: {err}", file=sys.stderr)
         return 1
-    print(f"\nKlear is served at {server.base_url}  (model name: {server.model!r}; OpenAI-compatible, "
-          f"e.g. {server.base_url}/chat/completions). Ctrl-C stops it.\n", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"starting: {' '.join(server.command)}", flush=True)
     try:
+        server.start()
+        print(f"\nKlear is served at {server.base_url}  (model name: {server.model!r}; OpenAI-compatible, "
+              f"e.g. {server.base_url}/chat/completions). Ctrl-C stops it.\n", flush=True)
         return server.process.wait()
+    except ServeError as err:
+        print(f"align.serve: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:

@@ -91,6 +91,16 @@ def served(sft_klear, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=120)
+    # align.serve took its vLLM server down with it: the port no longer answers.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{found.group(1)}/models", timeout=2).close()
+        except OSError:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"the vLLM server at {found.group(1)} outlived align.serve")
 
 
 def test_align_serve_prints_a_loopback_url_and_keeps_klears_routing(served):
