@@ -2,14 +2,15 @@
 
 Rows are validated strictly (an error names the location and the field) into a `datasets.Dataset`
 of conversations (`read_chat_rows`), then rendered with the model's chat template and tokenised
-with assistant-only masks (`tokenize_chat_rows`, see `align.data.templates` for what is masked),
+with assistant-only masks (`tokenize_chat_rows`, see `align.data.templates` for what is masked;
+cached in datasets' cache directory, so a re-run on the same rows and tokenizer skips it),
 here rather than inside the trainer so that every truncation and every row left without assistant
 tokens is counted in the `DataReport`. Tokenisation runs with `datasets.map` over `num_proc` processes.
 """
 
 from datasets import Dataset
 
-from .sources import NAMED_DROPS, DataError, DataReport, Source, fingerprint, read_mixture
+from .sources import NAMED_DROPS, DataError, DataReport, Source, cache_file, fingerprint, read_mixture
 from .templates import AssistantMasker, TemplateError
 
 ROLES = ("system", "user", "assistant")
@@ -96,12 +97,12 @@ def tokenize_chat_rows(
     are counted; rows left with no assistant token after the cut are dropped, counted and named."""
     masker = AssistantMasker(tokenizer)
     report.details["assistant_masks"] = masker.template.origin
+    key = fingerprint(rows, tokenizer, masker.template.template, max_length)
     tokenized = rows.map(
         _tokenize_batch, batched=True, batch_size=256, num_proc=num_proc if num_proc and num_proc > 1 else None,
         fn_kwargs={"masker": masker, "max_length": max_length}, remove_columns=rows.column_names,
         desc="tokenising chat rows",
-        # Named here: datasets would otherwise hash the tokenizer (its whole vocabulary) through dill, ~25 s for Qwen's.
-        new_fingerprint=fingerprint(rows, tokenizer, masker.template.template, max_length),
+        new_fingerprint=key, cache_file_name=cache_file("sft", key),
     )
     truncated = sum(tokenized["truncated"])
     if truncated:

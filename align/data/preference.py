@@ -20,7 +20,7 @@ so nothing disappears without a number in the data card.
 from datasets import Dataset
 
 from .chat import validate_messages
-from .sources import NAMED_DROPS, DataError, DataReport, SkipRow, Source, fingerprint, read_mixture
+from .sources import NAMED_DROPS, DataError, DataReport, SkipRow, Source, cache_file, fingerprint, read_mixture
 from .transcripts import TranscriptError, looks_like_transcript, split_transcript_pair
 
 UNPARSEABLE_TRANSCRIPT = "HH transcript that cannot be cut into turns"
@@ -128,7 +128,8 @@ def measure_preference_rows(
             _measure_batch, batched=True, batch_size=256, num_proc=num_proc if num_proc and num_proc > 1 else None,
             fn_kwargs={"tokenizer": tokenizer, "measure_answers": max_length is not None},
             remove_columns=rows.column_names, desc="measuring pairs",
-            new_fingerprint=fingerprint(rows, tokenizer, tokenizer.chat_template, max_length, "lengths"),
+            new_fingerprint=(key := fingerprint(rows, tokenizer, tokenizer.chat_template, max_length is not None)),
+            cache_file_name=cache_file("dpo-lengths", key),
         )
         drop_reason = {}
         for i, (prompt_tokens, longest) in enumerate(zip(lengths["prompt_tokens"], lengths["longest"])):

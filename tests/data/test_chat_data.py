@@ -117,3 +117,20 @@ def test_bad_mixture_entries_and_missing_files_are_clear(tmp_path):
         Source.parse({"file": "x.jsonl"})
     with pytest.raises(DataError, match="no such file"):
         build_sft_dataset([Source(str(tmp_path / "missing.jsonl"))], None, 8, DataReport())
+
+
+def test_a_rerun_on_the_same_rows_loads_the_tokenised_set_from_the_cache(tmp_path, tiny_klear_dir, monkeypatch):
+    import datasets as hf_datasets
+
+    monkeypatch.setattr(hf_datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_klear_dir)
+    path = write_jsonl(tmp_path / "c.jsonl", [chat("Hi", "Paris."), chat("word " * 200, "ok")])
+    first_report, second_report = DataReport(), DataReport()
+    first = build_sft_dataset([Source(str(path))], tokenizer, 48, first_report)
+    cached = next((tmp_path / "cache" / "klear_align").glob("sft-*.arrow"))
+    written = cached.stat().st_mtime_ns
+    second = build_sft_dataset([Source(str(path))], tokenizer, 48, second_report)
+    assert cached.stat().st_mtime_ns == written  # read, not written again
+    assert second["input_ids"] == first["input_ids"] and second_report.as_dict() == first_report.as_dict()
+    third = build_sft_dataset([Source(str(path))], tokenizer, 32, DataReport())  # other settings: tokenised anew
+    assert len(list((tmp_path / "cache" / "klear_align").glob("sft-*.arrow"))) == 2 and len(third) == 1
