@@ -68,3 +68,13 @@ def test_length_limits_drop_and_truncate_with_counts(tmp_path, tiny_klear_dir):
     assert len(dataset) == report.kept == 2
     assert report.dropped == {"prompt longer than max_prompt_length=64": 1}
     assert report.truncated == {"prompt + answer longer than max_length=96": 1}
+
+
+def test_csv_pairs_are_read_and_a_bad_record_is_located_by_its_first_line(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text('prompt,chosen,rejected\n"Q: 2+2?\nA:", 4, 5\n"Q: 3+3? A:", 6, 7\n"Q: 1+1? A:",,3\n')
+    with pytest.raises(DataError, match=rf"{path}:5: field 'chosen' is empty"):
+        build_preference_dataset([Source(str(path))], None, None, None, DataReport())
+    path.write_text('prompt,chosen,rejected\n"Q: 2+2?\nA:", 4, 5\n"Q: 3+3? A:", 6, 7\n')
+    pairs = build_preference_dataset([Source(str(path))], None, None, None, DataReport())
+    assert pairs[0] == {"prompt": "Q: 2+2?\nA:", "chosen": " 4", "rejected": " 5"} and len(pairs) == 2
