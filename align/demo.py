@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     started = step("2. SFT: 2 CPU processes, ZeRO-3 + expert parallel 2")
     sft_dir = out / "sft"
     launch("sft", out / "sft.log", "--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(model_dir),
-           "--dataset_name", str(data["sft"]), "--output_dir", str(sft_dir), "--report_to", "none")
+           "--dataset_name", str(data["sft"]), "--output_dir", str(sft_dir), "--report_to", "none",
+           "--overwrite_output_dir", "true")  # a second `make demo` replaces the first one's run
     done(started)
 
     started = step("3. Annotation: local Argilla, push, SCRIPTED stand-in annotators (not people), pull")
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     dpo_dir = out / "dpo"
     launch("dpo", out / "dpo.log", "--config", "configs/dpo/tiny.yaml", "--model_name_or_path", str(sft_dir),
            "--dataset_name", str(preferences), "--output_dir", str(dpo_dir), "--report_to", "none",
+           "--overwrite_output_dir", "true",
            "--judge", json.dumps(DEMO_JUDGE))
     print(f"judge report (a tiny random model judged by a local model: the scores mean nothing): "
           f"{dpo_dir / 'judge' / 'report.md'}")
