@@ -28,8 +28,9 @@ class DataError(ValueError):
     """Bad input; the message names the location (file and line or row) and the field."""
 
 
-class SkipRow(Exception):
-    """Raised by a row validator for a row that is dropped (counted and named), not fatal."""
+class SkipRow(DataError):
+    """Raised by a row validator for a row that the stages drop (counted and named) rather than stop at;
+    a caller that does not catch it sees a `DataError` naming the row."""
 
     def __init__(self, reason: str, where: str):
         super().__init__(f"{where}: {reason}")
