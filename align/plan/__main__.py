@@ -137,7 +137,7 @@ def training_from(recipe: dict, stage: str) -> Training:
         )
     if stage == "dpo":
         reference = "adapters_off" if lora else "precomputed" if recipe.get("precompute_ref_log_probs") else "copy"
-        packing = bool(recipe.get("padding_free", True))
+        packing = bool(recipe.get("packed_pairs", True))
     else:
         reference, packing = "copy", bool(recipe.get("packing", False) or recipe.get("padding_free", False))
     dtype = recipe.get("dtype") or ("bfloat16" if recipe.get("bf16") else "float32")
