@@ -26,6 +26,7 @@ def run(main, config, stage, *argv):
          "--logging_steps", "1", *argv]))
 
 
+@pytest.mark.slow
 def test_sft_learns_the_answer_and_end_of_turn_only_and_evaluates(tmp_path, tiny_klear_qwen_dir, qwen_tokenizer):
     data = write_demo_data(tmp_path / "data", n_train=16, n_eval=4)
     out = tmp_path / "sft"
@@ -81,6 +82,7 @@ def test_every_hh_pair_is_cut_at_a_turn_boundary_and_unparseable_ones_are_named(
     assert check_turn_boundaries(pairs) == 443
 
 
+@pytest.mark.slow
 @needs_hh
 def test_dpo_trains_on_the_real_hh_file(tmp_path, tiny_klear_qwen_dir):
     """A seeded tenth of the file (the whole file is read, validated and counted) keeps the run short."""
