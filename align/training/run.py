@@ -142,6 +142,9 @@ def loss_phrase(history: list[dict], logging_steps) -> str:
 def after_training(trainer, args: KlearArguments, started: float, data_report: DataReport, stage: str) -> None:
     """Save the final model and the summary; judge it when the recipe has a `judge:` section."""
     trainer.save_final_model(args.output_dir)
+    judging = bool(args.judge) and args.judge.get("enabled", True)
+    if judging:
+        release_training_memory(trainer)
     if not trainer.accelerator.is_main_process:
         return
     summary = training_summary(trainer, started, data_report)
@@ -162,6 +165,26 @@ def after_training(trainer, args: KlearArguments, started: float, data_report: D
     else:
         print(f"judge it: python -m align.judging evaluate {args.output_dir} --out {args.output_dir}/judge "
               "(or add a `judge:` section to the recipe)", flush=True)
+
+
+def release_training_memory(trainer) -> None:
+    """On every rank, once the final model is saved: drop the model, its reference copy and the optimizer
+    states, and leave the process group. The judge's answer engine can then have the whole node (at 46B,
+    vLLM spreads the saved model over all its GPUs and sets up a process group of its own)."""
+    import gc
+
+    import torch
+
+    trainer.accelerator.free_memory()  # accelerate's references to the DeepSpeed engine, optimizer, scheduler
+    for name in ("model", "model_wrapped", "ref_model", "optimizer", "lr_scheduler", "deepspeed"):
+        if getattr(trainer, name, None) is not None:
+            setattr(trainer, name, None)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    state = PartialState()
+    state.wait_for_everyone()  # no rank starts answering while another still holds its shards
+    state.destroy_process_group()
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -8,6 +8,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser
 from align.data.demo import write_demo_data
 from align.sft.__main__ import main
 from align.training.config import KlearSFTConfig
+from align.training.run import release_training_memory
 from tests.distributed import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,9 @@ def test_packing_gradient_checkpointing_and_frozen_router(tmp_path, tiny_klear_d
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     # packed rows: fewer, longer sequences than the 64 conversations
     assert trainer.train_dataset.num_rows < 64
+    # before judging, the trainer lets go of everything the answer engine would need the memory of
+    release_training_memory(trainer)
+    assert trainer.model is None and trainer.optimizer is None and not trainer.accelerator._models
 
 
 def test_lora_on_attention_and_the_shared_expert_leaves_the_base_untouched(tmp_path, tiny_klear_dir, monkeypatch):
