@@ -25,38 +25,14 @@ import json
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from peak_rss import PeakRSS  # bench/ is on the path when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
-
-
-class PeakRSS:
-    """Samples the resident memory of this process every 10 ms."""
-
-    def __init__(self):
-        import psutil
-
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def build_rows(n: int, alignbench_dir: str | None, seed: int = 0) -> tuple[list[dict], list[tuple[int, str, str]]]:

@@ -22,9 +22,10 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from peak_rss import PeakRSS  # bench/ is on the path when a bench script runs
 
 WORDS = ("the a capital city river mountain count number answer question model expert token route "
          "train prefer chosen rejected prompt reply explain short long because therefore").split()
@@ -48,30 +49,6 @@ def synthetic_pairs(n: int, seed: int) -> list[dict]:
         }
         for _ in range(n)
     ]
-
-
-class PeakRSS:
-    """Samples the resident memory of this process every 10 ms."""
-
-    def __init__(self):
-        import psutil
-
-        self.process = psutil.Process()
-        self.baseline = self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def run_variant(variant: str, args) -> dict:

@@ -55,3 +55,28 @@ def tiny_klear_qwen_dir(tmp_path_factory, qwen_tokenizer) -> Path:
 
     return build_tiny_klear(tmp_path_factory.mktemp("tiny-klear-qwen"), seed=0, tokenizer=qwen_tokenizer,
                             vocab_size=151936)
+
+
+HH_HARMLESS_TEST = SHARED_DATA / "hh_rlhf" / "harmless-base-test.jsonl.gz"
+
+
+@pytest.fixture(scope="session")
+def hh_conversations() -> list[list[dict]]:
+    """The real Anthropic HH harmless-base test split's chosen conversations, parsed into turns (the
+    few whose turns do not alternate are left out). Skipped when ../shared is not beside the checkout."""
+    import gzip
+    import json
+
+    from align.data.transcripts import TranscriptError, parse_transcript
+
+    if not HH_HARMLESS_TEST.is_file():
+        pytest.skip(f"{HH_HARMLESS_TEST} not found (../shared/data is beside the checkout)")
+    conversations = []
+    with gzip.open(HH_HARMLESS_TEST, "rt", encoding="utf-8") as f:
+        for line in f:
+            try:
+                conversations.append(parse_transcript(json.loads(line)["chosen"]))
+            except TranscriptError:
+                continue
+    assert len(conversations) > 2250
+    return conversations

@@ -1,7 +1,6 @@
 """Benchmark contamination: planted, edited MT-Bench and AlignBench questions and reference answers are found
 among real conversations (Anthropic HH, MT-Bench's model answers); the clean rows' false-alarm rate is measured."""
 
-import gzip
 import json
 import random
 
@@ -17,11 +16,10 @@ from align.data.contamination import (
     tokens,
 )
 from align.data.sources import DataError
-from align.data.transcripts import TranscriptError, parse_transcript
 from align.judging.benchmarks import load_mt_bench
-from tests.conftest import SHARED_DATA
+from tests.conftest import HH_HARMLESS_TEST, SHARED_DATA
 
-HH = SHARED_DATA / "hh_rlhf" / "harmless-base-test.jsonl.gz"
+HH = HH_HARMLESS_TEST
 MODEL_ANSWERS = SHARED_DATA / "mt_bench" / "model_answer"
 ALIGNBENCH = SHARED_DATA / "alignbench"
 FALSE_ALARM_BOUND = 0.001  # measured: 0 of 7,272 clean rows (docs/data.md)
@@ -57,20 +55,6 @@ EDITS = ("case", "whitespace", "punctuation", "embedded")
 def chat(*turns: str) -> dict:
     roles = ("user", "assistant")
     return {"messages": [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]}
-
-
-@pytest.fixture(scope="module")
-def hh_conversations() -> list[list[dict]]:
-    """The HH test split's chosen conversations (the few whose turns do not alternate are left out)."""
-    conversations = []
-    with gzip.open(HH, "rt", encoding="utf-8") as f:
-        for line in f:
-            try:
-                conversations.append(parse_transcript(json.loads(line)["chosen"]))
-            except TranscriptError:
-                continue
-    assert len(conversations) > 2250
-    return conversations
 
 
 @pytest.fixture(scope="module")

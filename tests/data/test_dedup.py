@@ -1,8 +1,6 @@
 """Duplicates within a training mixture (exact after normalisation, near by MinHash LSH), and the stages' hygiene
 step: decontamination and dedup on `datasets.Dataset` rows, counted per benchmark and per source."""
 
-import gzip
-import json
 import random
 
 import pytest
@@ -12,29 +10,16 @@ from align.data.contamination import tokens
 from align.data.dedup import find_duplicates
 from align.data.hygiene import clean_training_rows
 from align.data.sources import DataReport
-from align.data.transcripts import TranscriptError, parse_transcript
 from align.judging.benchmarks import load_mt_bench
 from align.training.config import KlearDPOConfig, KlearSFTConfig
-from tests.conftest import SHARED_DATA
+from tests.conftest import HH_HARMLESS_TEST, SHARED_DATA
 
-HH = SHARED_DATA / "hh_rlhf" / "harmless-base-test.jsonl.gz"
+HH = HH_HARMLESS_TEST
 needs_shared = pytest.mark.skipif(not HH.is_file(), reason=f"{HH} not found (../shared/data is beside the checkout)")
 
 
 def segments(*texts):
     return [(f"messages[{i}]", tokens(t)) for i, t in enumerate(texts)]
-
-
-@pytest.fixture(scope="module")
-def hh_conversations():
-    conversations = []
-    with gzip.open(HH, "rt", encoding="utf-8") as f:
-        for line in f:
-            try:
-                conversations.append(parse_transcript(json.loads(line)["chosen"]))
-            except TranscriptError:
-                continue
-    return conversations
 
 
 def test_exact_duplicates_ignore_case_whitespace_and_punctuation_and_are_counted_per_source():

@@ -1,0 +1,29 @@
+"""Peak resident memory of the running process, for the bench scripts (`from peak_rss import PeakRSS`)."""
+
+import threading
+
+
+class PeakRSS:
+    """Samples this process's resident memory every 10 ms while the `with` block runs:
+    `baseline` is the memory at the start, `peak` the most seen (the end included)."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.baseline = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
