@@ -98,7 +98,8 @@ class VLLMServer:
                                      tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,
                                      served_model_name=self.model, extra_args=extra_args)
         self.log_path = Path(log_path) if log_path else None
-        self.env = vllm_environment(env)
+        # vLLM logs to stdout, block-buffered when that is a file: unbuffered, a log shows what the server did so far
+        self.env = {**vllm_environment(env), "PYTHONUNBUFFERED": "1"}
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen | None = None
         self._log: IO | None = None
