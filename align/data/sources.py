@@ -56,6 +56,49 @@ def check_local_path(name: str, field_name: str) -> None:
         )
 
 
+def in_local_cache(name: str, repo_type: str) -> bool:
+    """Whether an earlier download of hub id `name` is on this machine (the hub's cache, or datasets' own)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    marker = "config.json" if repo_type == "model" else "README.md"
+    if isinstance(try_to_load_from_cache(name, marker, repo_type=repo_type), str):
+        return True
+    if repo_type == "dataset":
+        from datasets import config
+
+        return (Path(config.HF_DATASETS_CACHE) / name.replace("/", "___")).is_dir()
+    return False
+
+
+def from_hub(load, name: str, field_name: str, repo_type: str = "model"):
+    """`load()` for a hub id (`org/name`) that is not a local path. One quick request first, so that a
+    name the Hub does not have, or (for a model not in the local cache) a Hub that cannot be reached,
+    fails in about a second instead of after the hub client's retries; any failure becomes one line
+    that names the field and says that no local path has that name."""
+    def not_found(reason: str) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"{field_name} {name!r}: no local file or directory of that name, and the Hugging Face Hub did not "
+            f"provide it ({reason})"
+        )
+
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if not constants.HF_HUB_OFFLINE:
+        info = HfApi().model_info if repo_type == "model" else HfApi().dataset_info
+        try:
+            info(name, timeout=5)
+        except RepositoryNotFoundError as error:
+            raise not_found(f"no {repo_type} of that name there, or it is private") from error
+        except Exception as error:  # noqa: BLE001  (network errors: the local cache may still hold it)
+            if not in_local_cache(name, repo_type):
+                raise not_found(f"not in the local cache, and the Hub could not be reached: {error}") from error
+    try:
+        return load()
+    except OSError as error:
+        raise not_found((str(error).strip().splitlines() or [type(error).__name__])[0]) from error
+
+
 @dataclass
 class Source:
     """One dataset of a mixture. `weight` scales its rows: 0.5 takes half (a seeded sample), 2 takes each twice."""
@@ -190,8 +233,10 @@ def read_rows(source: Source) -> Iterator[tuple[str, dict]]:
         yield from _read_dataset(loaded, str(path))
     elif looks_local(source.path):
         raise DataError(f"{source.path}: no such file or directory (it looks like a local path, so the Hub is not asked)")
-    else:  # a hub id; offline this fails with the hub's own message
-        yield from _read_dataset(datasets.load_dataset(source.path, split=source.split), f"hub:{source.path}")
+    else:  # a hub id
+        loaded = from_hub(lambda: datasets.load_dataset(source.path, split=source.split), source.path, "dataset",
+                          repo_type="dataset")
+        yield from _read_dataset(loaded, f"hub:{source.path}")
 
 
 def sample_mixture(rows_by_source: dict[str, list], weights: dict[str, float], seed: int) -> dict[str, list]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from align.data.sources import DataReport, check_local_path
+from align.data.sources import DataReport, check_local_path, from_hub
 from align.data.stage_data import StageData, build_stage_data
 
 from .autoep import register_klear_preset
@@ -31,8 +31,11 @@ def load_tokenizer(model_args):
     """The starting checkpoint's tokenizer; a local-looking path that does not exist fails at once."""
     from transformers import AutoTokenizer
 
-    check_local_path(model_args.model_name_or_path, "model_name_or_path")
-    return AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    name = model_args.model_name_or_path
+    check_local_path(name, "model_name_or_path")
+    if Path(name).expanduser().exists():
+        return AutoTokenizer.from_pretrained(name)
+    return from_hub(lambda: AutoTokenizer.from_pretrained(name), name, "model_name_or_path")
 
 
 def load_model(model_args):

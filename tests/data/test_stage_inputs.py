@@ -59,6 +59,36 @@ def test_a_missing_local_model_fails_at_once(tmp_path, data, out, monkeypatch):
     assert nothing_written(out)
 
 
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """Hub look-ups go to a loopback port nobody listens on (no traffic leaves the machine), and are
+    not switched off: what a user without a network and without HF_HUB_OFFLINE meets."""
+    from huggingface_hub import constants
+
+    from tests.distributed import free_port
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["offline", "hub-unreachable"])
+def test_a_hub_style_name_that_is_nowhere_fails_in_one_line(tmp_path, tiny_klear_dir, data, out, monkeypatch,
+                                                             offline, request):
+    """`runs/no-such-model` and `data/prefs-v2` where neither folder exists could be hub ids: the Hub is
+    asked once, without the client's retries, and the error says both places were looked in."""
+    if not offline:
+        request.getfixturevalue("unreachable_hub")
+    monkeypatch.chdir(tmp_path)
+    nowhere = r"no local file or directory of that name, and the Hugging Face Hub did not provide it"
+    with pytest.raises(FileNotFoundError, match=rf"^model_name_or_path 'runs/no-such-model': {nowhere}"):
+        run("sft", "--model_name_or_path", "runs/no-such-model", "--dataset_name", str(data["sft"]),
+            "--output_dir", str(out))
+    with pytest.raises(FileNotFoundError, match=rf"^dataset 'data/prefs-v2': {nowhere}"):
+        run("dpo", "--model_name_or_path", str(tiny_klear_dir), "--dataset_name", "data/prefs-v2",
+            "--output_dir", str(out))
+    assert nothing_written(out)
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--max_steps", "-5", "max_steps must be a positive number of optimiser steps, or -1"),
     ("--max_steps", "0", "max_steps must be a positive number"),
