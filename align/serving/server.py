@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -98,8 +99,12 @@ class VLLMServer:
                                      tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,
                                      served_model_name=self.model, extra_args=extra_args)
         self.log_path = Path(log_path) if log_path else None
-        # vLLM logs to stdout, block-buffered when that is a file: unbuffered, a log shows what the server did so far
-        self.env = {**vllm_environment(env), "PYTHONUNBUFFERED": "1"}
+        # vLLM logs to stdout, block-buffered when that is a file: unbuffered, a log shows what the server did
+        # so far. Its INFO lines say which model class and routing it chose; importing TRL (trl/_compat.py)
+        # sets VLLM_LOGGING_LEVEL=ERROR in this process's environment, which a server started from a training
+        # process (or a test session) would inherit. KLEAR_VLLM_LOGGING_LEVEL chooses another level.
+        self.env = {**vllm_environment(env), "PYTHONUNBUFFERED": "1",
+                    "VLLM_LOGGING_LEVEL": os.environ.get("KLEAR_VLLM_LOGGING_LEVEL", "INFO")}
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen | None = None
         self._log: IO | None = None
