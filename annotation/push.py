@@ -8,7 +8,10 @@ differs. `plan_push` decides that as a pure function; `push_pairs` does the talk
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -200,13 +203,13 @@ def push_pairs(
     try:
         return _push(client, pairs, dataset_name, workspace, min_submitted, aspects, suggest, batch_size, max_retries,
                      progress, sent)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         where = f"{workspace}/{dataset_name}"
+        in_flight = "" if isinstance(interrupt, _StoppedBetweenBatches) else " (a batch in flight may or may not have arrived)"
         if not sent:
             done = f"no record was sent to {where} yet"
         else:
-            done = (f"{sent[0]} of the {sent[1]} records to send were sent to {where} "
-                    "(a batch in flight may or may not have arrived)")
+            done = f"{sent[0]} of the {sent[1]} records to send were sent to {where}{in_flight}"
         raise PushInterrupted(
             f"push interrupted: {done}. Running the same push again is safe: it finds the records that arrived "
             "by their ids and sends only the rest"
@@ -228,8 +231,11 @@ def _push(client, pairs, dataset_name, workspace, min_submitted, aspects, sugges
     retries = 0
     batch_size = max(1, min(batch_size, RECORDS_PER_BATCH))
     sent[:] = [0, len(to_send)]
-    with tqdm(total=len(to_send), desc=f"pushing to {dataset_name}", unit="pair", disable=not progress) as bar:
+    with tqdm(total=len(to_send), desc=f"pushing to {dataset_name}", unit="pair", disable=not progress) as bar, \
+            _ctrl_c_between_batches() as ctrl_c:
         for start in range(0, len(to_send), batch_size):
+            if ctrl_c.is_set():
+                raise _StoppedBetweenBatches
             batch = to_send[start : start + batch_size]
             models = [_record_model(pair, dataset, suggestions.get(pair.id)) for pair in batch]
             retries += _with_retries(lambda: client.api.records.bulk_upsert(dataset.id, models), max_retries, start)
@@ -251,6 +257,31 @@ def _push(client, pairs, dataset_name, workspace, min_submitted, aspects, sugges
         retries=retries,
         notes=notes,
     )
+
+
+class _StoppedBetweenBatches(KeyboardInterrupt):
+    """Ctrl-C seen between two batches: every batch sent so far is confirmed."""
+
+
+@contextmanager
+def _ctrl_c_between_batches():
+    """While records are sent, Ctrl-C stops the push after the batch in flight, not inside it: a
+    KeyboardInterrupt raised at a random point can be lost (Python ignores one raised in a finalizer,
+    and the push then ran to its end) or leave a request half built. A second Ctrl-C interrupts at once."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live on the main thread
+        yield requested
+        return
+
+    def stop_after_this_batch(signum, frame):
+        requested.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, stop_after_this_batch)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _with_retries(send: Callable[[], object], max_retries: int, start: int) -> int:
