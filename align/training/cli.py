@@ -75,5 +75,8 @@ def run_stage(stage: str, main, config_class, argv: list[str] | None = None):
     except USER_ERRORS as error:
         if debug:
             raise
-        print(error_line(stage, error), file=sys.stderr, flush=True)
+        # One write of the whole line: print() writes the text and the newline separately, and two ranks
+        # sharing a terminal or pipe then interleave their lines.
+        sys.stderr.write(error_line(stage, error) + "\n")
+        sys.stderr.flush()
         sys.exit(EXIT_USER_ERROR)
