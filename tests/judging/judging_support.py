@@ -18,6 +18,13 @@ HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 REAL = HERE / "real"  # real GPT-4 judgments with the answers they judged (see real/README.md)
 
+# What FastChat's and THUDM's own code read from traps and prompts (recorded by running it), and the
+# real judgments, read once for every test module.
+FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
+THUDM = json.loads((GOLDEN / "thudm_alignbench.json").read_text(encoding="utf-8"))
+REAL_SINGLE = [json.loads(line) for line in (REAL / "gpt-4_single.jsonl").read_text().splitlines()]
+REAL_PAIR = [json.loads(line) for line in (REAL / "gpt-4_pair.jsonl").read_text().splitlines()]
+
 needs_alignbench = pytest.mark.skipif(
     not alignbench_available(),
     reason=f"AlignBench data not found at {resolve_alignbench_dir()} (it is never vendored: "

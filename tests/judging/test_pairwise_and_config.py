@@ -17,9 +17,8 @@ from align.judging.pairwise import (
     prompt_as_question,
 )
 from align.judging.prompts import mt_bench_pair_messages
-from judging_support import GOLDEN
+from judging_support import FASTCHAT
 
-FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
 
 PROMPT = [{"role": "user", "content": "Explain DPO in one line."}]
 

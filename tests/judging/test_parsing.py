@@ -13,10 +13,8 @@ from align.judging.parsing import (
     parse_pair_verdict,
 )
 from align.judging.upstream import thudm_score
-from judging_support import GOLDEN, REAL
+from judging_support import FASTCHAT, REAL, REAL_PAIR, REAL_SINGLE, THUDM
 
-FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
-THUDM = json.loads((GOLDEN / "thudm_alignbench.json").read_text(encoding="utf-8"))
 FASTCHAT_SCORE = {case["judgment"]: case["fastchat_score"] for case in FASTCHAT["rating_traps"]}
 FASTCHAT_WINNER = {case["judgment"]: case["fastchat_winner"] for case in FASTCHAT["pair_traps"]}
 THUDM_READING = {case["judgment"]: (case["thudm_rating"], case["thudm_score"]) for case in THUDM["traps"]}
@@ -54,8 +52,6 @@ def test_rating_traps_fail_with_a_reason(judgment, reason):
     assert FASTCHAT_SCORE[judgment] in (1, 15, -1)
 
 
-REAL_SINGLE = [json.loads(line) for line in (REAL / "gpt-4_single.jsonl").read_text().splitlines()]
-REAL_PAIR = [json.loads(line) for line in (REAL / "gpt-4_pair.jsonl").read_text().splitlines()]
 OTHER = json.loads((REAL / "other_judgments.json").read_text(encoding="utf-8"))
 
 

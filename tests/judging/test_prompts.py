@@ -6,7 +6,6 @@ they would send to the judge.
 """
 
 import hashlib
-import json
 
 import pytest
 
@@ -18,9 +17,7 @@ from align.judging.prompts import (
     mt_bench_template_name,
 )
 
-from judging_support import GOLDEN, needs_alignbench
-
-FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
+from judging_support import FASTCHAT, THUDM, needs_alignbench
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +52,6 @@ def test_reference_answers_go_only_to_math_reasoning_coding(bench):
         _, messages = mt_bench_single_messages(bench, question, ["x", "y"], 2)
         has_reference = "<|The Start of Reference Answer|>" in messages[-1]["content"]
         assert has_reference == (question["category"] in ("math", "reasoning", "coding"))
-
-
-THUDM = json.loads((GOLDEN / "thudm_alignbench.json").read_text(encoding="utf-8"))
 
 
 @needs_alignbench

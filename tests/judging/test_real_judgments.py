@@ -10,11 +10,9 @@ from align.judging.__main__ import main
 from align.judging.aggregate import summarize_pairwise
 from align.judging.config import JudgeConfig
 from align.judging.judgments import JudgeRequest, judge_answers
-from judging_support import REAL
+from judging_support import REAL, REAL_PAIR as PAIR, REAL_SINGLE as SINGLE
 
 QUESTIONS = (81, 91, 101, 111, 121, 124, 125, 131, 141, 151, 158)
-SINGLE = [json.loads(line) for line in (REAL / "gpt-4_single.jsonl").read_text().splitlines()]
-PAIR = [json.loads(line) for line in (REAL / "gpt-4_pair.jsonl").read_text().splitlines()]
 
 
 def fastchat_single(rows, model):

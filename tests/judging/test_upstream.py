@@ -2,7 +2,6 @@
 pin it to what their code did (golden/*.json, recorded by running it) and to the scores FastChat
 itself wrote into real judgment files (real/)."""
 
-import json
 
 from align.judging.upstream import (
     fastchat_pair_figure,
@@ -12,12 +11,7 @@ from align.judging.upstream import (
     thudm_figure,
     thudm_score,
 )
-from judging_support import GOLDEN, REAL
-
-FASTCHAT = json.loads((GOLDEN / "fastchat_mt_bench.json").read_text(encoding="utf-8"))
-THUDM = json.loads((GOLDEN / "thudm_alignbench.json").read_text(encoding="utf-8"))
-REAL_SINGLE = [json.loads(line) for line in (REAL / "gpt-4_single.jsonl").read_text().splitlines()]
-REAL_PAIR = [json.loads(line) for line in (REAL / "gpt-4_pair.jsonl").read_text().splitlines()]
+from judging_support import FASTCHAT, REAL_PAIR, REAL_SINGLE, THUDM
 
 
 def test_readings_match_the_recorded_runs_of_fastchat_and_thudm():
