@@ -35,7 +35,7 @@ import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .answers import ANSWER_ENGINE_ENV, LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend
+from .answers import LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend, resolve_auto_engine
 from .benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
 from .config import JUDGE_KEYS, JudgeConfig, check_base_url, judge_configured
 from .judgments import JudgeRequest, judge_answers
@@ -113,7 +113,7 @@ def vllm_engine_ready(options: AfterTrainingOptions) -> bool:
     installed = importlib.util.find_spec("vllm") is not None
     engine = options.answer_engine
     if engine == "auto":
-        engine = os.environ.get(ANSWER_ENGINE_ENV) or ("vllm" if installed else "transformers")
+        engine, _ = resolve_auto_engine(None)  # at startup there is no saved model yet
     return engine == "vllm" and installed
 
 

@@ -83,8 +83,9 @@ def local_backend(model_dir: str | Path, *, engine: str = "auto", batch_size: in
     return backend_class(model_dir, batch_size=batch_size)
 
 
-def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend:
-    """vLLM when it can run the model here, else transformers, unless $ALIGN_ANSWER_ENGINE names one; says which."""
+def resolve_auto_engine(model_dir: str | Path | None) -> tuple[str, str]:
+    """(engine, why) for "auto": $ALIGN_ANSWER_ENGINE when set, else vLLM when it can run the model here
+    (with no model directory yet: when vLLM is installed), else transformers."""
     from align.serving.environment import vllm_unsupported
 
     if os.environ.get(ANSWER_ENGINE_ENV):
@@ -95,6 +96,12 @@ def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend
         engine, reason = ("transformers", reason) if reason else ("vllm", "vLLM is installed")
     if engine not in LOCAL_ENGINES or engine == "auto":
         raise ValueError(f"{ANSWER_ENGINE_ENV}={engine!r}: expected one of {sorted(set(LOCAL_ENGINES) - {'auto'})}")
+    return engine, reason
+
+
+def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend:
+    """The engine `resolve_auto_engine` picks; says which, and why."""
+    engine, reason = resolve_auto_engine(model_dir)
     logger.warning("answering with %s (%s)", engine, reason)
     return local_backend(model_dir, engine=engine, batch_size=batch_size)
 

@@ -31,13 +31,13 @@ def cpu_build() -> bool:
     return True
 
 
-def vllm_unsupported(model_dir: str | Path) -> str | None:
+def vllm_unsupported(model_dir: str | Path | None) -> str | None:
     """Why vLLM cannot answer with this model here, or None: not installed, or (CPU build) a head size
-    its CPU attention has no kernel for, e.g. the tiny factory's 16."""
+    its CPU attention has no kernel for, e.g. the tiny factory's 16. No model_dir: installed or not."""
     if not vllm_installed():
         return "vLLM is not installed"
-    config_path = Path(model_dir) / "config.json"
-    if cpu_build() and config_path.is_file():
+    config_path = Path(model_dir) / "config.json" if model_dir is not None else None
+    if cpu_build() and config_path is not None and config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8"))
         head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
         if head_dim not in CPU_ATTENTION_HEAD_SIZES:
