@@ -66,6 +66,14 @@ def _task(bench: MTBench, categories: dict[int, str], row: dict, benchmark: str,
     )
 
 
+def _repeat(seen: Counter, key: tuple, counts: Counter) -> int:
+    """How many judgments of `key` came before this one (FastChat averages them all; we keep them as repeats)."""
+    repeat = seen[key]
+    seen[key] += 1
+    counts["duplicate_judgments"] += repeat > 0
+    return repeat
+
+
 def convert_fastchat_rows(rows: list[dict], source: Path, bench: MTBench) -> tuple[list[dict], dict]:
     """Pure: FastChat single-answer judgments -> (our rows, counts)."""
     categories = {q["question_id"]: q["category"] for q in bench.questions}
@@ -80,10 +88,7 @@ def convert_fastchat_rows(rows: list[dict], source: Path, bench: MTBench) -> tup
             raise DataError(f"{where}: field 'score' must be a number, got {score!r}")
         if not isinstance(row["judgment"], str):
             raise DataError(f"{where}: field 'judgment' must be the judge's text")
-        key = (row["model"], row["question_id"], row["turn"])
-        repeat = seen[key]
-        seen[key] += 1
-        counts["duplicate_judgments"] += repeat > 0
+        repeat = _repeat(seen, (row["model"], row["question_id"], row["turn"]), counts)
         out = base_row(_task(bench, categories, row, MT_BENCH, row["model"], judge[1]), judge[0], repeat)
         out.update(judgment=row["judgment"], attempts=1, cached=False)
         if score == -1:
@@ -112,10 +117,7 @@ def convert_fastchat_pair_rows(rows: list[dict], source: Path, bench: MTBench) -
         if "m1_score" in row:
             raise DataError(f"{where}: a pair graded by a single-answer judge (m1_score); only pairwise judges import")
         judge = _check_common(row, where, categories)
-        key = (row["model_1"], row["model_2"], row["question_id"], row["turn"])
-        repeat = seen[key]
-        seen[key] += 1
-        counts["duplicate_judgments"] += repeat > 0
+        repeat = _repeat(seen, (row["model_1"], row["model_2"], row["question_id"], row["turn"]), counts)
         for game in (1, 2):
             winner, judgment = row[f"g{game}_winner"], row[f"g{game}_judgment"]
             if winner not in PAIR_WINNERS:
