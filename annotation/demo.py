@@ -18,7 +18,8 @@ from annotation.pairs import make_pairs, parse_rows, read_rows
 from annotation.pull import pull_preferences
 from annotation.push import push_pairs
 from annotation.resolve import Policy
-from annotation.serve import ServeConfig, free_loopback_port, running_server
+from align.common.ports import free_loopback_port
+from annotation.serve import ServeConfig, running_server
 from annotation.simulate import ScriptedAnnotator, prefer_longer_answer, submit_scripted_responses
 from annotation.users import add_user
 

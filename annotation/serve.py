@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from align.common.ports import free_loopback_port, port_in_use
 from annotation.connection import CREDENTIALS_FILE, DEFAULT_WORKSPACE, Credentials, write_private_json
 from annotation.errors import AnnotationError
 from annotation.postgres import DatabaseChoice, LocalCluster, choose_database, cluster_url, record_database
@@ -99,18 +100,6 @@ def server_environment(
     else:
         env.update(ARGILLA_SEARCH_ENGINE="embedded")
     return env
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)) == 0
 
 
 class ChildProcesses:

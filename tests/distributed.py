@@ -2,27 +2,22 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from align.common.ports import free_loopback_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CPU_2PROC = REPO_ROOT / "configs/accelerate/cpu-2proc.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_command(target: list[str], args: list[str]) -> list[str]:
     """`target` is `["-m", "align.sft"]` or `["path/to/script.py"]`."""
     return [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(CPU_2PROC), "--main_process_port", str(free_port()),
+        "--config_file", str(CPU_2PROC), "--main_process_port", str(free_loopback_port()),
         *target, *args,
     ]
 

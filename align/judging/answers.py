@@ -47,7 +47,7 @@ from typing import Protocol
 from .benchmarks import AlignBench, MTBench, mt_bench_temperature
 from .client import create_with_backoff, make_openai_client
 from .config import check_base_url
-from .runs import write_jsonl_atomic
+from align.common.files import write_jsonl
 
 logger = logging.getLogger("align.judging")
 Messages = list[dict[str, str]]
@@ -306,7 +306,7 @@ def alignbench_answer_rows(
 
 def write_answers(path: Path, rows: list[dict], stats: dict) -> Path:
     """The answer file, plus <file>.stats.json with the generation counts (truncated, empty)."""
-    write_jsonl_atomic(path, rows)
+    write_jsonl(path, rows)
     path.with_suffix(".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     if stats.get("truncated") or stats.get("empty"):
         logger.warning("%s: %d answer(s) hit max_new_tokens, %d empty (kept, counted in %s)",

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from .benchmarks import DataError
 from .charts import radar_chart
-from .runs import list_runs, write_json_atomic
+from align.common.files import write_json
+
+from .runs import list_runs
 from .summary import history_entry, run_summaries
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
 
@@ -362,7 +364,7 @@ def write_report(out_dir: str | Path, *, rebuild: bool = False) -> Path:
         raise NoFinishedRun(f"{out_dir}: no finished judge run (runs/*/run.json with 'finished') to report on")
     latest, previous = summaries[-1], (summaries[-2] if len(summaries) > 1 else None)
     history = [history_entry(summary) for summary in summaries]
-    write_json_atomic(out_dir / "summary.json", {**latest, "history": history})
+    write_json(out_dir / "summary.json", {**latest, "history": history})
     blocks = report_blocks(latest, history, _charts(out_dir, latest, previous))
     report = out_dir / "report.md"
     report.write_text(render_markdown(blocks), encoding="utf-8")

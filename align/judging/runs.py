@@ -15,33 +15,15 @@ come back from the cache.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from align.common.files import write_json, write_jsonl
+
 from .benchmarks import read_jsonl
 
 RUNS_DIR = "runs"
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, ensure_ascii=False, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def row_sort_key(row: dict) -> tuple:
@@ -82,7 +64,7 @@ class Run:
         return read_jsonl(self.judgments_path, ("benchmark", "question_id", "turn", "model", "error"))
 
     def save_meta(self) -> None:
-        write_json_atomic(self.directory / "run.json", self.meta)
+        write_json(self.directory / "run.json", self.meta)
 
 
 def list_runs(out_dir: str | Path) -> list[Run]:
@@ -142,6 +124,6 @@ class RowWriter:
 
 
 def finish_run(run: Run, rows: list[dict], stats: dict) -> None:
-    write_jsonl_atomic(run.judgments_path, sorted(rows, key=row_sort_key))
+    write_jsonl(run.judgments_path, sorted(rows, key=row_sort_key))
     run.meta.update(finished=time.time(), call_stats=stats)
     run.save_meta()

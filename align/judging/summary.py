@@ -22,7 +22,9 @@ import json
 from collections import Counter
 
 from .aggregate import summarize_rows
-from .runs import Run, write_json_atomic
+from align.common.files import write_json
+
+from .runs import Run
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
 
 SHOWN_FAILURES = 20
@@ -117,7 +119,7 @@ def run_summaries(runs: list[Run], rebuild: bool) -> list[dict]:
             continue
         if rebuild or not run.summary_path.is_file():
             summary = run_summary(run, run.rows())
-            write_json_atomic(run.summary_path, summary)
+            write_json(run.summary_path, summary)
         else:
             summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
         summaries.append(summary)

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
+
+from align.common.ports import free_loopback_port
 
 from .environment import cpu_build, vllm_environment, vllm_installed
 
@@ -38,12 +39,6 @@ VLLM_CPU_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--model"]
 
 class ServeError(RuntimeError):
     pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def check_checkpoint(checkpoint: str | Path) -> Path:
@@ -93,7 +88,7 @@ class VLLMServer:
             raise ServeError("vLLM is not installed: `make install` (CPU) or `pip install 'klear-align[vllm]'` (GPU)")
         self.checkpoint = check_checkpoint(checkpoint)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or free_loopback_port(host)
         self.model = served_model_name or self.checkpoint.resolve().name
         self.command = serve_command(self.checkpoint, host=host, port=self.port,
                                      tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,

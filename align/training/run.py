@@ -1,12 +1,12 @@
 """The steps around `trainer.train()` that both stages take: before (model options, data report)
 and after (final model, summary, judge)."""
 
-import json
 import time
 from pathlib import Path
 
 from accelerate import PartialState
 
+from align.common.files import write_json
 from align.data.sources import DataReport, check_local_path, from_hub
 from align.data.stage_data import StageData, build_stage_data
 
@@ -188,8 +188,3 @@ def release_training_memory(trainer) -> None:
     state = PartialState()
     state.wait_for_everyone()  # no rank starts answering while another still holds its shards
     state.destroy_process_group()
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")

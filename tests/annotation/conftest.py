@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from argilla_helpers import ANNOTATORS, ServeProcess
 
-from annotation.serve import free_loopback_port
+from align.common.ports import free_loopback_port
 
 DATABASES = ("sqlite", "postgresql")
 

@@ -15,7 +15,7 @@ import sys
 import datasets
 import pytest
 
-from annotation.serve import port_in_use
+from align.common.ports import port_in_use
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,8 @@ import pytest
 
 from annotation.connection import Credentials, check_server, resolve_server, write_private_json
 from annotation.errors import AnnotationError
-from annotation.serve import ServeConfig, ServeError, check_bind_address, free_loopback_port, local_api_url, server_environment
+from align.common.ports import free_loopback_port
+from annotation.serve import ServeConfig, ServeError, check_bind_address, local_api_url, server_environment
 from annotation.server_venv import MARKER, is_installed
 
 

@@ -65,10 +65,10 @@ def unreachable_hub(monkeypatch):
     not switched off: what a user without a network and without HF_HUB_OFFLINE meets."""
     from huggingface_hub import constants
 
-    from tests.distributed import free_port
+    from align.common.ports import free_loopback_port
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_loopback_port()}")
 
 
 @pytest.mark.parametrize("offline", [True, False], ids=["offline", "hub-unreachable"])

@@ -1,0 +1,1 @@
+"""Small pieces every package of the project uses (files, ports): no project imports of their own."""
