@@ -6,7 +6,7 @@ Both engines answer MT-Bench's first turns (the questions the after-training hoo
 each in its own subprocess (one process each: VLLM_ENABLE_V1_MULTIPROCESSING=0 on CPU), through the
 judge's own backends:
   transformers  align.judging.answers.TransformersBackend (batched generate, batch --batch-size)
-  vllm          align.serving.vllm_backend.VLLMBackend (vLLM's offline engine, continuous batching)
+  vllm          align.serve.vllm_backend.VLLMBackend (vLLM's offline engine, continuous batching)
 The model is a small random Klear (the real architecture at reduced width: head_dim 64, 4 layers of
 16 experts, 4 per token, 1 shared), fp32, written once to a temporary directory. Timed: loading
 (transformers: the model; vLLM: engine start-up, model load and KV-cache set-up) and generation
@@ -36,7 +36,7 @@ def run_engine(engine: str, args) -> dict:
     prompts = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
     started = time.perf_counter()
     if engine == "vllm":
-        from align.serving.vllm_backend import VLLMBackend
+        from align.serve.vllm_backend import VLLMBackend
 
         backend = VLLMBackend(args.model_dir, dtype="float32", max_model_len=2048, enforce_eager=True)
     else:

@@ -60,7 +60,7 @@ DEFAULT_MAX_NEW_TOKENS = {"mt_bench": 1024, "alignbench": 2048}
 LOCAL_ENGINES = {
     "auto": "align.judging.answers:auto_backend",
     "transformers": "align.judging.answers:TransformersBackend",
-    "vllm": "align.serving.vllm_backend:VLLMBackend",
+    "vllm": "align.serve.vllm_backend:VLLMBackend",
 }
 ANSWER_ENGINE_ENV = "ALIGN_ANSWER_ENGINE"
 
@@ -86,7 +86,7 @@ def local_backend(model_dir: str | Path, *, engine: str = "auto", batch_size: in
 def resolve_auto_engine(model_dir: str | Path | None) -> tuple[str, str]:
     """(engine, why) for "auto": $ALIGN_ANSWER_ENGINE when set, else vLLM when it can run the model here
     (with no model directory yet: when vLLM is installed), else transformers."""
-    from align.serving.environment import vllm_unsupported
+    from align.serve.environment import vllm_unsupported
 
     if os.environ.get(ANSWER_ENGINE_ENV):
         engine = os.environ[ANSWER_ENGINE_ENV]

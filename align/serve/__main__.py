@@ -1,5 +1,6 @@
+"""`python -m align.serve CHECKPOINT`: see align/serve/server.py."""
 import sys
 
-from align.serving.server import main
+from .server import main
 
 sys.exit(main())

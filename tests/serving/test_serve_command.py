@@ -7,8 +7,8 @@ import pytest
 
 from align.judging import answers
 from align.judging.answers import TransformersBackend, local_backend
-from align.serving.environment import VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build
-from align.serving.server import ServeError, VLLMServer, check_checkpoint, parse_args, serve_command
+from align.serve.environment import VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build
+from align.serve.server import ServeError, VLLMServer, check_checkpoint, parse_args, serve_command
 
 
 def test_one_device_serves_on_loopback_without_expert_parallel():

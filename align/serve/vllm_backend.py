@@ -8,7 +8,7 @@ stop tokens, answers that stop at max_new_tokens kept and counted in `stats["tru
 
 On GPUs it uses every visible GPU: tensor parallelism over all of them, with expert parallelism
 for the MoE layers when there is more than one (Klear-46B: 8 GPUs of a node, after training has
-released them). On vLLM's CPU build the KV cache is bounded (align.serving.environment) and the
+released them). On vLLM's CPU build the KV cache is bounded (align.serve.environment) and the
 engine runs eagerly (no torch.compile warm-up) unless `enforce_eager=False` is passed.
 """
 
