@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_aspects():
-    from annotation.schema import DEFAULT_ASPECTS
+    from annotation.logic.schema import DEFAULT_ASPECTS
 
     return DEFAULT_ASPECTS
 
@@ -136,13 +136,13 @@ def _quality_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _quality_policy(args):
-    from annotation.quality import QualityPolicy
+    from annotation.logic.quality import QualityPolicy
 
     return QualityPolicy(min_gold_accuracy=args.min_gold_accuracy, min_gold_answered=args.min_gold_answered)
 
 
 def _check_names(args) -> None:
-    from annotation.schema import check_name
+    from annotation.logic.schema import check_name
 
     for option in ("dataset", "workspace"):
         if getattr(args, option, None) is not None:
@@ -162,10 +162,10 @@ def _connect(args):
 
 
 def _serve(args) -> int:
-    from annotation.serve import ServeConfig, serve_forever
+    from annotation.server.lifecycle import ServeConfig, serve_forever
 
     if args.detach:
-        from annotation.background import detach
+        from annotation.server.background import detach
 
         argv = [a for a in (args.argv or []) if a != "--detach"]
         detach(argv, args.data_dir)
@@ -186,14 +186,14 @@ def _serve(args) -> int:
 
 
 def _stop(args) -> int:
-    from annotation.background import stop_serve
+    from annotation.server.background import stop_serve
 
     print(stop_serve(args.data_dir))
     return 0
 
 
 def _install_server(args) -> int:
-    from annotation.server_venv import default_server_venv, install_server
+    from annotation.server.install import default_server_venv, install_server
 
     install_server(default_server_venv())
     return 0
@@ -219,7 +219,7 @@ def _status(args) -> int:
 
 
 def _push(args) -> int:
-    from annotation.pairs import make_pairs, parse_rows, read_rows
+    from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
     from annotation.push import push_pairs
 
     _check_names(args)
@@ -227,7 +227,7 @@ def _push(args) -> int:
         raise AnnotationError(f"{args.file} does not exist")
     if args.min_submitted < 1:
         raise AnnotationError("--min-submitted must be at least 1")
-    parsed = parse_rows(read_rows(args.file))
+    parsed = parse_rows(read_input_rows(args.file))
     pairs, capped = make_pairs(parsed.rows, seed=args.seed, max_pairs_per_prompt=args.max_pairs_per_prompt)
     print(
         f"{args.file}: {len(parsed.rows)} prompts -> {len(pairs)} pairs "
@@ -258,7 +258,7 @@ def _push(args) -> int:
 
 def _pull(args) -> int:
     from annotation.pull import check_out_dir, pull_preferences
-    from annotation.resolve import Policy
+    from annotation.logic.resolve import Policy
 
     _check_names(args)
     policy = Policy(min_votes=args.min_votes, min_agreement=args.min_agreement)

@@ -66,7 +66,7 @@ def _is_hh(row: dict) -> bool:
     return isinstance(row.get("chosen"), str) and row["chosen"].startswith("\n\nHuman: ") and "prompt" not in row
 
 
-def read_preference_rows(path: Path) -> Iterator[tuple]:
+def read_pairs_to_reannotate(path: Path) -> Iterator[tuple]:
     """(location, row with explicit prompt and one answer per side, or why it is no pair) per row."""
     from align.data.preference import validate_preference_row
     from align.data.sources import DataError, Source, read_rows
@@ -166,7 +166,7 @@ def to_push_rows(
 
 def convert_file(source: Path, out: Path, **options) -> ConvertReport:
     source_name = options.pop("source_name", None) or Path(source).name.split(".")[0]
-    rows, report = to_push_rows(read_preference_rows(source), source_name, **options)
+    rows, report = to_push_rows(read_pairs_to_reannotate(source), source_name, **options)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from align.common.ports import free_loopback_port
 from annotation.connection import connect
-from annotation.pairs import make_pairs, parse_rows, read_rows
+from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
+from annotation.logic.resolve import Policy
 from annotation.pull import pull_preferences
 from annotation.push import push_pairs
-from annotation.resolve import Policy
-from align.common.ports import free_loopback_port
-from annotation.serve import ServeConfig, running_server
+from annotation.server.lifecycle import ServeConfig, running_server
 from annotation.simulate import ScriptedAnnotator, prefer_longer_answer, submit_scripted_responses
 from annotation.users import add_user
 
@@ -45,7 +45,7 @@ def scripted_annotation_round(
         scripted = [ScriptedAnnotator(f"scripted-annotator-{i + 1}", f"scripted-pass-{i + 1}", noise) for i in range(annotators)]
         for annotator in scripted:
             add_user(client, annotator.username, annotator.password, "annotator", workspace)
-        pairs, _ = make_pairs(parse_rows(read_rows(pairs_path)).rows)
+        pairs, _ = make_pairs(parse_rows(read_input_rows(pairs_path)).rows)
         report = push_pairs(client, pairs, DEMO_DATASET, workspace, min_submitted=annotators, progress=False)
         log("\n".join(report.lines()))
         submitted = submit_scripted_responses(address.api_url, DEMO_DATASET, workspace, scripted, choose=choose)

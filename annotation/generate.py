@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
 from annotation.errors import AnnotationError
-from annotation.pairs import MAX_REPORTED_ERRORS, parse_prompt, read_rows
+from annotation.logic.pairs import MAX_REPORTED_ERRORS, parse_prompt, read_input_rows
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def generate_candidates(
 
     if not Path(prompts_path).exists():
         raise AnnotationError(f"{prompts_path} does not exist")
-    prompts = parse_prompts(read_rows(prompts_path))
+    prompts = parse_prompts(read_input_rows(prompts_path))
     answers_by_model, stats, engines = {}, Counter(), set()
     for model in models:
         if base_url:

@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Dict
 
-from annotation import schema
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
-from annotation.quality import QualityPolicy, annotator_quality, flagged_annotators
-from annotation.resolve import (
+from annotation.logic import schema
+from annotation.logic.quality import QualityPolicy, annotator_quality, flagged_annotators
+from annotation.logic.resolve import (
     AnnotatedPair,
     JudgeSuggestion,
     Policy,

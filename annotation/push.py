@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from annotation import schema
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
-from annotation.pairs import PairRecord
+from annotation.logic import schema
+from annotation.logic.pairs import PairRecord
 
 RECORDS_PER_BATCH = 500  # argilla's most records per bulk upsert
 LIST_PAGE = 1000  # argilla's most records per list request

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from annotation.errors import AnnotationError
-from annotation.schema import LABELS, PREFERENCE, RATIONALE
+from annotation.logic.schema import LABELS, PREFERENCE, RATIONALE
 
 SCRIPTED_MARKER = "[scripted annotator]"
 RESPONSES_PER_REQUEST = 100  # argilla's most responses per bulk request

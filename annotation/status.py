@@ -7,8 +7,8 @@ from typing import Optional
 
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
-from annotation.quality import QualityPolicy, annotator_quality
-from annotation.resolve import submitted_labels
+from annotation.logic.quality import QualityPolicy, annotator_quality
+from annotation.logic.resolve import submitted_labels
 
 
 def dataset_status(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from annotation.errors import AnnotationError
-from annotation.pairs import PairRecord
+from annotation.logic.pairs import PairRecord
 from annotation.push import Suggestion
 
 

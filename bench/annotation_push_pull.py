@@ -14,7 +14,7 @@ embedded search engine) in a fresh temporary directory, then times, each on the 
   pull      read every record with its responses, resolve, write the preference dataset + card
 and prints records per second for each, plus a JSON line for docs/benchmarks.md.
 `--baseline` first pushes the same pairs to a server running argilla-server's stock bulk upload
-(KLEAR_ARGILLA_STOCK_BULK=1: without `annotation/server_side/speedups.py`), and reports the
+(KLEAR_ARGILLA_STOCK_BULK=1: without `annotation/server/argilla_process/speedups.py`), and reports the
 push speed-up as a ratio against it.
 """
 
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import httpx
 
+from align.common.ports import free_loopback_port
 from annotation.connection import connect
-from annotation.pairs import make_pairs, parse_rows, read_rows
+from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
+from annotation.logic.resolve import Policy
 from annotation.pull import pull_preferences
 from annotation.push import push_pairs
-from annotation.resolve import Policy
-from align.common.ports import free_loopback_port
-from annotation.serve import ServeConfig, running_server
+from annotation.server.lifecycle import ServeConfig, running_server
 from annotation.simulate import ScriptedAnnotator, submit_scripted_responses
 from annotation.users import add_user
 
@@ -102,7 +102,7 @@ def main() -> None:
         write_input(source, args.pairs)
 
         def push(client, workspace):
-            pairs, _ = make_pairs(parse_rows(read_rows(source)).rows)
+            pairs, _ = make_pairs(parse_rows(read_input_rows(source)).rows)
             report = push_pairs(client, pairs, "bench", workspace, progress=False)
             return {"created": report.created, "updated": report.updated, "unchanged": report.unchanged}
 

@@ -20,7 +20,7 @@ DATABASES = ("sqlite", "postgresql")
 
 def _postgresql_missing() -> str:
     from annotation.errors import AnnotationError
-    from annotation.postgres import find_binaries
+    from annotation.server.postgres import find_binaries
 
     try:
         find_binaries()

@@ -14,7 +14,7 @@ import pytest
 from argilla_helpers import dataset_id, records_by_prompt
 
 from annotation.generate import PromptToAnswer, candidate_rows
-from annotation.pairs import parse_rows, read_rows
+from annotation.logic.pairs import parse_rows, read_input_rows
 from annotation.simulate import ScriptedAnnotator, ShownPair, submit_scripted_responses
 
 SCRIPTED_JUDGE = Path(__file__).resolve().parents[1] / "judging" / "scripted_judge.py"
@@ -107,7 +107,7 @@ def test_generate_with_a_local_model_writes_push_input(tiny_klear_dir, tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert "of 3 prompts, 1 model(s) x 3 sample(s)" in result.stdout
-    report = parse_rows(read_rows(out))  # push accepts what generate writes
+    report = parse_rows(read_input_rows(out))  # push accepts what generate writes
     assert 1 <= len(report.rows) <= 3
     for row in report.rows:
         assert {c.model for c in row.completions} == {tiny_klear_dir.name}

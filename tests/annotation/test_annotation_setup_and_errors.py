@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from align.common.ports import free_loopback_port
 from annotation.connection import Credentials, check_server, resolve_server, write_private_json
 from annotation.errors import AnnotationError
-from align.common.ports import free_loopback_port
-from annotation.serve import ServeConfig, ServeError, check_bind_address, local_api_url, server_environment
-from annotation.server_venv import MARKER, is_installed
+from annotation.server.install import MARKER, is_installed
+from annotation.server.lifecycle import ServeConfig, ServeError, check_bind_address, local_api_url, server_environment
 
 
 def test_only_loopback_unless_asked():

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from annotation.agreement import (
+from annotation.logic.agreement import (
     agreement_report,
     annotator_stats,
     cohen_kappa,

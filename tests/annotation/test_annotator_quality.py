@@ -6,10 +6,10 @@ import json
 import pytest
 
 from annotation.errors import AnnotationError
-from annotation.pairs import make_pairs, parse_rows
+from annotation.logic.pairs import make_pairs, parse_rows
+from annotation.logic.quality import QualityPolicy, annotator_quality, gold_side
+from annotation.logic.resolve import AnnotatedPair, Policy, Vote, resolve, submitted_labels
 from annotation.pull import build_card, empty_reason
-from annotation.quality import QualityPolicy, annotator_quality, gold_side
-from annotation.resolve import AnnotatedPair, Policy, Vote, resolve, submitted_labels
 
 PROMPT = [{"role": "user", "content": "Which is right?"}]
 

@@ -11,9 +11,9 @@ import pytest
 from annotation.connection import write_private_json
 from annotation.convert import convert_file, parse_hh_transcript, to_push_rows
 from annotation.errors import AnnotationError
-from annotation.pairs import make_pairs, parse_rows, read_rows
-from annotation.postgres import DatabaseChoice, asyncpg_url, choose_database, record_database, redact_url
-from annotation.serve import ServeConfig, server_environment
+from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
+from annotation.server.lifecycle import ServeConfig, server_environment
+from annotation.server.postgres import DatabaseChoice, asyncpg_url, choose_database, record_database, redact_url
 
 
 def test_a_new_directory_gets_what_is_asked_and_sqlite_by_default(tmp_path):
@@ -88,7 +88,7 @@ def test_preference_files_become_push_input_with_everything_counted(tmp_path):
     assert [row["prompt"] for row in written] == [[{"role": "user", "content": q}] for q in ("Q1", "Q4", "Q5")]
     assert written[0]["completions"] == [{"model": "chosen", "content": "good 1"}, {"model": "rejected", "content": "bad 1"}]
     assert sum(row.get("gold") == "chosen" for row in written) == 1 and written[0]["metadata"] == {"source": "hh"}
-    pairs, _ = make_pairs(parse_rows(read_rows(out)).rows)  # push accepts it as it is
+    pairs, _ = make_pairs(parse_rows(read_input_rows(out)).rows)  # push accepts it as it is
     assert len(pairs) == 3
     with pytest.raises(AnnotationError, match="--gold 4: only 3 pairs were converted"):
         to_push_rows([(f"x:{i}", row) for i, row in enumerate(

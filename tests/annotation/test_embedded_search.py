@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from annotation.server_side import search_match as sm
+from annotation.server.argilla_process import search_match as sm
 
 ANN, BOB = "user-ann", "user-bob"
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from annotation.errors import AnnotationError
-from annotation.resolve import AnnotatedPair, JudgeSuggestion, Policy, Vote, judge_human_agreement, plurality, resolve
+from annotation.logic.agreement import plurality
+from annotation.logic.resolve import AnnotatedPair, JudgeSuggestion, Policy, Vote, judge_human_agreement, resolve
 
 PROMPT = [{"role": "user", "content": "Capital of France?"}]
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from annotation.errors import AnnotationError
-from annotation.pairs import make_pairs, parse_rows, read_rows
+from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
 from annotation.push import ExistingRecord, plan_push, record_fields
 
 
@@ -20,7 +20,7 @@ def good_row(prompt="What is DPO?", n=2, **extra):
 
 
 def parse(tmp_path, rows):
-    return parse_rows(read_rows(write_jsonl(tmp_path / "in.jsonl", rows)))
+    return parse_rows(read_input_rows(write_jsonl(tmp_path / "in.jsonl", rows)))
 
 
 def test_every_bad_row_is_named_by_line_and_field(tmp_path):

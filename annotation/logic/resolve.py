@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Dict, List, Optional, Sequence
 
-from annotation.agreement import agreement_report, annotator_stats, cohen_kappa
 from annotation.errors import AnnotationError
-from annotation.quality import gold_side
-from annotation.schema import PREFERENCE, RATIONALE, STRENGTH
+from annotation.logic.agreement import agreement_report, annotator_stats, cohen_kappa, plurality
+from annotation.logic.quality import gold_side
+from annotation.logic.schema import PREFERENCE, RATIONALE, STRENGTH
 
 DROP_REASONS = (
     "gold",  # a gold (quality-control) pair: its answer is known, it scores the annotators
@@ -88,17 +88,6 @@ def submitted_labels(pair: AnnotatedPair) -> Dict[str, str]:
         for vote in pair.votes
         if vote.status == "submitted" and vote.values.get(PREFERENCE) is not None
     }
-
-
-def plurality(labels: Sequence[str]) -> tuple:
-    """(the label with strictly the most votes or None, its share of the votes)."""
-    if not labels:
-        return None, 0.0
-    ranked = Counter(labels).most_common()
-    top, count = ranked[0]
-    if len(ranked) > 1 and ranked[1][1] == count:
-        return None, count / len(labels)
-    return top, count / len(labels)
 
 
 def resolve(

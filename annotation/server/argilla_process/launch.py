@@ -15,8 +15,8 @@ import sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from annotation.server_side import embedded_engine  # noqa: F401  (registers the engine)
-from annotation.server_side import speedups
+from annotation.server.argilla_process import embedded_engine  # noqa: F401  (registers the engine)
+from annotation.server.argilla_process import speedups
 from argilla_server.cli import app
 from argilla_server.settings import settings
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 from annotation.errors import AnnotationError
+from annotation.logic.agreement import plurality
 
 GOLD_KEY = "gold"  # hidden record metadata: the model name of the better answer
 
@@ -54,8 +55,6 @@ def annotator_quality(pairs: Sequence, policy: QualityPolicy, labels_of) -> Dict
     """{annotator: {gold_answered, gold_correct, gold_accuracy, agreement_with_majority,
     majority_compared, flagged}} over `pairs` (AnnotatedPair); `labels_of(pair)` gives the
     submitted labels {annotator: label} of a pair."""
-    from annotation.resolve import plurality
-
     stats: Dict[str, dict] = {}
 
     def entry(user: str) -> dict:

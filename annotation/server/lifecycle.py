@@ -29,8 +29,8 @@ from typing import Callable, Iterator, Optional
 from align.common.ports import free_loopback_port, port_in_use
 from annotation.connection import CREDENTIALS_FILE, DEFAULT_WORKSPACE, Credentials, write_private_json
 from annotation.errors import AnnotationError
-from annotation.postgres import DatabaseChoice, LocalCluster, choose_database, cluster_url, record_database
-from annotation.server_venv import default_server_venv, ensure_server
+from annotation.server.install import default_server_venv, ensure_server
+from annotation.server.postgres import DatabaseChoice, LocalCluster, choose_database, cluster_url, record_database
 
 OWNER_USERNAME = "owner"
 PENDING_OWNER_FILE = ".owner-pending.json"  # an owner created, the server not yet up
@@ -151,7 +151,7 @@ class ChildProcesses:
 def _run_server_cli(python: Path, commands: list, env: dict, log_path: Path, secrets_to_hide=()) -> str:
     """Run argilla-server CLI commands (each an argv list) in one server-venv process; its output."""
     result = subprocess.run(
-        [str(python), "-m", "annotation.server_side.launch", "--each"],
+        [str(python), "-m", "annotation.server.argilla_process.launch", "--each"],
         input=json.dumps(commands),
         env=env,
         capture_output=True,
@@ -288,7 +288,7 @@ class RunningServer:
 @contextmanager
 def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> Iterator[RunningServer]:
     """Start everything, yield it while it runs, stop everything after."""
-    from annotation.background import claim_pid_file, live_serve_pid, release_pid_file
+    from annotation.server.background import claim_pid_file, live_serve_pid, release_pid_file
 
     check_bind_address(config.host, config.allow_remote)
     running = live_serve_pid(config.data_dir)
@@ -318,7 +318,7 @@ def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> I
         env = server_environment(config, redis_url, code_path, dict(os.environ), database_url)
         credentials = _prepare_database(config, api_url, python, env, log_dir / "setup.log")
         record_database(config.data_dir, database)
-        launch = [str(python), "-m", "annotation.server_side.launch"]
+        launch = [str(python), "-m", "annotation.server.argilla_process.launch"]
         children.start("server", launch + ["start", "--host", config.host, "--port", str(config.port)], env)
         children.start("worker", launch + ["worker", "--num-workers", "1"], env)
         _wait_until_ready(credentials, children)
@@ -342,7 +342,7 @@ def _code_path(data_dir: Path) -> Path:
     shim = data_dir / "server-code"
     shim.mkdir(exist_ok=True)
     link = shim / "annotation"
-    target = Path(__file__).resolve().parent
+    target = Path(__file__).resolve().parents[1]  # annotation/, this file being annotation/server/lifecycle.py
     if link.is_symlink() and link.resolve() != target:
         link.unlink()
     if not link.exists():

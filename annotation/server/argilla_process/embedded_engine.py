@@ -38,7 +38,7 @@ from argilla_server.models import (
 )
 from argilla_server.search_engine import base
 
-from annotation.server_side import search_match as sm
+from annotation.server.argilla_process import search_match as sm
 
 ENGINE_NAME = "embedded"
 

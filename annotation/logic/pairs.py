@@ -69,7 +69,7 @@ class ParseReport:
 # ---------------------------------------------------------------- reading
 
 
-def read_rows(path: Path) -> Iterator[tuple]:
+def read_input_rows(path: Path) -> Iterator[tuple]:
     """(location, raw row or an error message) from a JSONL file or a `save_to_disk` directory."""
     path = Path(path)
     if path.is_dir():

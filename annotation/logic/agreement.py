@@ -5,6 +5,8 @@
 - Fleiss' kappa: when every record with two or more votes has the same number of them.
 - Cohen's kappa: for each pair of annotators, on the records both answered.
 All return None where the statistic is undefined (too few votes, or no variation at all).
+`plurality` is the label with strictly the most votes: how `resolve` decides a pair and `quality`
+finds the others' majority.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ from itertools import combinations
 from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 Label = Hashable
+
+
+def plurality(labels: Sequence[str]) -> tuple:
+    """(the label with strictly the most votes or None, its share of the votes)."""
+    if not labels:
+        return None, 0.0
+    ranked = Counter(labels).most_common()
+    top, count = ranked[0]
+    if len(ranked) > 1 and ranked[1][1] == count:
+        return None, count / len(labels)
+    return top, count / len(labels)
 
 
 def krippendorff_alpha_nominal(units: Iterable[Sequence[Label]]) -> Optional[float]:
