@@ -1,0 +1,1 @@
+"""The RL stage: GPPO (and every TRL GRPO loss) on TRL's GRPOTrainer, `accelerate launch -m align.rl`."""

@@ -1,0 +1,147 @@
+"""The reward functions (math, code, think_format) with TRL's calling convention, and their resolution.
+
+Expected rewards are written by hand next to each case."""
+
+import json
+import sys
+import time
+
+import pytest
+
+from align.data.sources import DataError
+from align.rl.rewards import (
+    code_reward,
+    final_answer,
+    last_boxed,
+    last_python_block,
+    math_reward,
+    resolve_reward_funcs,
+    score_math,
+    think_format,
+)
+from align.rl.rewards_math import MathVerifier
+
+
+def conversational(text):
+    return [{"role": "assistant", "content": text}]
+
+
+class Recorder:
+    """TRL's `log_extra` / `log_metric` callbacks, keeping what the reward functions hand them."""
+
+    def __init__(self):
+        self.extra, self.metrics = {}, {}
+
+    def log_extra(self, column, values):
+        self.extra.setdefault(column, []).extend(values)
+
+    def log_metric(self, name, value):
+        self.metrics.setdefault(name, []).append(value)
+
+
+# --- extraction ---------------------------------------------------------------------------------
+
+
+def test_final_answer_is_after_the_last_think_end():
+    assert final_answer("<think>a</think>b</think>c") == "c"
+    assert final_answer("<think>only thinking \\boxed{1}") is None
+    assert final_answer("no tags \\boxed{2}") == "no tags \\boxed{2}"
+
+
+def test_last_boxed_balances_braces():
+    assert last_boxed("\\boxed{1} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert last_boxed("\\boxed{unclosed") is None
+    assert last_boxed("none here") is None
+
+
+def test_last_python_block():
+    text = "```python\nprint(1)\n```\nand\n```py\nprint(2)\n```\n```\nplain\n```"
+    assert last_python_block(text) == "print(2)\n"
+    assert last_python_block("```c\nint x;\n```") is None
+
+
+# --- think_format -------------------------------------------------------------------------------
+
+
+def test_think_format_uses_the_team_penalties():
+    completions = ["<think>x</think>y", "<think>x never closed", "x</think>y", "no tags"]
+    assert think_format(completions) == [0.0, -0.5, -2.0, -0.5]
+    assert think_format([conversational("<think>x</think>y")]) == [0.0]
+
+
+# --- math ---------------------------------------------------------------------------------------
+
+
+def test_math_reward_equal_forms_and_wrong_answers():
+    recorder = Recorder()
+    completions = [
+        "<think>half</think>The answer is \\boxed{0.5}.",  # \frac{1}{2} == 0.5
+        conversational("<think>factor</think>\\boxed{(x-1)(x+1)}"),  # x^2-1 == (x-1)(x+1)
+        "<think>hm</think>\\boxed{3}",  # wrong
+        "<think>hm</think>The answer is 7.",  # no boxed answer
+        "<think>it is \\boxed{7}</think>I am not sure.",  # the boxed answer only inside <think>
+        "<think>it is \\boxed{7} and I never stop thinking",  # unclosed think: no final answer
+    ]
+    answers = ["\\frac{1}{2}", "x^2-1", "4", "7", "7", "7"]
+    rewards = math_reward(
+        prompts=["p"] * 6, completions=completions, answer=answers,
+        log_extra=recorder.log_extra, log_metric=recorder.log_metric,
+    )
+    assert rewards == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    details = [json.loads(d) for d in recorder.extra["math_detail"]]
+    assert [d["reason"] for d in details] == [
+        "equal", "equal", "not_equal", "no_boxed_answer", "no_boxed_answer", "no_final_answer",
+    ]
+    assert details[0]["extracted"] == "0.5"
+    assert recorder.metrics["math/equal"] == [2 / 6]
+
+
+def test_math_reward_reads_the_klear_reward_model_column():
+    rows = [{"ground_truth": "\\frac{3}{4}", "style": "rule"}]
+    assert math_reward(completions=["</think>\\boxed{0.75}"], reward_model=rows) == [1.0]
+
+
+def test_a_pathological_expression_is_bounded_in_time():
+    # math-verify's own alarm is set far beyond the hard limit, so the hard limit must kill the worker.
+    verifier = MathVerifier(hard_timeout_s=1.0, soft_timeout_s=60)
+    try:
+        verifier.check("1", "1")  # start the worker (imports sympy) outside the timed part
+        start = time.monotonic()
+        details = score_math(["</think>\\boxed{7^{7^{10}}-7^{7^{10}}+1}"], ["2"], verifier=verifier)
+        elapsed = time.monotonic() - start
+        assert details[0] == {"reward": 0.0, "reason": "timeout", "extracted": "7^{7^{10}}-7^{7^{10}}+1"}
+        assert elapsed < 10
+        assert verifier.check("\\frac{1}{2}", "0.5").correct  # a fresh worker answers the next one
+    finally:
+        verifier.close()
+
+
+def test_math_reward_without_an_answer_column_is_one_line():
+    with pytest.raises(DataError, match="neither an `answer` nor a `reward_model`"):
+        math_reward(completions=["x"])
+
+
+# --- resolution ---------------------------------------------------------------------------------
+
+
+def test_resolve_builtin_names_and_dotted_paths(tmp_path, monkeypatch):
+    (tmp_path / "myrewards.py").write_text("def length(completions, **kwargs):\n    return [float(len(c)) for c in completions]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    funcs = resolve_reward_funcs(["math", "code", "think_format", "myrewards.length"])
+    assert funcs[:3] == [math_reward, code_reward, think_format]
+    assert funcs[3](completions=["ab", "c"]) == [2.0, 1.0]
+    sys.modules.pop("myrewards", None)
+
+
+def test_resolve_refuses_unknown_and_non_callable_names(tmp_path, monkeypatch):
+    (tmp_path / "notrewards.py").write_text("THRESHOLD = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"unknown reward 'accuracy'"):
+        resolve_reward_funcs(["accuracy"])
+    with pytest.raises(ValueError, match=r"cannot import 'no_such_pkg.rewards'"):
+        resolve_reward_funcs(["no_such_pkg.rewards.f"])
+    with pytest.raises(ValueError, match=r"has no 'missing'"):
+        resolve_reward_funcs(["notrewards.missing"])
+    with pytest.raises(ValueError, match=r"'notrewards.THRESHOLD' is a int, not a callable"):
+        resolve_reward_funcs(["notrewards.THRESHOLD"])
+    sys.modules.pop("notrewards", None)
