@@ -35,7 +35,8 @@ import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .answers import LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend, resolve_auto_engine
+from .answers import (LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend, released,
+                      resolve_auto_engine)
 from .benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
 from .config import JUDGE_KEYS, JudgeConfig, check_base_url, judge_configured
 from .judgments import JudgeRequest, judge_answers
@@ -217,16 +218,14 @@ def _answer_backend(model_dir: Path, options: AfterTrainingOptions) -> AnswerBac
 
 def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, benchmarks: list[str],
             model_id: str) -> dict[str, Path]:
-    backend = _answer_backend(model_dir, options)
     paths = {}
-    for benchmark in benchmarks:
-        bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.alignbench_dir)
-        questions = select_questions(bench.questions, options.questions_per_category)
-        logger.info("answering %d %s questions with %s", len(questions), benchmark, model_dir)
-        paths[benchmark] = answer_benchmark(benchmark, bench, questions, backend, out_dir, model_id,
-                                            max_new_tokens=options.max_new_tokens)
-    if hasattr(backend, "close"):  # a vLLM engine frees its memory (GPUs included) for what runs next
-        backend.close()
+    with released(_answer_backend(model_dir, options)) as backend:  # a vLLM engine's memory, freed for the judge
+        for benchmark in benchmarks:
+            bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.alignbench_dir)
+            questions = select_questions(bench.questions, options.questions_per_category)
+            logger.info("answering %d %s questions with %s", len(questions), benchmark, model_dir)
+            paths[benchmark] = answer_benchmark(benchmark, bench, questions, backend, out_dir, model_id,
+                                                max_new_tokens=options.max_new_tokens)
     return paths
 
 

@@ -41,6 +41,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -104,6 +105,18 @@ def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend
     engine, reason = resolve_auto_engine(model_dir)
     logger.warning("answering with %s (%s)", engine, reason)
     return local_backend(model_dir, engine=engine, batch_size=batch_size)
+
+
+@contextmanager
+def released(backend: AnswerBackend):
+    """`with released(local_backend(...)) as backend:` closes it on the way out, errors included: a vLLM
+    engine then stops its processes and frees its memory (GPUs included) before anything else runs."""
+    try:
+        yield backend
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
 
 
 def generate_answers(

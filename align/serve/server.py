@@ -9,7 +9,9 @@ It runs stock `vllm serve` (the `klear` plugin registers the model; no --trust-r
 listens on loopback unless told otherwise, and prints the base URL once the server answers. With
 more than one GPU the MoE layers use expert parallelism (`--enable-expert-parallel`): each GPU
 holds whole experts instead of a slice of every expert. On vLLM's CPU build the KV cache is
-bounded (VLLM_CPU_KVCACHE_SPACE, default 4 GiB; vLLM's own default takes 90% of memory).
+bounded (VLLM_CPU_KVCACHE_SPACE, default 4 GiB; vLLM's own default takes 90% of memory), several
+tensor-parallel workers share this process's cores (VLLM_CPU_OMP_THREADS_BIND, unless set), expert
+parallelism is left off (that build cannot run it), and a head size its attention lacks is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +31,7 @@ from typing import IO
 
 from align.common.ports import free_loopback_port
 
-from .environment import cpu_build, vllm_environment, vllm_installed
+from .environment import cpu_build, expert_parallel_unsupported, vllm_environment, vllm_installed, vllm_unsupported
 
 DEFAULT_PORT = 8000  # vLLM's
 VLLM_SERVE = ["-m", "vllm.entrypoints.cli.main", "serve"]  # `vllm serve`
@@ -46,6 +49,26 @@ def check_checkpoint(checkpoint: str | Path) -> Path:
     if not (path / "config.json").is_file():
         raise ServeError(f"{path}: not a model directory (no config.json)")
     return path
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on: vLLM would fail to bind, and a readiness check would
+    be talking to that other server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ServeError(f"{host}:{port} is already in use ({err.strerror}); choose another --port, or 0 for any free one")
+
+
+def resolve_expert_parallel(tensor_parallel_size: int, asked: bool | None) -> tuple[bool, str | None]:
+    """(expert parallel on?, a note to print): on by default above one device, off where vLLM cannot run it."""
+    wanted = tensor_parallel_size > 1 if asked is None else asked
+    reason = expert_parallel_unsupported() if wanted else None
+    if reason:
+        return False, f"{reason}: serving tensor parallel alone"
+    return wanted, None
 
 
 def serve_command(
@@ -87,8 +110,15 @@ class VLLMServer:
         if not vllm_installed():
             raise ServeError("vLLM is not installed: `make install` (CPU) or `pip install 'klear-align[vllm]'` (GPU)")
         self.checkpoint = check_checkpoint(checkpoint)
+        unsupported = vllm_unsupported(self.checkpoint)
+        if unsupported:
+            raise ServeError(f"{self.checkpoint}: {unsupported}; it cannot be served here")
         self.host = host
+        if port:
+            check_port_free(host, port)
         self.port = port or free_loopback_port(host)
+        expert_parallel, note = resolve_expert_parallel(tensor_parallel_size, expert_parallel)
+        self.notes = [note] if note else []
         self.model = served_model_name or self.checkpoint.resolve().name
         self.command = serve_command(self.checkpoint, host=host, port=self.port,
                                      tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,
@@ -98,7 +128,11 @@ class VLLMServer:
         # so far. Its INFO lines say which model class and routing it chose; importing TRL (trl/_compat.py)
         # sets VLLM_LOGGING_LEVEL=ERROR in this process's environment, which a server started from a training
         # process (or a test session) would inherit. KLEAR_VLLM_LOGGING_LEVEL chooses another level.
-        self.env = {**vllm_environment(env), "PYTHONUNBUFFERED": "1",
+        try:
+            vllm_env = vllm_environment(env, tensor_parallel_size=tensor_parallel_size)
+        except ValueError as err:
+            raise ServeError(str(err)) from None
+        self.env = {**vllm_env, "PYTHONUNBUFFERED": "1",
                     "VLLM_LOGGING_LEVEL": os.environ.get("KLEAR_VLLM_LOGGING_LEVEL", "INFO")}
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen | None = None
@@ -132,6 +166,10 @@ class VLLMServer:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
+            except (ValueError, KeyError, TypeError) as err:  # not vLLM's answer: another server took the port
+                self.stop()
+                raise ServeError(f"{self.base_url}/models answered, but not as vLLM does ({type(err).__name__}): "
+                                 "another server listens on that port; choose another --port, or 0") from None
             time.sleep(1.0)
         self.stop()
         raise ServeError(f"vllm serve {self.checkpoint} did not answer within {self.startup_timeout_s:.0f} s{self._log_hint()}")
@@ -188,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"align.serve: {err}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
+    for note in server.notes:
+        print(f"align.serve: {note}", flush=True)
     print(f"starting: {' '.join(server.command)}", flush=True)
     try:
         server.start()

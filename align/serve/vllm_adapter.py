@@ -19,6 +19,14 @@ What the backend lacks for Klear, added here:
   only `WeightRenaming`s), so those names are mapped onto our module path, `mlp.routed.experts.{e}.`;
   vLLM's fused-MoE loader then takes the per-expert tensors itself.
 
+- A trained checkpoint's config says `output_router_logits: true` (training turns it on for the
+  load-balancing loss, and `save_pretrained` keeps it). transformers' `capture_outputs` (on
+  `KlearModel.forward`) then installs router-logit hooks at the first forward, under a
+  `threading.Lock` (`maybe_install_capturing_hooks`) that dynamo cannot trace: vLLM's default
+  torch.compile stopped there ("Attempted SETUP_WITH ... on ... lock"), and in eager mode every
+  forward collected router logits no one reads. A server never needs them: they are switched off
+  in the config vLLM builds the model from.
+
 vLLM internals used (check each one when moving to another vLLM version):
 
 1. `vllm.model_executor.models.transformers.TransformersMoEForCausalLM`: the backend's class for
@@ -30,6 +38,8 @@ vLLM internals used (check each one when moving to another vLLM version):
    whether a block is routed inside vLLM; replaced for the duration of `recursive_replace` by one
    that declines Klear's routed blocks and defers to the original for anything else.
 4. `LLM.llm_engine.engine_core.shutdown()`, to free an offline engine's memory at once (`shutdown_engine`).
+5. `vllm.model_executor.layers.fused_moe.expert_map_manager.determine_expert_map`, the global-to-local
+   expert map each expert-parallel rank's fused-MoE layer uses (`expert_map`; read by the tests).
 """
 
 from __future__ import annotations
@@ -81,6 +91,8 @@ class KlearMoeForCausalLM(TransformersMoEForCausalLM):
     """`align`'s Klear through vLLM's Transformers modeling backend, loading official checkpoints."""
 
     def __init__(self, *, vllm_config, prefix: str = ""):
+        # No router-logit capture hooks: they break torch.compile and serve no one (module docstring).
+        vllm_config.model_config.hf_config.get_text_config().output_router_logits = False
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         # Internal 2: the backend built this mapper from transformers' renamings; add ours after them.
         self.hf_to_vllm_mapper = self.hf_to_vllm_mapper | PER_EXPERT_NAMES
@@ -88,6 +100,16 @@ class KlearMoeForCausalLM(TransformersMoEForCausalLM):
     def recursive_replace(self):
         with _klear_routing_stays_external():
             super().recursive_replace()
+
+
+def expert_map(ep_size: int, ep_rank: int, num_experts: int):
+    """Internal 5: the [num_experts] int32 map vLLM's fused-MoE layer gives rank `ep_rank` of `ep_size`
+    (linear placement, vLLM's default): local slot of each global expert, -1 where another rank holds it.
+    Our external routing hands that layer global expert ids; its kernels look them up here."""
+    from vllm.model_executor.layers.fused_moe.expert_map_manager import determine_expert_map
+
+    _, mapping, _ = determine_expert_map(ep_size, ep_rank, num_experts)
+    return mapping
 
 
 def shutdown_engine(llm) -> None:

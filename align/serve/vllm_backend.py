@@ -14,11 +14,14 @@ engine runs eagerly (no torch.compile warm-up) unless `enforce_eager=False` is p
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from pathlib import Path
 
 from .environment import cpu_build, vllm_environment
+
+logger = logging.getLogger("align.judging")
 
 GREEDY_BELOW = 1e-4  # align.judging.answers.GREEDY_BELOW (FastChat's rule)
 
@@ -37,15 +40,19 @@ class VLLMBackend:
                  seed: int = 0, **engine_args):
         """`batch_size` is accepted for the LOCAL_ENGINES contract; vLLM schedules its own batches.
         Other keyword arguments go to `vllm.LLM` (e.g. gpu_memory_utilization, enforce_eager)."""
-        os.environ.update(vllm_environment())  # vLLM reads its settings here: the CPU build's bounded KV cache
+        from .server import resolve_expert_parallel
+
+        tensor_parallel_size = tensor_parallel_size or max(visible_gpus(), 1)
+        # vLLM reads its settings here: the CPU build's bounded KV cache and its workers' cores
+        os.environ.update(vllm_environment(tensor_parallel_size=tensor_parallel_size))
         from vllm import LLM
 
         self.name = Path(model_dir).name
-        tensor_parallel_size = tensor_parallel_size or max(visible_gpus(), 1)
         if cpu_build():  # torch.compile's warm-up cost 50 s here for a 2x faster decode of a tiny model
             engine_args.setdefault("enforce_eager", True)
-        if expert_parallel is None:
-            expert_parallel = tensor_parallel_size > 1
+        expert_parallel, note = resolve_expert_parallel(tensor_parallel_size, expert_parallel)
+        if note:
+            logger.warning("%s", note)
         self.llm = LLM(model=str(model_dir), tensor_parallel_size=tensor_parallel_size,
                        enable_expert_parallel=expert_parallel, dtype=dtype, max_model_len=max_model_len,
                        seed=seed, **engine_args)

@@ -1,14 +1,20 @@
 """align.serve's pure parts: the `vllm serve` command line, bad checkpoints, the vLLM version check,
 and the answer engine chosen by `auto`. No vLLM engine starts here."""
 
+import http.server
 import importlib.util
+import threading
 
 import pytest
 
 from align.judging import answers
 from align.judging.answers import TransformersBackend, local_backend
-from align.serve.environment import VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build
-from align.serve.server import ServeError, VLLMServer, check_checkpoint, parse_args, serve_command
+from align.common.ports import free_loopback_port
+from align.serve.environment import VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build, thread_binding
+from align.serve.server import (ServeError, VLLMServer, check_checkpoint, main, parse_args, resolve_expert_parallel,
+                                serve_command)
+
+needs_cpu_build = pytest.mark.skipif(not cpu_build(), reason="vLLM's CPU build is not installed")
 
 
 def test_one_device_serves_on_loopback_without_expert_parallel():
@@ -77,3 +83,47 @@ def test_auto_engine_passes_over_vllm_for_a_head_size_its_cpu_build_lacks(tiny_k
         backend = local_backend(tiny_klear_dir, engine="auto", batch_size=2)
     assert backend.engine == "transformers"
     assert "answering with transformers (vLLM's CPU attention has no kernel for head_dim 16)" in caplog.text
+
+
+def test_each_cpu_worker_gets_its_own_contiguous_share_of_the_cores():
+    assert thread_binding(2, {0, 1}) == "0|1"
+    assert thread_binding(2, range(16)) == "0-7|8-15"
+    assert thread_binding(3, [0, 1, 2, 5, 6, 7, 8]) == "0-2|5-6|7-8"  # 7 cores: the first worker takes the extra one
+    with pytest.raises(ValueError, match="4 tensor-parallel CPU workers need at least 4 cores; this process may use 2"):
+        thread_binding(4, {0, 1})
+
+
+@needs_cpu_build
+def test_the_cpu_build_serves_tensor_parallel_alone_and_says_why():
+    assert resolve_expert_parallel(1, None) == (False, None)
+    for asked in (None, True):
+        expert_parallel, note = resolve_expert_parallel(2, asked)
+        assert not expert_parallel
+        assert note == ("vLLM's CPU build cannot run expert parallelism (its fused-MoE experts take no expert map): "
+                        "serving tensor parallel alone")
+    assert resolve_expert_parallel(2, False) == (False, None)
+
+
+@needs_cpu_build
+def test_a_head_size_the_cpu_build_lacks_is_refused_at_start_in_one_line(tiny_klear_dir, capsys):
+    assert main([str(tiny_klear_dir), "--port", "0"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (f"align.serve: {tiny_klear_dir}: vLLM's CPU attention has no kernel for head_dim 16; "
+                     "it cannot be served here")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+def test_a_port_another_http_server_answers_on_is_refused_in_one_line(tmp_path, capsys):
+    """Before: a JSONDecodeError from reading that server's /v1/models as vLLM's."""
+    (tmp_path / "config.json").write_text('{"hidden_size": 128, "num_attention_heads": 2}')  # head_dim 64
+    port = free_loopback_port("127.0.0.1")
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        assert main([str(tmp_path), "--port", str(port)]) == 1
+    finally:
+        other.shutdown()
+        other.server_close()
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"align.serve: 127.0.0.1:{port} is already in use (")
+    assert error.endswith("choose another --port, or 0 for any free one") and "\n" not in error

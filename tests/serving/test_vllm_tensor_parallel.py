@@ -1,0 +1,37 @@
+"""`python -m align.serve CKPT --tensor-parallel-size 2` on the CPU build: two worker processes, each
+bound to its own cores by align.serve, expert parallelism left off (said in one line), and greedy
+answers equal transformers' (fp32; each rank adds half of every row- or column-split product, and
+an all-reduce adds the halves: another order of the same sums)."""
+
+import importlib.util
+
+import pytest
+
+from align.judging.answers import EndpointBackend
+from align.serve.environment import cpu_build
+
+from serving_support import MAX_NEW_TOKENS, serve
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None or not cpu_build(),
+                       reason="vLLM's CPU build is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def served_tp2(sft_klear, tmp_path_factory):
+    yield from serve(sft_klear[0], tmp_path_factory.mktemp("align-serve-tp2") / "serve.log",
+                     "--tensor-parallel-size", "2")
+
+
+def test_two_cpu_workers_answer_as_transformers_does(served_tp2, conversations, transformers_answers):
+    log = served_tp2["log"].read_text()
+    assert log.splitlines()[0] == ("align.serve: vLLM's CPU build cannot run expert parallelism (its fused-MoE "
+                                   "experts take no expert map): serving tensor parallel alone")
+    assert "--enable-expert-parallel" not in log and "tensor_parallel_size=2" in log
+    assert "Worker_TP0" in log and "Worker_TP1" in log
+    assert "VLLM_CPU_OMP_THREADS_BIND=" in log and "auto_setup=False" in log  # align.serve's binding, not "auto"
+    backend = EndpointBackend(served_tp2["base_url"], served_tp2["model"], concurrency=4)
+    answers = backend.generate(conversations, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, n=1, seed=0)
+    assert [a[0] for a in answers] == transformers_answers
