@@ -91,7 +91,7 @@ def generate_candidates(
     batch_size: int = 8,
     seed: int = 0,
 ) -> str:
-    from align.judging.answers import EndpointBackend, generate_answers, local_backend
+    from align.judging.answers import EndpointBackend, generate_answers, local_backend, released
 
     if not Path(prompts_path).exists():
         raise AnnotationError(f"{prompts_path} does not exist")
@@ -106,14 +106,15 @@ def generate_candidates(
             raise AnnotationError(f"--model {model!r} is not a local model directory (pass --base-url for an endpoint)")
         if backend.name in answers_by_model:
             raise AnnotationError(f"two --model arguments are both called {backend.name!r}")
-        answers_by_model[backend.name] = generate_answers(
-            [p.prompt for p in prompts],
-            backend,
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
-            n=samples,
-            seed=seed,
-        )
+        with released(backend):  # a vLLM engine frees its processes and memory before the next model loads
+            answers_by_model[backend.name] = generate_answers(
+                [p.prompt for p in prompts],
+                backend,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                n=samples,
+                seed=seed,
+            )
         stats["truncated_answers_kept"] += backend.stats["truncated"]
         engines.add(backend.engine)
     rows, counts = candidate_rows(prompts, answers_by_model)
