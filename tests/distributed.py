@@ -13,11 +13,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CPU_2PROC = REPO_ROOT / "configs/accelerate/cpu-2proc.yaml"
 
 
-def launch_command(target: list[str], args: list[str]) -> list[str]:
-    """`target` is `["-m", "align.sft"]` or `["path/to/script.py"]`."""
+def launch_command(target: list[str], args: list[str], config: Path = CPU_2PROC) -> list[str]:
+    """`target` is `["-m", "align.sft"]` or `["path/to/script.py"]`; `config` the accelerate launcher config."""
     return [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(CPU_2PROC), "--main_process_port", str(free_loopback_port()),
+        "--config_file", str(config), "--main_process_port", str(free_loopback_port()),
         *target, *args,
     ]
 
@@ -26,13 +26,14 @@ def env() -> dict:
     return {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
-def run_2proc(target: list[str], args: list[str], log: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_2proc(target: list[str], args: list[str], log: Path, timeout: int = 600, config: Path = CPU_2PROC,
+              check: bool = True) -> subprocess.CompletedProcess:
     with log.open("w") as out:
         done = subprocess.run(
-            launch_command(target, args), cwd=REPO_ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
+            launch_command(target, args, config), cwd=REPO_ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
             timeout=timeout,
         )
-    if done.returncode != 0:
+    if check and done.returncode != 0:
         raise AssertionError(f"launch failed ({done.returncode}); last lines of {log}:\n" + tail(log))
     return done
 

@@ -200,3 +200,131 @@ def autoep_routers(model) -> list[tuple[torch.nn.Module, int]]:
     """`(router, i)` for every AutoEP layer: `router(x)[i]` holds the chosen experts `[tokens, top_k]`
     (`TokenChoiceTopKRouter` returns `(weights, experts, counts)`)."""
     return [(layer.router, 1) for layer in autoep_layers(model)]
+
+
+# ---- DeepSpeed Ulysses sequence parallelism ----------------------------------------------------
+
+# Keys of TRL's padding-free collator that describe the whole row's documents for varlen kernels; a slice of
+# them means nothing, and the attention below finds the documents in the gathered `position_ids` instead.
+_VARLEN_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
+# Padding added to make a row divisible by the group size: what each key is padded with.
+_PAD_VALUES = {"labels": -100, "position_ids": 0, "attention_mask": 0, "input_ids": 0}
+# Added to every sequence-parallel micro-batch: True on the row's own tokens, False on that padding. The trainer
+# pops it before the forward (the expert-load counter skips the padding).
+REAL_TOKENS_KEY = "sequence_parallel_real_tokens"
+
+
+def _pad_to(tensor: torch.Tensor, length: int, value) -> torch.Tensor:
+    return F.pad(tensor, (0, length - tensor.shape[1]), value=value)
+
+
+def equal_size_ulysses_adapter(dataloader, sp_rank: int, sp_group, sp_world_size: int, device):
+    """DeepSpeed's `UlyssesSPDataLoaderAdapter` (deepspeed/runtime/sequence_parallel/ulysses_sp.py), with
+    three changes:
+
+    - its `refill` all-gathers every rank's batch with tensors of each rank's own length; gloo refuses that
+      (`ProcessGroupGloo::allgather: invalid tensor size`), so rows are padded to the group's longest for the
+      gather and cut back to their own length after it (the same micro-batches as on NCCL);
+    - a row is padded to a multiple of the group size (labels -100, position 0) instead of refused, and
+      `REAL_TOKENS_KEY` marks that padding;
+    - the padding-free collator's varlen keys are dropped (they would be sliced like tokens).
+    """
+    from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
+
+    class EqualSizeUlyssesAdapter(UlyssesSPDataLoaderAdapter):
+        def refill(self):
+            import deepspeed.comm as dist
+
+            try:
+                batch = next(self.iter)
+            except StopIteration:
+                self.iter = iter(self.dl)
+                raise
+            if "position_ids" not in batch:
+                raise ValueError("sequence parallelism needs position_ids in every batch (TRL's collator adds them)")
+            batch = {k: v for k, v in batch.items() if k not in _VARLEN_KEYS}
+            length = batch["input_ids"].shape[1]
+            padded = -(-length // self.sp_world_size) * self.sp_world_size
+            batch[REAL_TOKENS_KEY] = torch.ones_like(batch["input_ids"], dtype=torch.bool)
+            batch = {k: _pad_to(v, padded, _PAD_VALUES.get(k, 0)) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}
+
+            lengths = [torch.zeros(1, dtype=torch.int64, device=self.device) for _ in range(self.sp_world_size)]
+            dist.all_gather(lengths, torch.full((1,), padded, dtype=torch.int64, device=self.device),
+                            group=self.sp_group)
+            lengths = [int(x[0]) for x in lengths]
+            longest = max(lengths)
+            gathered = [{} for _ in range(self.sp_world_size)]
+            for key, value in batch.items():
+                if torch.is_tensor(value):
+                    value = _pad_to(value.to(self.device), longest, _PAD_VALUES.get(key, 0))
+                    parts = [torch.empty_like(value) for _ in range(self.sp_world_size)]
+                    dist.all_gather(parts, value, group=self.sp_group)
+                    parts = [part[:, :n] for part, n in zip(parts, lengths, strict=True)]
+                else:
+                    parts = [None] * self.sp_world_size
+                    dist.all_gather_object(parts, value, group=self.sp_group)
+                for rank, part in enumerate(parts):
+                    gathered[rank][key] = part
+
+            for micro_batch in gathered:
+                chunk = micro_batch["input_ids"].shape[1] // self.sp_world_size
+                # the loss is computed per slice, so each slice needs its own next-token labels
+                labels = F.pad(micro_batch.pop("labels"), (0, 1), value=-100)
+                micro_batch["shift_labels"] = labels[..., 1:].contiguous()
+                for key, value in micro_batch.items():
+                    if torch.is_tensor(value):
+                        micro_batch[key] = value[:, chunk * self.sp_rank: chunk * (self.sp_rank + 1)].cpu()
+                self.micro_batches.append(micro_batch)
+
+    return EqualSizeUlyssesAdapter(dataloader, sp_rank=sp_rank, sp_group=sp_group, sp_world_size=sp_world_size,
+                                   device=device)
+
+
+def use_equal_size_ulysses_adapter(accelerator) -> None:
+    """Make `accelerator.deepspeed_ulysses_dl_adapter` (called by transformers' Trainer once the model is
+    prepared, trainer.py `_inner_training_loop`) wrap the training batches in `equal_size_ulysses_adapter`."""
+    from deepspeed.utils import groups
+
+    def adapter(self, dataloader, model):
+        return equal_size_ulysses_adapter(
+            dataloader, sp_rank=groups._get_sequence_parallel_rank(), sp_group=groups._get_sequence_parallel_group(),
+            sp_world_size=groups._get_sequence_parallel_world_size(), device=model.device,
+        )
+
+    accelerator.deepspeed_ulysses_dl_adapter = MethodType(adapter, accelerator)
+
+
+def documents_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """`[batch, seq]` document index of each token: a new document starts wherever the position is 0."""
+    return (position_ids == 0).cumsum(-1)
+
+
+def packed_sdpa(sdpa):
+    """transformers' `sdpa` attention, for the full sequence Ulysses gathers: Ulysses drops the model's mask
+    (it was built for the slice) and sdpa then falls back to one causal mask over the row, which lets the
+    documents of a padding-free row attend to each other. With several documents in the gathered
+    `position_ids`, this builds the block-diagonal causal mask from them; otherwise it is sdpa unchanged."""
+
+    def attention(module, query, key, value, attention_mask, *args, position_ids=None, **kwargs):
+        if attention_mask is None and position_ids is not None and query.shape[2] == position_ids.shape[-1] and bool(
+            (position_ids[:, 1:] == 0).any()
+        ):
+            documents = documents_from_position_ids(position_ids)
+            length = position_ids.shape[-1]
+            causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+            attention_mask = (documents[:, None, :, None] == documents[:, None, None, :]) & causal
+        return sdpa(module, query, key, value, attention_mask, *args, position_ids=position_ids, **kwargs)
+
+    attention.packed = True
+    return attention
+
+
+def install_packed_sdpa() -> None:
+    """Put `packed_sdpa` under transformers' "sdpa" attention key, before DeepSpeed's Ulysses wraps that key
+    (`UlyssesSPAttentionHF.register_with_transformers`, called from `accelerator.prepare`). Idempotent."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    current = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    if not getattr(current, "packed", False):
+        ALL_ATTENTION_FUNCTIONS["sdpa"] = packed_sdpa(current)

@@ -31,6 +31,9 @@ class ExpertLoadCounter:
     def __init__(self, model):
         self.routers = routers_with_selection(model)
         self.counts = [torch.zeros(r.num_experts, dtype=torch.int64) for r, _ in self.routers]
+        # `[tokens]` bool, True for the tokens to count; None counts every routed token. Sequence parallelism
+        # sets it to skip the padding that makes a row divisible by the group size.
+        self.real_tokens: torch.Tensor | None = None
         self._handles = [router.register_forward_hook(self._hook(i)) for i, (router, _) in enumerate(self.routers)]
 
     def _hook(self, layer: int):
@@ -39,7 +42,10 @@ class ExpertLoadCounter:
         def count(module, args, output):
             if not module.training or in_backward_pass():
                 return
-            chosen = output[selection].detach().reshape(-1)
+            chosen = output[selection].detach()
+            if self.real_tokens is not None and self.real_tokens.numel() == chosen.shape[0]:
+                chosen = chosen[self.real_tokens.to(chosen.device)]
+            chosen = chosen.reshape(-1)
             self.counts[layer] += torch.bincount(chosen, minlength=module.num_experts).cpu()[: module.num_experts]
 
         return count
@@ -130,6 +136,11 @@ class ExpertLoadCallback(TrainerCallback):
         self.total: torch.Tensor | None = None  # the whole run's int64 loads, for the training summary
         self.expert_layout: list[dict] | None = None  # which rank holds which experts, seen in training
 
+    def set_real_tokens(self, mask: torch.Tensor | None) -> None:
+        """Count only the tokens where `mask` (any shape, one entry per token of the next forward) is True."""
+        if self.counter is not None:
+            self.counter.real_tokens = None if mask is None else mask.reshape(-1).bool()
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         # Here, not earlier: under DeepSpeed, AutoEP replaces the routers when the engine is built.
         self.expert_layout = expert_parallel_layout(model)
@@ -143,7 +154,9 @@ class ExpertLoadCallback(TrainerCallback):
             return
         loads = self.counter.pop()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(loads)  # every rank routes its own tokens
+            # Every rank routes its own tokens: other sequences under data parallelism, another slice of the same
+            # sequences under sequence parallelism; either way the sum over all ranks counts each token once.
+            torch.distributed.all_reduce(loads)
         if self.bias_update_rate:
             for bias, load in zip(self.counter.biases(), loads, strict=True):
                 aux_free_bias_update(bias, load.to(bias.device), self.bias_update_rate)
