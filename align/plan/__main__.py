@@ -15,12 +15,23 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import yaml
 
-from .memory import GIB, Lora, ModelShape, Parallel, Training, fitting_changes, parameter_counts, plan, step_seconds
+from .memory import (
+    GIB,
+    Lora,
+    ModelShape,
+    Parallel,
+    Training,
+    fitting_changes,
+    parameter_counts,
+    plan,
+    smallest_sequence_parallel_size,
+    step_seconds,
+)
 
 DPO_ONLY_FIELDS = ("beta", "loss_type", "precompute_ref_log_probs", "max_prompt_length", "share_prompt")
 
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     config, config_source = model_config(str(recipe.get("model_name_or_path", "")))
     shape = ModelShape.from_config(config)
     parallel = parallel_from(deepspeed, gpus, nodes)
+    sp_size = int((accelerate.get("parallelism_config") or {}).get("parallelism_config_sp_size", 1))
+    parallel = replace(parallel, sp_size=sp_size)  # the launcher's Ulysses group size
     training = training_from(recipe, stage)
     runtime = args.runtime_gib * GIB
     try:
@@ -217,6 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
         "usable_gib": round(budget / GIB, 2),
         "zero_stage": parallel.zero_stage if parallel.deepspeed else None,
         "expert_parallel_size": parallel.ep_size,
+        "sequence_parallel_size": parallel.sp_size,
+        # the smallest Ulysses group (no expert parallelism) this recipe fits with on these GPUs
+        "sequence_parallel_needed": smallest_sequence_parallel_size(
+            shape, parallel, training, budget, runtime)["sp_size"] if stage == "sft" else None,
         "parameters": parameter_counts(shape),
         "trainable_parameters": result.trainable_parameters,
         "tokens_per_micro_batch": training.tokens_per_micro_batch(),

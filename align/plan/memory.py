@@ -20,6 +20,12 @@ rest on (read from DeepSpeed 0.19.8, transformers 5.18 and TRL 1.16; see docs/sc
   checkpointing only each layer's input is kept, plus one layer's working set during its
   recomputation. The LM head never materialises the full logits: TRL's fused head (SFT) and
   align's packed DPO head work in tiles of tokens.
+- Sequence parallelism (DeepSpeed Ulysses, `sp_size` ranks per group; align.training.sequence_parallel):
+  each rank of a group keeps `1 / sp_size` of every sequence's tokens, so every per-token activation
+  divides by the group size; attention exchanges q, k, v (k/v heads replicated up to the group size when
+  it exceeds them) and its output by all-to-all, which allocates a send and a receive buffer for each and
+  leaves the gathered q, k, v saved for SDPA's backward (`sequence_parallel_bytes`). Model states do not
+  change: ZeRO shards them over all ranks. Expert parallelism cannot be combined with it (DeepSpeed 0.19.8).
 """
 
 from __future__ import annotations
@@ -180,10 +186,19 @@ class Parallel:
     sub_group_size: int = 10**9
     reduce_bucket_size: int | None = None  # None: "auto", hidden^2 (transformers' DeepSpeed integration)
     prefetch_bucket_size: int | None = None  # None: "auto", 0.9 x hidden^2
+    sp_size: int = 1  # ranks per sequence-parallel (Ulysses) group; accelerate's parallelism_config_sp_size
+
+    @property
+    def data_parallel_size(self) -> int:
+        return self.world // self.sp_size
 
     def check(self, shape: ModelShape) -> None:
         if self.world < 1 or self.nodes < 1 or self.world % self.nodes:
             raise ValueError(f"{self.world} GPUs cannot be spread evenly over {self.nodes} nodes")
+        if self.sp_size > 1:
+            sequence_parallel_fault = sequence_parallel_problem(shape, self.world, self.sp_size, self.ep_size)
+            if sequence_parallel_fault:
+                raise ValueError(sequence_parallel_fault)
         if self.ep_size > 1:
             if self.world % self.ep_size:
                 raise ValueError(f"expert-parallel size {self.ep_size} does not divide {self.world} GPUs")
@@ -234,6 +249,38 @@ class Training:
         return self.tokens_per_micro_batch()
 
 
+def sequence_parallel_problem(shape: ModelShape, world: int, sp_size: int, ep_size: int = 1) -> str | None:
+    """Why a sequence-parallel group of `sp_size` cannot run, or None (the trainer refuses the same)."""
+    if world % sp_size:
+        return f"sequence-parallel size {sp_size} does not divide {world} GPUs"
+    if shape.num_attention_heads % sp_size:
+        return f"sequence-parallel size {sp_size} does not divide {shape.num_attention_heads} attention heads"
+    kv = shape.num_key_value_heads
+    if kv % sp_size and sp_size % kv:
+        return f"sequence-parallel size {sp_size} and {kv} key/value heads: neither divides the other"
+    if ep_size > 1:
+        return (f"sequence-parallel size {sp_size} with expert-parallel size {ep_size}: DeepSpeed 0.19.8 refuses "
+                "AutoEP with sequence parallelism (runtime/engine.py)")
+    return None
+
+
+def sequence_parallel_bytes(shape: ModelShape, tokens_per_rank: int, sp_size: int, dtype_bytes: int) -> dict:
+    """Ulysses' extra memory per rank, for `tokens_per_rank` local tokens (0 without sequence parallelism):
+
+    - `all_to_all`: the transient buffers of one attention layer: send and receive for q, k, v on the way
+      in and for the attention output on the way out, b x tokens x (2 (Q + 2 KV') + 2 Q), where KV' is the
+      k/v width after replicating heads up to the group size;
+    - `saved_per_layer`: the gathered q, k, v SDPA keeps for its backward (the same size as the local ones,
+      `heads / sp` heads of the whole sequence), b x tokens x (Q + 2 KV').
+    """
+    if sp_size <= 1:
+        return {"all_to_all": 0, "saved_per_layer": 0}
+    kv_width = shape.kv_width * max(1, sp_size // shape.num_key_value_heads)
+    qkv = shape.q_width + 2 * kv_width
+    return {"all_to_all": dtype_bytes * tokens_per_rank * (2 * qkv + 2 * shape.q_width),
+            "saved_per_layer": dtype_bytes * tokens_per_rank * qkv}
+
+
 def layer_activation_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> int:
     """Bytes autograd keeps per token for one Klear decoder layer (sparse), without checkpointing.
 
@@ -255,17 +302,19 @@ def layer_activation_bytes_per_token(shape: ModelShape, dtype_bytes: int) -> int
     return attention + moe
 
 
-def activation_bytes(shape: ModelShape, training: Training) -> dict[str, float]:
-    """Activations of one micro-batch: the layers' saved tensors and the LM head's working set."""
+def activation_bytes(shape: ModelShape, training: Training, sp_size: int = 1) -> dict[str, float]:
+    """Activations of one micro-batch on one rank: the layers' saved tensors and the LM head's working set
+    (under sequence parallelism, for the rank's `1 / sp_size` of the tokens)."""
     b = training.dtype_bytes
-    tokens = training.tokens_per_micro_batch()
-    per_layer = layer_activation_bytes_per_token(shape, b) * tokens
+    tokens = -(-training.tokens_per_micro_batch() // sp_size)
+    ulysses = sequence_parallel_bytes(shape, tokens, sp_size, b)
+    per_layer = layer_activation_bytes_per_token(shape, b) * tokens + ulysses["saved_per_layer"]
     if training.gradient_checkpointing:
         # each layer's input kept, one layer's tensors alive while it is recomputed and back-propagated
         layers = shape.num_hidden_layers * tokens * shape.hidden_size * b + per_layer
     else:
         layers = shape.num_hidden_layers * per_layer
-    scored = training.scored_tokens_per_micro_batch()
+    scored = -(-training.scored_tokens_per_micro_batch() // sp_size)
     v, h = shape.vocab_size, shape.hidden_size
     if training.stage == "sft":
         # TRL's fused head: fp32 grad of the head weight and of the hidden states, tiles of logits
@@ -279,7 +328,8 @@ def activation_bytes(shape: ModelShape, training: Training) -> dict[str, float]:
         # TRL's own DPO path: its fused head over every position
         tile = min(scored, TRL_LM_HEAD_TOKENS) * min(v, TRL_LM_HEAD_VOCAB_TILE)
         head = 4 * v * h + 4 * scored * h + tile * (b + 4 + 4)
-    return {"layers": layers, "lm_head": head, "total": layers + head}
+    return {"layers": layers, "lm_head": head, "all_to_all": ulysses["all_to_all"],
+            "total": layers + head + ulysses["all_to_all"]}
 
 
 @dataclass
@@ -373,7 +423,7 @@ def plan(shape: ModelShape, parallel: Parallel, training: Training, runtime_byte
         elif training.reference not in ("copy", "precomputed", "adapters_off"):
             raise ValueError(f"DPO reference must be copy, precomputed or adapters_off, got {training.reference!r}")
 
-    act = activation_bytes(shape, training)
+    act = activation_bytes(shape, training, parallel.sp_size)
     per_gpu = {
         "weights": weights,
         "gradients": gradients,
@@ -387,6 +437,7 @@ def plan(shape: ModelShape, parallel: Parallel, training: Training, runtime_byte
     per_gpu["model_states"] = weights + gradients + optimizer
     per_gpu["activations_layers"] = act["layers"]
     per_gpu["activations_lm_head"] = act["lm_head"]
+    per_gpu["activations_all_to_all"] = act["all_to_all"]
     return Plan(per_gpu=per_gpu, parameters=counts, trainable_parameters=trainable, cpu_per_node=cpu, notes=notes)
 
 
@@ -408,7 +459,8 @@ def training_flops_per_token(shape: ModelShape, training: Training) -> float:
 
 def step_seconds(shape: ModelShape, parallel: Parallel, training: Training, mfu: float, peak_tflops: float) -> dict:
     """Seconds per optimizer step at a given MFU (model FLOPs over the GPUs' peak)."""
-    tokens = training.tokens_per_micro_batch() * training.gradient_accumulation_steps * parallel.world
+    # a sequence-parallel group of sp ranks trains one micro-batch together
+    tokens = training.tokens_per_micro_batch() * training.gradient_accumulation_steps * parallel.data_parallel_size
     flops = training_flops_per_token(shape, training) * tokens
     seconds = flops / (parallel.world * peak_tflops * 1e12 * mfu)
     return {"tokens_per_step": tokens, "flops_per_token": flops / tokens, "seconds": seconds, "mfu": mfu,
@@ -446,3 +498,18 @@ def fitting_changes(shape: ModelShape, parallel: Parallel, training: Training, b
         if total <= budget:
             fitting.append({"change": label, "total_gib": round(total / GIB, 2)})
     return fitting
+
+
+def smallest_sequence_parallel_size(shape: ModelShape, parallel: Parallel, training: Training, budget: float,
+                                    runtime_bytes: float = 0.0) -> dict:
+    """The smallest Ulysses group size (dividing the GPUs and the heads, without expert parallelism) whose
+    per-GPU total fits `budget` bytes: `{"sp_size", "total_gib"}`, `sp_size` None when none does."""
+    tried = []
+    for sp in range(1, parallel.world + 1):
+        if sequence_parallel_problem(shape, parallel.world, sp) if sp > 1 else False:
+            continue
+        total = plan(shape, replace(parallel, sp_size=sp, ep_size=1), training, runtime_bytes).per_gpu["total"]
+        tried.append({"sp_size": sp, "total_gib": round(total / GIB, 2)})
+        if total <= budget:
+            return {**tried[-1], "tried": tried}
+    return {"sp_size": None, "total_gib": None, "tried": tried}
