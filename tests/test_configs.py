@@ -8,18 +8,19 @@ import yaml
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from align.models.klear import KlearConfig
+from align.rl.config import KlearGRPOConfig
 from align.training.autoep import check_expert_parallel_config
 from align.training.config import KlearDPOConfig, KlearSFTConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALL_FILES = sorted(p for p in CONFIGS.rglob("*") if p.suffix in {".yaml", ".yml", ".json"})
-STAGE_CONFIGS = {"sft": KlearSFTConfig, "dpo": KlearDPOConfig}
+STAGE_CONFIGS = {"sft": KlearSFTConfig, "dpo": KlearDPOConfig, "rl": KlearGRPOConfig}
 
 
 def test_every_config_file_is_seen():
     folders = {p.parent.name for p in ALL_FILES}
     assert {"sft", "accelerate", "deepspeed"} <= folders
-    assert all(p.parent.name in {"sft", "dpo", "accelerate", "deepspeed"} for p in ALL_FILES), ALL_FILES
+    assert all(p.parent.name in {"sft", "dpo", "rl", "accelerate", "deepspeed"} for p in ALL_FILES), ALL_FILES
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(CONFIGS)))

@@ -7,7 +7,9 @@
 - `sft_eval.jsonl`: more rows of the same rules;
 - `dpo.jsonl`, `dpo_eval.jsonl`: preference pairs (conversational, explicit prompt) on the same
   questions, where the chosen answer follows the rule and the rejected one breaks it (a wrong
-  capital, a skipped number), for training and for held-out evaluation.
+  capital, a skipped number), for training and for held-out evaluation;
+- `rl.jsonl`: prompt-only rows (capital questions) with the reference `answer`, for the RL stage
+  (its demo reward, `align.rl.demo.mentions_answer`, pays a completion that names the answer).
 They are synthetic: a model trained on them has learnt the rules and nothing else.
 """
 
@@ -64,6 +66,17 @@ def preference_examples(n: int, seed: int) -> list[dict]:
     return pairs
 
 
+def prompt_examples(n: int, seed: int) -> list[dict]:
+    """`n` prompt-only capital questions with the capital as `answer`."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        country = rng.choice(sorted(CAPITALS))
+        rows.append({"prompt": [{"role": "user", "content": f"What is the capital of {country}?"}],
+                     "answer": CAPITALS[country]})
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -76,6 +89,7 @@ def write_demo_data(out: Path, n_train: int = 256, n_eval: int = 32) -> dict[str
         "sft_eval": write_jsonl(out / "sft_eval.jsonl", chat_examples(n_eval, seed=1)),
         "dpo": write_jsonl(out / "dpo.jsonl", preference_examples(n_train, seed=2)),
         "dpo_eval": write_jsonl(out / "dpo_eval.jsonl", preference_examples(n_eval * 2, seed=3)),
+        "rl": write_jsonl(out / "rl.jsonl", prompt_examples(n_train, seed=4)),
     }
 
 

@@ -8,6 +8,12 @@ warns once, naming each difference, when the installed versions are others. What
   call (`route_fused_lm_head`). `DPOTrainer._precompute_ref_logps` is overridden
   (`PrecomputeReferenceWithCopy`) because under AutoEP it would wrap the policy itself in a second
   DeepSpeed engine. `trl.models.utils.prepare_deepspeed` wraps that reference copy.
+- TRL's GRPOTrainer (`GRPOHooks`): `_compute_loss` is answered for `loss_type: gppo` (TRL's own losses go to
+  TRL), from TRL's `_get_per_token_logps_and_entropies`; `_generate_and_score_completions` is wrapped so
+  the RL trainer sees each scored batch (zero-variance groups, correct rollouts, rollout records) and
+  `_generate` so generation runs with the router logits off and the model in eval mode (Klear's aux loss
+  over a KV-cached step crashes; expert loads count training forwards only). Metrics go into TRL's
+  `_metrics`, rollouts are read back from its `_logs` (the last generation batch, gathered over ranks).
 - DeepSpeed AutoEP: presets are registered in `auto_ep_presets.registry` (`PRESET_MODELS` and the
   private `_PRESET_ADAPTERS`); `AutoEPMoELayer`, its router (`TokenChoiceTopKRouter`) and
   `autoep_experts_for_rank` are internal modules. Our preset adapter also makes the replacement
@@ -124,6 +130,63 @@ class PrecomputeReferenceWithCopy:
 
     def _on_fused_lm_head(self, model) -> None:
         """Called after TRL's fused LM head is added to the copy (packed pairs hook in here)."""
+
+
+class GRPOHooks:
+    """GRPOTrainer mixin (put it right before `GRPOTrainer`). The subclass provides `_gppo_loss(inputs,
+    per_token_logps, entropies, aux_loss)` and `_on_scored_batch(batch) -> batch`."""
+
+    def _compute_loss(self, model, inputs):
+        if self.loss_type != "gppo":
+            return super()._compute_loss(model, inputs)
+        prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
+        per_token_logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model,
+            torch.cat([prompt_ids, completion_ids], dim=1),
+            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
+            completion_ids.size(1),
+            compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled,
+        )
+        return self._gppo_loss(inputs, per_token_logps, entropies, aux_loss)
+
+    def _generate_and_score_completions(self, inputs):
+        return self._on_scored_batch(super()._generate_and_score_completions(inputs))
+
+    def _generate(self, prompts):
+        model = self.accelerator.unwrap_model(self.model)
+        config = model.config.get_text_config()
+        router_logits = getattr(config, "output_router_logits", None)
+        was_training = model.training
+        if router_logits:
+            config.output_router_logits = False
+        model.eval()
+        try:
+            return super()._generate(prompts)
+        finally:
+            if router_logits:
+                config.output_router_logits = router_logits
+            model.train(was_training)
+
+    def _record_metric(self, name: str, value: float) -> None:
+        self._metrics["train" if self.model.training else "eval"][name].append(value)
+
+    def _last_rollouts(self) -> list[dict]:
+        """The generation batch just scored, over all ranks: prompt, completion, each reward, advantage, and the
+        columns reward functions logged through `log_extra`."""
+        logs = self._logs
+        count = self.args.generation_batch_size
+        prompts, completions = list(logs["prompt"])[-count:], list(logs["completion"])[-count:]
+        rewards = {name: list(values)[-count:] for name, values in logs["rewards"].items()}
+        extra = {name: list(values)[-count:] for name, values in logs["extra"].items()}
+        advantages = list(logs["advantages"])[-count:]
+        rows = []
+        for i in range(len(prompts)):
+            row = {"prompt": prompts[i], "completion": completions[i],
+                   "rewards": {name: values[i] for name, values in rewards.items()}, "advantage": advantages[i]}
+            row.update({name: values[i] for name, values in extra.items() if i < len(values)})
+            rows.append(row)
+        return rows
 
 
 # ---- DeepSpeed AutoEP --------------------------------------------------------------------------

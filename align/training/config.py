@@ -134,8 +134,8 @@ def check_values(args) -> None:
         raise ValueError(f"num_train_epochs must be positive when max_steps is not set; got {args.num_train_epochs}")
     positive = {"per_device_train_batch_size": args.per_device_train_batch_size,
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                "max_length": args.max_length, "max_prompt_length": getattr(args, "max_prompt_length", None),
-                "dataset_num_proc": args.dataset_num_proc}
+                "max_length": getattr(args, "max_length", None), "max_prompt_length": getattr(args, "max_prompt_length", None),
+                "dataset_num_proc": getattr(args, "dataset_num_proc", None)}  # the RL config has neither length
     for name, value in positive.items():
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1; got {value}")

@@ -117,6 +117,8 @@ def training_summary(trainer, started: float, data_report: DataReport) -> dict:
         "last_step": steps[-1] if steps else None,
         "data": data_report.as_dict(),
     }
+    if hasattr(trainer, "rl_summary"):  # the RL stage: rollouts, accuracy, zero-variance groups
+        summary["rl"] = trainer.rl_summary()
     if trainer.expert_load.expert_layout is not None:
         summary["expert_parallel_layout"] = trainer.expert_load.expert_layout
     if trainer.expert_load.total is not None:

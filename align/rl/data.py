@@ -1,0 +1,88 @@
+"""Prompt data for the RL stage: TRL's prompt-only rows plus the columns the rewards read.
+
+Accepted rows: `{"prompt": text}` or `{"prompt": [messages ending with a user turn]}`, plus any other columns
+(`answer` for the math reward, `tests` for the code reward, provenance), which TRL hands to every reward
+function as keyword arguments. A bad row stops the run with one line naming its file, line and field; every
+row of a dataset (and of a mixture) must share one format. Decontamination against the judge's benchmarks and
+duplicate removal are the shared hygiene step (`align.data.hygiene`, recipe keys `decontaminate`, `dedup`),
+on the prompts; the counts go into `data_card.json`, with the prompts' token lengths.
+"""
+
+from accelerate import PartialState
+from datasets import Dataset
+
+from align.data.chat import validate_messages
+from align.data.hygiene import clean_training_rows
+from align.data.sources import DataError, DataReport, Source, read_mixture
+from align.data.stage_data import StageData, eval_source
+from align.rl.rewards_code import check_tests_column
+
+
+def validate_prompt_row(row: dict, where: str) -> dict:
+    """The row with its prompt checked (and an `answer` given as a number turned into text), or `DataError`."""
+    prompt = row.get("prompt")
+    if prompt is None:
+        raise DataError(f"{where}: field 'prompt' is missing (RL rows are prompt-only: a text or a list of messages)")
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DataError(f"{where}: field 'prompt' is empty")
+    else:
+        prompt = validate_messages(prompt, where, "prompt")
+        if prompt[-1]["role"] != "user":
+            raise DataError(f"{where}: field 'prompt[{len(prompt) - 1}].role' must be 'user' (the rollout answers it)")
+    for field in ("completion", "chosen", "rejected", "messages"):
+        if field in row:
+            raise DataError(f"{where}: field '{field}' is not read by the RL stage (prompt-only rows): remove it, or "
+                            "use the SFT/DPO stage for this data")
+    cleaned = {**row, "prompt": prompt}
+    answer = row.get("answer")
+    if isinstance(answer, bool) or (answer is not None and not isinstance(answer, (str, int, float))):
+        raise DataError(f"{where}: field 'answer' must be text or a number, got {type(answer).__name__}")
+    if isinstance(answer, (int, float)):
+        cleaned["answer"] = str(answer)
+    if row.get("tests") is not None:
+        check_tests_column(row["tests"], where)  # the code reward's formats, read as they come
+    return cleaned
+
+
+def read_prompt_rows(sources: list[Source], report: DataReport, seed: int = 0) -> Dataset:
+    """Validated, mixed prompt rows: `prompt`, the reward columns, `source` and `location`."""
+    return read_mixture(sources, validate_prompt_row, report, seed=seed)
+
+
+def measure_prompts(rows: Dataset, tokenizer, report: DataReport) -> Dataset:
+    """Put the prompts' token lengths (as the trainer will tokenise them) into the report; nothing is cut."""
+    lengths = []
+    for prompt in rows["prompt"]:
+        if isinstance(prompt, str):
+            lengths.append(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
+        else:
+            lengths.append(len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                             return_dict=True)["input_ids"]))
+    report.details["prompt_tokens"] = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
+                                       "rows": len(lengths)}
+    return rows
+
+
+def build_prompt_data(args, dataset_name: str | None, tokenizer, test_split: str = "test") -> StageData:
+    """Read, validate, mix and clean the training prompts (and the eval prompts when the recipe evaluates)."""
+    report = DataReport()
+    rows = read_prompt_rows(args.mixture_sources(dataset_name), report, args.seed)
+    rows = measure_prompts(clean_training_rows(rows, args, report), tokenizer, report)
+    report.kept = len(rows)
+    evaluation = None
+    if args.eval_strategy != "no":
+        eval_report = DataReport()
+        evaluation = read_prompt_rows([eval_source(args, dataset_name, test_split)], eval_report, args.seed)
+        report.details["eval"] = eval_report.as_dict()
+    return StageData(rows, report, evaluation)
+
+
+def prepare_prompt_data(script_args, args, tokenizer) -> StageData | None:
+    """`build_prompt_data` on the main process only; the other ranks load what it saves (`finalize_data`)."""
+    state = PartialState()
+    data = None
+    if state.is_main_process:
+        data = build_prompt_data(args, script_args.dataset_name, tokenizer, script_args.dataset_test_split)
+    state.wait_for_everyone()
+    return data
