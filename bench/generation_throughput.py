@@ -35,10 +35,12 @@ def run_engine(engine: str, args) -> dict:
     questions = load_mt_bench().questions[: args.questions]
     prompts = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
     started = time.perf_counter()
-    if engine == "vllm":
+    if engine.startswith("vllm"):
         from align.serve.vllm_backend import VLLMBackend
 
-        backend = VLLMBackend(args.model_dir, dtype="float32", max_model_len=2048, enforce_eager=True)
+        # "vllm": eager (VLLMBackend's CPU default); "vllm-compiled": torch.compile (bench/serve_compile.py)
+        backend = VLLMBackend(args.model_dir, dtype="float32", max_model_len=2048,
+                              enforce_eager=engine == "vllm")
     else:
         backend = TransformersBackend(args.model_dir, batch_size=args.batch_size, device="cpu", dtype="float32")
     loaded = time.perf_counter()

@@ -5,11 +5,12 @@
 Each round starts both engines, in alternating order, each in its own subprocess with a fresh,
 empty vLLM cache (VLLM_CACHE_ROOT: every compiled start pays the compilation, as a first
 `python -m align.serve` does), through the judge's engine `align.serve.vllm_backend.VLLMBackend`
-(offline `vllm.LLM`, one process: VLLM_ENABLE_V1_MULTIPROCESSING=0). Timed: start-up (engine,
-model load, KV cache, compile warm-up) and generation (MT-Bench first turns, greedy; tokens counted
-with the model's tokenizer). The model: bench/generation_throughput.py's small random Klear (head_dim
-64, 4 layers of 16 experts, 4 per token), fp32, with `output_router_logits: true` as a trained
-checkpoint's config has it (what used to stop the compiled path). Reports per round and the median
+(offline `vllm.LLM`, one process: VLLM_ENABLE_V1_MULTIPROCESSING=0); each run is
+`bench/generation_throughput.py --engine vllm|vllm-compiled`. Timed: start-up (engine, model load,
+KV cache, compile warm-up) and generation (MT-Bench first turns, greedy; tokens counted with the
+model's tokenizer). The model: that script's small random Klear (head_dim 64, 4 layers of 16
+experts, 4 per token), fp32, with `output_router_logits: true` as a trained checkpoint's config has
+it (what used to stop the compiled path). Reports per round and the median
 and spread (min-max) of compiled/eager ratios; the greedy answers of the two modes are compared.
 """
 
@@ -20,33 +21,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from generation_throughput import MODEL
 
-
-def run_mode(mode: str, args) -> dict:
-    from align.judging.benchmarks import load_mt_bench
-    from align.serve.vllm_backend import VLLMBackend
-
-    questions = load_mt_bench().questions[: args.questions]
-    prompts = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
-    started = time.perf_counter()
-    backend = VLLMBackend(args.model_dir, dtype="float32", max_model_len=2048, enforce_eager=mode == "eager")
-    loaded = time.perf_counter()
-    answers = backend.generate(prompts, temperature=0.0, max_new_tokens=args.max_new_tokens, n=1, seed=0)
-    generated = time.perf_counter()
-    tokens = sum(len(backend.tokenizer(a[0], add_special_tokens=False)["input_ids"]) for a in answers)
-    return {"mode": mode, "startup_s": loaded - started, "generate_s": generated - loaded, "tokens": tokens,
-            "tokens_per_s": tokens / (generated - loaded), "answers": [a[0] for a in answers]}
+ENGINES = {"eager": "vllm", "compiled": "vllm-compiled"}  # generation_throughput.py's engines
 
 
 def one_run(mode: str, model_dir: Path, args) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
                "TOKENIZERS_PARALLELISM": "false", "VLLM_CACHE_ROOT": cache}
-        command = [sys.executable, __file__, "--mode", mode, "--model-dir", str(model_dir),
+        command = [sys.executable, str(Path(__file__).with_name("generation_throughput.py")),
+                   "--engine", ENGINES[mode], "--model-dir", str(model_dir),
                    "--questions", str(args.questions), "--max-new-tokens", str(args.max_new_tokens)]
         output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
     return json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
@@ -61,13 +48,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--questions", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one mode, print its JSON
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.mode:
-        print("RESULT " + json.dumps(run_mode(args.mode, args)), flush=True)
-        return
-
     from align.models.klear.tiny import build_tiny_klear
 
     rounds = []
@@ -80,9 +61,9 @@ def main() -> None:
     for index, result in enumerate(rounds):
         for mode in ("eager", "compiled"):
             r = result[mode]
-            print(f"{index:<7}{mode:<10}{r['startup_s']:>11.1f}{r['generate_s']:>12.2f}{r['tokens']:>8}{r['tokens_per_s']:>10.1f}")
+            print(f"{index:<7}{mode:<10}{r['load_s']:>11.1f}{r['generate_s']:>12.2f}{r['tokens']:>8}{r['tokens_per_s']:>10.1f}")
     decode = [r["compiled"]["tokens_per_s"] / r["eager"]["tokens_per_s"] for r in rounds]
-    startup = [r["compiled"]["startup_s"] / r["eager"]["startup_s"] for r in rounds]
+    startup = [r["compiled"]["load_s"] / r["eager"]["load_s"] for r in rounds]
     same = [sum(a == b for a, b in zip(r["compiled"]["answers"], r["eager"]["answers"])) for r in rounds]
     print(f"compiled / eager generation throughput: {summary(decode)}")
     print(f"compiled / eager start-up time:         {summary(startup)}")
