@@ -56,10 +56,12 @@ def check_port_free(host: str, port: int) -> None:
     be talking to that other server."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: only a listener blocks
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise ServeError(f"{host}:{port} is already in use ({err.strerror}); choose another --port, or 0 for any free one")
+            raise ServeError(f"{host}:{port} is already in use ({err.strerror}); "
+                             "choose another --port, or 0 for any free one") from None
 
 
 def resolve_expert_parallel(tensor_parallel_size: int, asked: bool | None) -> tuple[bool, str | None]:
