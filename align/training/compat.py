@@ -21,6 +21,11 @@ warns once, naming each difference, when the installed versions are others. What
   model's dtype and only the sigmoid in float32).
 - DeepSpeed's CPU backend prints a line from every rank when it builds its shared-memory op;
   `silence_cpu_backend_notice` drops it.
+- DeepSpeed Ulysses (sequence parallelism): `equal_size_ulysses_adapter` subclasses
+  `UlyssesSPDataLoaderAdapter` and replaces its `refill` (gloo refuses its uneven all-gather), reading the
+  groups from `deepspeed.utils.groups`' private getters; `use_equal_size_ulysses_adapter` replaces
+  accelerate's `Accelerator.deepspeed_ulysses_dl_adapter` on the trainer's accelerator; `install_packed_sdpa`
+  replaces transformers' "sdpa" entry in `ALL_ATTENTION_FUNCTIONS` before Ulysses wraps it.
 - torch: `torch._C._current_graph_task_id()` tells a forward run by the backward pass (gradient
   checkpointing's recompute) from the real one, so expert loads are counted once.
 """

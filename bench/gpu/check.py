@@ -19,6 +19,11 @@
   Recorded as skipped where vLLM is not installed, and in the CPU smoke (tests/serving serves the
   same way on vLLM's CPU build).
 
+Not here: sequence parallelism (bench/sequence_parallel.py) needs at least 2 GPUs, and the lent machine has
+one. On a multi-GPU machine it should add the CPU benchmark's comparison on NCCL with `flash_attention_2`:
+Klear-46B's real widths at 32K and 64K tokens per micro-batch, groups of 1, 2, 4 and 8 within a node, peak
+memory per GPU against `align.plan`'s figures, tokens/s, and the all-to-all share of the step time.
+
 Each section catches its own failure and records the error, so one broken section keeps the others;
 results.json is rewritten after every section. `environment` reports the versions found against this
 project's pins (a GPU image may hold other versions; they are reported, not assumed).
