@@ -1,0 +1,70 @@
+"""`accelerate launch -m align.rl` with 2 CPU processes, ZeRO-3 and expert parallel size 2 (one launch): GPPO
+with the router aux loss turned on (it must work, not crash), metrics in TensorBoard, rollouts on disk, and a
+saved model in the official layout that loads and answers."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import align  # noqa: F401
+from align.data.demo import write_demo_data
+from tests.distributed import run_2proc
+
+pytestmark = pytest.mark.slow
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def rl_run(tmp_path_factory, tiny_klear_dir):
+    root = tmp_path_factory.mktemp("rl")
+    data = write_demo_data(root / "data", n_train=64, n_eval=4)
+    out = root / "out"
+    run_2proc(
+        ["-m", "align.rl"],
+        ["--config", "configs/rl/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
+         "--dataset_name", str(data["rl"]), "--output_dir", str(out), "--max_steps", str(STEPS),
+         "--router_aux_loss_coef", "0.001"],
+        log=root / "launch.log",
+    )
+    return out
+
+
+def test_training_summary_counts_the_rollouts_and_groups(rl_run):
+    summary = json.loads((rl_run / "training_summary.json").read_text())
+    assert summary["global_steps"] == STEPS and summary["world_size"] == 2
+    rl = summary["rl"]
+    # generation batch: 8 per rank x 2 ranks x steps_per_generation 2 = 32 rollouts, every 2 steps
+    assert rl["rollouts"] == STEPS // 2 * 32 and rl["groups"] == rl["rollouts"] // 4
+    assert rl["zero_variance_policy"] == "dropped from the loss"
+    assert [r["experts_held"] for r in summary["expert_parallel_layout"]] == [4, 4]
+    rows = [json.loads(line) for p in sorted((rl_run / "rollouts").glob("*.jsonl")) for line in p.read_text().splitlines()]
+    assert len(rows) == rl["rollouts"] and all("mentions_answer" in r["rewards"] for r in rows)
+    assert summary["data"]["kept"] == 64 and "prompt_tokens" in summary["data"]
+
+
+def test_rl_metrics_and_the_aux_loss_reach_tensorboard(rl_run):
+    logs = sorted(rl_run.rglob("events.out.tfevents.*"))
+    assert logs, "no TensorBoard events written"
+    events = EventAccumulator(str(logs[0].parent))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("train/reward", "train/rewards/accuracy", "train/rewards/zero_variance_groups",
+                "train/clip_ratio/low_mean", "train/clip_ratio/high_mean", "train/entropy", "train/aux_loss",
+                "train/moe/max_load_share"):
+        assert tag in tags, (tag, sorted(tags))
+
+
+def test_the_saved_model_loads_and_answers(rl_run):
+    with safe_open(str(rl_run / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert "model.layers.0.mlp.experts.7.down_proj.weight" in keys  # gathered from both ranks, official names
+    tokenizer = AutoTokenizer.from_pretrained(rl_run)
+    model = AutoModelForCausalLM.from_pretrained(rl_run, dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of Peru?"}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    out = model.generate(ids, max_new_tokens=6, do_sample=False)
+    assert out.shape[1] > ids.shape[1] and torch.isfinite(model(ids).logits).all()
