@@ -3,7 +3,7 @@
     python3 bench/gpu/check.py --out OUT_DIR              # CUDA, real sizes (under 9 minutes on one H200)
     python3 bench/gpu/check.py --out OUT_DIR --cpu-smoke  # the same code at toy sizes on CPU (CI)
 
-- `bf16_recipes`: the tiny SFT recipe, then the tiny DPO recipe from its result, bf16, one process
+- `bf16_recipes`: the tiny SFT recipe, then the tiny DPO recipe and a short GPPO run (tiny RL recipe) from its result, bf16, one process
   (`align.sft` / `align.dpo` main, in this process): losses and tokens/s from training_summary.json.
 - `klear_slice`: a Klear with the real widths and all 256 experts, as many layers as fit, forward +
   backward in bf16 with each experts backend (`grouped_mm`, `batched_mm`): tokens/s, achieved
@@ -81,12 +81,15 @@ def environment() -> dict:
 
 
 def train_stage(stage: str, args: list[str]) -> dict:
-    """Run align.sft / align.dpo's main in this process; the run's training_summary.json."""
+    """Run align.sft / align.dpo / align.rl's main in this process; the run's training_summary.json."""
     from trl import ModelConfig, ScriptArguments, TrlParser
 
     if stage == "sft":
         from align.sft.__main__ import main
         from align.training.config import KlearSFTConfig as Config
+    elif stage == "rl":
+        from align.rl.__main__ import main
+        from align.rl.config import KlearGRPOConfig as Config
     else:
         from align.dpo.__main__ import main
         from align.training.config import KlearDPOConfig as Config
@@ -117,8 +120,12 @@ def bf16_recipes(work: Path, smoke: bool) -> dict:
     dpo = train_stage("dpo", ["--config", str(REPO / "configs/dpo/tiny.yaml"), "--model_name_or_path",
                               str(work / "sft"), "--dataset_name", str(data["dpo"]), "--eval_dataset_name",
                               str(data["dpo_eval"]), "--output_dir", str(work / "dpo"), *common])
+    # One short GPPO run (transformers rollouts) from the SFT model, with the demo reward.
+    rl = train_stage("rl", ["--config", str(REPO / "configs/rl/tiny.yaml"), "--model_name_or_path", str(work / "sft"),
+                            "--dataset_name", str(data["rl"]), "--output_dir", str(work / "rl"),
+                            "--max_completion_length", "8", *common])
     return {"device": "cpu" if smoke else torch.cuda.get_device_name(0), "dtype": "bfloat16", "processes": 1,
-            "sft": sft, "dpo": dpo}
+            "sft": sft, "dpo": dpo, "rl": rl}
 
 
 def slice_config(smoke: bool, layers: int):

@@ -35,6 +35,8 @@ def test_bf16_recipes_trained(results):
         assert all(math.isfinite(loss) for loss in run["losses"])
         assert run["tokens"] > 0 and run["tokens_per_s"] > 0
     assert results["bf16_recipes"]["dtype"] == "bfloat16"
+    rl = results["bf16_recipes"]["rl"]  # the short GPPO run
+    assert rl["steps"] == 2 and all(math.isfinite(loss) for loss in rl["losses"])
     assert results["bf16_recipes"]["dpo"]["first_loss"] == pytest.approx(math.log(2), abs=0.05)  # policy == reference
 
 
