@@ -272,7 +272,7 @@ def render(report: dict, shape: ModelShape, parallel: Parallel) -> str:
             f"1/{parallel.world} of each either way"
         )
     lines.append("per GPU (GiB):")
-    for name in ("weights", "gradients", "optimizer", "activations", "reference", "buffers", "runtime"):
+    for name in ("weights", "gradients", "optimizer", "activations", "reference", "vllm_colocate", "buffers", "runtime"):
         lines.append(f"  {name:<12} {g[name]:8.2f}")
     lines.append(f"  {'total':<12} {g['total']:8.2f}   of {report['usable_gib']:.1f} usable")
     lines.append(("FITS" if report["fits"] else "DOES NOT FIT") + f" on {report['gpu_memory_gib']:g} GiB GPUs")

@@ -210,18 +210,21 @@ class Parallel:
 class Training:
     """What one process computes per micro-batch, and what it trains."""
 
-    stage: str = "sft"  # "sft" or "dpo"
+    stage: str = "sft"  # "sft", "dpo" or "rl"
     dtype: str = "bfloat16"
     micro_batch: int = 1
     max_length: int = 4096
     max_prompt_length: int | None = None
     gradient_checkpointing: bool = True
     packing: bool = True  # SFT: bins filled to max_length; DPO: align's padding-free packed pairs
-    reference: str = "copy"  # DPO: "copy", "precomputed" or "adapters_off" (LoRA)
+    reference: str = "copy"  # DPO: "copy", "precomputed" or "adapters_off" (LoRA); RL: "none" (beta 0) or "copy"
     optim: str = "adamw_torch"
     lora: Lora | None = None
     freeze_router: bool = False
     gradient_accumulation_steps: int = 1
+    # RL with vLLM colocated (`vllm_mode: colocate`): the bytes vLLM takes on each GPU
+    # (vllm_gpu_memory_utilization x the GPU's memory: weights, KV cache, its runtime).
+    vllm_colocate_bytes: float = 0.0
 
     @property
     def dtype_bytes(self) -> int:
@@ -239,7 +242,7 @@ class Training:
         """Tokens one forward pass sees, at most. SFT: micro-batch x max_length (packed bins, or
         unpacked rows of up to max_length). DPO: both sequences of each pair, each up to max_length
         (a shared prompt is computed once, but with a short prompt the pair still nears 2 x max_length)."""
-        per_row = self.max_length if self.stage == "sft" else 2 * self.max_length
+        per_row = 2 * self.max_length if self.stage == "dpo" else self.max_length  # RL: prompt + completion
         return self.micro_batch * per_row
 
     def scored_tokens_per_micro_batch(self) -> int:
@@ -316,8 +319,8 @@ def activation_bytes(shape: ModelShape, training: Training, sp_size: int = 1) ->
         layers = shape.num_hidden_layers * per_layer
     scored = -(-training.scored_tokens_per_micro_batch() // sp_size)
     v, h = shape.vocab_size, shape.hidden_size
-    if training.stage == "sft":
-        # TRL's fused head: fp32 grad of the head weight and of the hidden states, tiles of logits
+    if training.stage in ("sft", "rl"):
+        # TRL's fused head (GRPOTrainer scores the completions through the same one): fp32 grad of the head weight and of the hidden states, tiles of logits
         tile = min(scored, TRL_LM_HEAD_TOKENS) * min(v, TRL_LM_HEAD_VOCAB_TILE)
         head = 4 * v * h + 4 * scored * h + tile * (b + 4 + 4)
     elif training.packing:
@@ -361,8 +364,8 @@ def plan(shape: ModelShape, parallel: Parallel, training: Training, runtime_byte
     if training.lora is not None and training.lora.target_parameters and parallel.ep_size > 1:
         raise ValueError("LoRA on the fused routed experts (lora_target_parameters) needs no expert parallelism: "
                          "AutoEP replaces that module")
-    if training.stage not in ("sft", "dpo"):
-        raise ValueError(f"stage must be 'sft' or 'dpo', got {training.stage!r}")
+    if training.stage not in ("sft", "dpo", "rl"):
+        raise ValueError(f"stage must be 'sft', 'dpo' or 'rl', got {training.stage!r}")
     counts = parameter_counts(shape)
     b = training.dtype_bytes
     stage = parallel.zero_stage if parallel.deepspeed else 0
@@ -422,6 +425,11 @@ def plan(shape: ModelShape, parallel: Parallel, training: Training, runtime_byte
             raise ValueError("reference 'adapters_off' needs LoRA (use_peft)")
         elif training.reference not in ("copy", "precomputed", "adapters_off"):
             raise ValueError(f"DPO reference must be copy, precomputed or adapters_off, got {training.reference!r}")
+    elif training.stage == "rl":
+        if training.reference not in ("none", "copy"):
+            raise ValueError(f"RL reference must be none (beta 0) or copy, got {training.reference!r}")
+        if training.reference == "copy":  # TRL's frozen reference for the KL term, sharded like the policy
+            reference = b * _per_rank(dense, experts, parallel, stage >= 3)
 
     act = activation_bytes(shape, training, parallel.sp_size)
     per_gpu = {
@@ -430,6 +438,7 @@ def plan(shape: ModelShape, parallel: Parallel, training: Training, runtime_byte
         "optimizer": optimizer,
         "activations": act["total"],
         "reference": reference,
+        "vllm_colocate": training.vllm_colocate_bytes,
         "buffers": buffers,
         "runtime": runtime_bytes,
     }
