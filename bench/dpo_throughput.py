@@ -1,9 +1,10 @@
 """Benchmark: align.dpo's trainer against stock TRL DPOTrainer, same model, data, batch and lengths.
 
-    .venv/bin/python bench/dpo_throughput.py [--steps 12] [--batch 8] [--pairs 256]
+    .venv/bin/python bench/dpo_throughput.py [--rounds 3] [--steps 8] [--batch 4] [--pairs 256]
     python3 bench/dpo_throughput.py --device cuda --bf16      # on a GPU (bench/gpu/run.sh does this)
 
-Both run in their own subprocess (so peak memory is each one's own), one process, CPU, fp32:
+Every run is its own subprocess (so peak memory is each one's own), one process, CPU, fp32; the two
+variants alternate for --rounds rounds (bench/harness.py: order rotated, ratios taken within a round):
   trl    trl.DPOTrainer with its defaults (padded batches; fused LM head over every position)
   align  align.dpo's KlearDPOTrainer (padding-free packed pairs, prompt computed once,
          LM head on completion tokens only), otherwise the same DPOConfig
@@ -12,20 +13,19 @@ The model is a small random Klear (the real architecture at reduced width: 4 lay
 a realistic spread of prompt and answer lengths (log-normal). Throughput counts the tokens of the
 two padded-free sequences of every pair (prompt + chosen, prompt + rejected), identical for both,
 over the steps after a warm-up; peak memory is the rise of the process's resident memory during
-training. Prints a table and a JSON line.
+training. Prints medians, spreads and per-round ratios, then a JSON line.
 """
 
 import argparse
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from peak_rss import PeakRSS  # bench/ is on the path when a bench script runs
+import harness  # bench/ is on the path when a bench script runs
+from peak_rss import PeakRSS
 
 WORDS = ("the a capital city river mountain count number answer question model expert token route "
          "train prefer chosen rejected prompt reply explain short long because therefore").split()
@@ -125,7 +125,7 @@ def run_variant(variant: str, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="steps of each run not timed")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=512)
@@ -133,39 +133,39 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (default: fp32)")
     parser.add_argument("--toy", action="store_true", help="the tiny test model (a smoke run, not a measurement)")
+    harness.add_arguments(parser, rounds=3)
     parser.add_argument("--variant", choices=["trl", "align"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
-        print("RESULT " + json.dumps(run_variant(args.variant, args)), flush=True)
+        harness.emit(run_variant(args.variant, args))
         return
 
+    peak = "peak_rss_rise_mib" if args.device == "cpu" else "peak_cuda_rise_mib"
     with tempfile.TemporaryDirectory() as work:
         with open(Path(work) / "pairs.jsonl", "w") as f:
             for pair in synthetic_pairs(args.pairs, seed=0):
                 f.write(json.dumps(pair) + "\n")
-        results = {}
-        for variant in ("trl", "align"):
+
+        def one_run(variant: str):
             command = [sys.executable, __file__, "--variant", variant, "--work", work, "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length),
                        "--threads", str(args.threads), "--device", args.device] + (["--bf16"] if args.bf16 else []) + (["--toy"] if args.toy else [])
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
-            if line is None:
-                sys.exit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-            results[variant] = json.loads(line.removeprefix("RESULT "))
-    trl, ours = results["trl"], results["align"]
-    peak = "peak_rss_rise_mib" if args.device == "cpu" else "peak_cuda_rise_mib"
-    print(f"{'variant':8} {'s/step':>8} {'tokens/s':>10} {peak:>18} {'first loss':>10}")
-    for r in (trl, ours):
-        print(f"{r['variant']:8} {r['seconds_per_step']:8.3f} {r['tokens_per_s']:10.1f} "
-              f"{r[peak]:18.1f} {r['first_loss']:10.4f}")
-    ratio = ours["tokens_per_s"] / trl["tokens_per_s"]
-    memory = ours[peak] / max(trl[peak], 1e-9)
-    print(f"throughput align/trl: {ratio:.2f}x   peak memory rise align/trl: {memory:.2f}x")
+            return lambda: harness.run_worker(command, env={"HF_HUB_OFFLINE": "1"})
+
+        comparison = harness.compare({"trl": one_run("trl"), "align": one_run("align")}, baseline="trl",
+                                     rounds=args.rounds, warmup_rounds=args.warmup_rounds,
+                                     metrics={"tokens_per_s": "higher", "seconds_per_step": "lower", peak: "lower"})
+    print(comparison.table())
+    summary = comparison.as_dict()
+    first_losses = {v: comparison.rounds[0]["results"][v]["first_loss"] for v in comparison.variants}
+    print(f"first-step loss (same computation, so equal): trl {first_losses['trl']:.5f}, align {first_losses['align']:.5f}")
+    ratios = summary["ratios"]["align"]
     print(json.dumps({"steps": args.steps, "batch": args.batch, "max_length": args.max_length, "device": args.device,
-                      "bf16": args.bf16,
-                      "throughput_ratio": ratio, "memory_ratio": memory, **{k: v for k, v in results.items()}}))
+                      "bf16": args.bf16, "rounds": args.rounds,
+                      "throughput_ratio": ratios["tokens_per_s"]["median"], "memory_ratio": ratios[peak]["median"],
+                      **{v: {**summary["variants"][v], "first_loss": first_losses[v]} for v in comparison.variants},
+                      "harness": summary}))
 
 
 if __name__ == "__main__":

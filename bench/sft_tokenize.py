@@ -1,10 +1,11 @@
 """Benchmark: building the SFT training set from 200,000 chat rows, the old path against the new one.
 
-    .venv/bin/python bench/sft_tokenize.py [--rows 200000] [--num-proc 2]
+    .venv/bin/python bench/sft_tokenize.py [--rows 200000] [--num-proc 2] [--rounds 3]
 
 Every variant reads the same JSONL file, validates every row (file:line errors) and ends with a
-`datasets.Dataset` of `input_ids` + `assistant_masks`; each runs in its own subprocess, so its
-peak memory is its own:
+`datasets.Dataset` of `input_ids` + `assistant_masks`; each run is its own subprocess, so its
+peak memory is its own, and the variants alternate for --rounds rounds (bench/harness.py; the first
+variant named is the baseline):
   old        the path before issue 9: rows in Python lists, one `apply_chat_template(...,
              return_assistant_tokens_mask=True)` per row (it needs `{% generation %}` markers, so the
              tiny factory's ChatML tokenizer that has them), then `Dataset.from_list`
@@ -14,7 +15,7 @@ peak memory is its own:
   new-qwen   the same on Qwen's real tokenizer (151,643 tokens) and Qwen2.5's official template,
              which has no generation markers (TRL's training version): a path the old code refused
 Peak memory: the variant's own maximum resident set, and its map workers' largest (they run at the
-same time, so the sum bounds the total). Prints a table and a JSON line.
+same time, so the sum bounds the total). Prints medians, spreads and per-round ratios, then a JSON line.
 """
 
 import argparse
@@ -22,11 +23,12 @@ import importlib.util
 import json
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness  # bench/ is on the path when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,35 +112,35 @@ def main() -> None:
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--variants", nargs="+", default=["old", "new", "new-procs", "new-qwen"])
+    harness.add_arguments(parser, rounds=3)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(run_variant(args.worker, args.data, args.num_proc, args.max_length)))
+        harness.emit(run_variant(args.worker, args.data, args.num_proc, args.max_length))
         return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "chat.jsonl"
         write_rows(data, args.rows)
-        results = []
-        for variant in args.variants:
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", variant, "--data", str(data), "--num-proc", str(args.num_proc),
-                 "--max-length", str(args.max_length)],
-                cwd=REPO, capture_output=True, text=True, check=True,
-                env={"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                     "HF_DATASETS_CACHE": str(Path(tmp) / "cache"), "HOME": tmp},
-            )
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    base = results[0]
-    print("| variant | rows | s | rows/s | peak RSS MiB (workers' largest) | time vs old | memory vs old |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['variant']} | {r['rows']} | {r['seconds']} | {r['rows_per_s']} | {r['peak_rss_mib']} "
-              f"({r['worker_peak_rss_mib']}) | {r['seconds'] / base['seconds']:.2f}x | "
-              f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f}x |")
-    print(json.dumps(results))
 
+        def one_run(variant: str):
+            def run() -> dict:
+                cache = tempfile.mkdtemp(dir=tmp)  # a fresh datasets cache per run: no run reuses another's map
+                return harness.run_worker(
+                    [sys.executable, __file__, "--worker", variant, "--data", str(data), "--num-proc", str(args.num_proc),
+                     "--max-length", str(args.max_length)],
+                    env={"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": cache}, cwd=REPO)
+            return run
+
+        comparison = harness.compare({v: one_run(v) for v in args.variants}, baseline=args.variants[0],
+                                     rounds=args.rounds, warmup_rounds=args.warmup_rounds,
+                                     metrics={"seconds": "lower", "peak_rss_mib": "lower"})
+    print(comparison.table())
+    first = comparison.rounds[0]["results"]
+    print("rows, tokens, masked tokens (round 1): " + "; ".join(
+        f"{v} {r['rows']}, {r['tokens']}, {r['masked_tokens']}" for v, r in first.items()))
+    print(json.dumps(comparison.as_dict()))
 
 if __name__ == "__main__":
     main()
