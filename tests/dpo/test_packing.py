@@ -43,9 +43,27 @@ def test_packing_shares_the_prompt_and_drops_padding():
     assert int(shared.token_mask.sum()) == (9 + 4 + 7) + (3 + 8 + 2) + (14 + 1 + 5)
     assert int(separate.token_mask.sum()) == int(batch["attention_mask"].sum())
     assert len(shared.target_ids) == int((batch["labels"] != -100).sum())
-    # the rejected answer never sees the chosen one: in the first pair group, no rejected row attends a chosen column
-    mask = shared.attention_mask[0, 0]
-    assert mask.sum() < shared.token_mask[0].sum() ** 2
+
+
+def test_the_rejected_answer_never_sees_the_chosen_one():
+    """Pair 0 (prompt 9, chosen 4, rejected 7 tokens) fills packed row 0 (the two 20-token pairs come first
+    in first-fit decreasing, each in its own row): columns 0-8 prompt, 9-12 chosen, 13-19 rejected. The mask
+    expected by hand: causal, except that no rejected row attends a chosen column."""
+    batch = preference_batch(100)
+    shared = pack_pairs(batch["input_ids"], batch["labels"], batch["attention_mask"], share_prompt=True)
+    chosen_row, rejected_row = batch["input_ids"][0], batch["input_ids"][3]  # TRL: [chosen_1..3, rejected_1..3]
+    assert torch.equal(shared.input_ids[0], torch.cat([chosen_row[:13], rejected_row[9:16]]))
+    # the rejected answer takes the chosen answer's positions, after the one prompt
+    assert shared.position_ids[0].tolist() == list(range(13)) + list(range(9, 16))
+    expected = torch.ones(20, 20, dtype=torch.bool).tril()
+    expected[13:, 9:13] = False
+    assert torch.equal(shared.attention_mask[0, 0], expected)
+    # pair 1 (3 + 8 + 2 = 13 tokens) alone in row 2: the same rule, and the 7 padding columns attend to
+    # themselves only and are seen by no real token
+    expected = torch.eye(20, dtype=torch.bool)
+    expected[:13, :13] = torch.ones(13, 13, dtype=torch.bool).tril()
+    expected[11:13, 3:11] = False
+    assert torch.equal(shared.attention_mask[2, 0], expected)
 
 
 @pytest.mark.parametrize("share_prompt", [True, False])
