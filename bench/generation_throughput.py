@@ -30,7 +30,7 @@ MODEL = dict(hidden_size=512, num_attention_heads=8, num_key_value_heads=2, head
 
 def run_engine(engine: str, args) -> dict:
     from align.judging.answers import TransformersBackend
-    from align.judging.benchmarks import load_mt_bench
+    from align.data.benchmarks import load_mt_bench
 
     questions = load_mt_bench().questions[: args.questions]
     prompts = [[{"role": "user", "content": q["turns"][0]}] for q in questions]

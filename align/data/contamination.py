@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .benchmarks import MT_BENCH_DIR, load_alignbench, load_mt_bench
 from .sources import DataError, Source, read_jsonl_rows, read_rows
 
 # Han (with extensions A and compatibility ideographs), kana, Hangul syllables: one token per character.
@@ -74,8 +75,6 @@ class EvalText:
 
 
 def mt_bench_texts(data_dir: str | Path | None = None) -> list[EvalText]:
-    from align.judging.benchmarks import MT_BENCH_DIR, load_mt_bench
-
     bench = load_mt_bench(data_dir or MT_BENCH_DIR)
     texts = []
     for question in bench.questions:
@@ -88,8 +87,6 @@ def mt_bench_texts(data_dir: str | Path | None = None) -> list[EvalText]:
 
 
 def alignbench_texts(directory: str | Path | None = None) -> list[EvalText]:
-    from align.judging.benchmarks import load_alignbench
-
     texts = []
     for question in load_alignbench(directory).questions:
         qid = str(question["question_id"])

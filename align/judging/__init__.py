@@ -7,7 +7,7 @@ Interfaces other stages use:
 - `align.judging.after_training.judge_after_training(model_dir, out_dir, judge_config)`
 All judge-API calls go through `align.judging.client`.
 
-Modules, in the order data flows: benchmarks (questions, answer files) -> answers (generation)
+Modules, in the order data flows: align.data.benchmarks (questions, answer files) -> answers (generation)
 -> prompts -> tasks -> judgments (calls, rows, the run) with client and parsing -> runs (the
 output directory) -> aggregate -> summary -> report (+ charts); after_training ties them for the
 training stages; config is the judge's options; fastchat_import, pairwise, local_server.

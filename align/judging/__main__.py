@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .answers import LOCAL_ENGINES
-from .benchmarks import DataError, load_alignbench, load_mt_bench
+from align.data.benchmarks import DataError, load_alignbench, load_mt_bench
 from .config import JudgeConfig, JudgeConfigError, add_judge_arguments, judge_values
 
 logger = logging.getLogger("align.judging")
@@ -122,7 +122,7 @@ def cmd_import_fastchat(args: argparse.Namespace) -> int:
 
 
 def cmd_pairwise(args: argparse.Namespace) -> int:
-    from .benchmarks import read_jsonl
+    from align.data.benchmarks import read_jsonl
     from .pairwise import PairwiseJudgeError, judge_pairs
 
     if args.pairs:

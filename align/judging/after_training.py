@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .answers import (LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend, released,
                       resolve_auto_engine)
-from .benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
+from align.data.benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
 from .config import JUDGE_KEYS, JudgeConfig, check_base_url, judge_configured
 from .judgments import JudgeRequest, judge_answers
 from .local_server import serve_model

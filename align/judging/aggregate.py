@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .benchmarks import ALIGNBENCH_LANGUAGE, ALIGNBENCH_REASONING
+from align.data.benchmarks import ALIGNBENCH_LANGUAGE, ALIGNBENCH_REASONING
 from .tasks import ALIGNBENCH, MT_BENCH, MT_BENCH_PAIR
 from .upstream import fastchat_pair_figure, fastchat_single_figure, thudm_figure
 

@@ -45,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from .benchmarks import AlignBench, MTBench, mt_bench_temperature
+from align.data.benchmarks import AlignBench, MTBench, mt_bench_temperature
 from .client import create_with_backoff, make_openai_client
 from .config import check_base_url
 from align.common.files import write_jsonl

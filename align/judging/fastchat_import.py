@@ -24,7 +24,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-from .benchmarks import DataError, MTBench, load_mt_bench, read_jsonl
+from align.data.benchmarks import DataError, MTBench, load_mt_bench, read_jsonl
 from .judgments import base_row
 from .parsing import JudgmentParseError, parse_mt_bench_rating, parse_pair_verdict
 from .prompts import mt_bench_template_hash

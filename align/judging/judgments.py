@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from .benchmarks import (
+from align.data.benchmarks import (
     answer_files,
     check_complete,
     load_alignbench,

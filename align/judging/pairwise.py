@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .benchmarks import load_mt_bench
+from align.data.benchmarks import load_mt_bench
 from .client import JudgeAPIError, JudgeCache, JudgeClient, JudgeEndpointError
 from .config import JudgeConfig
 from .parsing import JudgmentParseError, parse_pair_verdict

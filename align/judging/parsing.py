@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .benchmarks import ALIGNBENCH_OVERALL_KEY
+from align.data.benchmarks import ALIGNBENCH_OVERALL_KEY
 
 SCORE_MIN, SCORE_MAX = 1.0, 10.0
 

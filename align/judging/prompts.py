@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .benchmarks import MT_BENCH_NEED_REF_CATEGORIES, AlignBench, MTBench
+from align.data.benchmarks import MT_BENCH_NEED_REF_CATEGORIES, AlignBench, MTBench
 
 Messages = list[dict[str, str]]
 

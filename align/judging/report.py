@@ -10,7 +10,7 @@ import html
 import time
 from pathlib import Path
 
-from .benchmarks import DataError
+from align.data.benchmarks import DataError
 from .charts import radar_chart
 from align.common.files import write_json
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from align.common.files import write_json, write_jsonl
 
-from .benchmarks import read_jsonl
+from align.data.benchmarks import read_jsonl
 
 RUNS_DIR = "runs"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .benchmarks import AlignBench, MTBench
+from align.data.benchmarks import AlignBench, MTBench
 from .prompts import (
     ALIGNBENCH_PROMPT_NAME,
     Messages,

@@ -28,7 +28,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .benchmarks import ALIGNBENCH_LANGUAGE, ALIGNBENCH_OVERALL_KEY, ALIGNBENCH_REASONING
+from align.data.benchmarks import ALIGNBENCH_LANGUAGE, ALIGNBENCH_OVERALL_KEY, ALIGNBENCH_REASONING
 
 _FASTCHAT_ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _FASTCHAT_ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")

@@ -16,7 +16,7 @@ from align.data.contamination import (
     tokens,
 )
 from align.data.sources import DataError
-from align.judging.benchmarks import load_mt_bench
+from align.data.benchmarks import load_mt_bench
 from tests.conftest import HH_HARMLESS_TEST, SHARED_DATA
 
 HH = HH_HARMLESS_TEST

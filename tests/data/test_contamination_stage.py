@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from align.data.transcripts import TranscriptError, parse_transcript
-from align.judging.benchmarks import load_mt_bench
+from align.data.benchmarks import load_mt_bench
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 HH = SHARED_DATA / "hh_rlhf" / "harmless-base-test.jsonl.gz"

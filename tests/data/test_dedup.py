@@ -10,7 +10,7 @@ from align.data.contamination import tokens
 from align.data.dedup import find_duplicates
 from align.data.hygiene import clean_training_rows
 from align.data.sources import DataReport
-from align.judging.benchmarks import load_mt_bench
+from align.data.benchmarks import load_mt_bench
 from align.training.config import KlearDPOConfig, KlearSFTConfig
 from tests.conftest import HH_HARMLESS_TEST, SHARED_DATA
 

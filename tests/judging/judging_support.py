@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from align.judging.benchmarks import alignbench_available, resolve_alignbench_dir
+from align.data.benchmarks import alignbench_available, resolve_alignbench_dir
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"

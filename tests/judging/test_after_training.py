@@ -14,7 +14,7 @@ from align.judging.after_training import (
     judge_after_training,
     training_data_facts,
 )
-from align.judging.benchmarks import DataError
+from align.data.benchmarks import DataError
 from align.judging.config import JudgeConfigError
 from align.judging.report import _training_data_blocks
 from align.models.klear.configuration_klear import KlearConfig

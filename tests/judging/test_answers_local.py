@@ -3,7 +3,7 @@
 import pytest
 
 from align.judging.answers import TransformersBackend, answer_benchmark, generate_answers
-from align.judging.benchmarks import load_fastchat_answers, load_mt_bench
+from align.data.benchmarks import load_fastchat_answers, load_mt_bench
 from align.judging.tasks import select_questions
 
 

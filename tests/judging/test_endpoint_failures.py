@@ -72,7 +72,7 @@ def test_an_authentication_error_stops_the_run_at_once(tmp_path, scripted_judge,
     # during a run (the key revoked after the preflight) the first 401 stops every worker
     judge = JudgeConfig.from_mapping({"base_url": scripted_judge.base_url, "model": "gpt-4", "api_key": "wrong-key",
                                       "concurrency": 4}, env={})
-    from align.judging.benchmarks import load_fastchat_answers, load_mt_bench
+    from align.data.benchmarks import load_fastchat_answers, load_mt_bench
     from align.judging.tasks import mt_bench_single_tasks, select_questions
 
     bench = load_mt_bench()

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from align.judging.__main__ import main
-from align.judging.benchmarks import DataError, load_mt_bench
+from align.data.benchmarks import DataError, load_mt_bench
 from align.judging.fastchat_import import convert_fastchat_pair_rows, convert_fastchat_rows
 
 

@@ -152,7 +152,7 @@ def test_the_31_published_models_need_only_a_judge_endpoint():
 
 @needs_alignbench
 def test_alignbench_categories_dimensions_reasoning_language(tmp_path, scripted_judge):
-    from align.judging.benchmarks import load_alignbench
+    from align.data.benchmarks import load_alignbench
     from align.judging.tasks import select_questions
 
     questions = select_questions(load_alignbench().questions, 1)

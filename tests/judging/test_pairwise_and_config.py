@@ -5,7 +5,7 @@ import json
 import pytest
 
 from align.judging.__main__ import main
-from align.judging.benchmarks import DataError, check_complete, load_fastchat_answers, load_mt_bench
+from align.data.benchmarks import DataError, check_complete, load_fastchat_answers, load_mt_bench
 from align.judging.config import JudgeConfig, JudgeConfigError
 from align.judging.pairwise import (
     PairVerdict,

@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from align.judging.benchmarks import load_alignbench, load_mt_bench
+from align.data.benchmarks import load_alignbench, load_mt_bench
 from align.judging.prompts import (
     alignbench_messages,
     mt_bench_pair_messages,

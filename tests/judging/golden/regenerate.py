@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MT_BENCH_DATA = HERE.parents[2] / "align" / "judging" / "data" / "mt_bench"
+MT_BENCH_DATA = HERE.parents[2] / "align" / "data" / "benchmark_data" / "mt_bench"
 
 # Answers with characters that trip naive templating: braces, backslashes, unicode, blank lines.
 ANSWER_A = ["First {turn} answer with {braces}, a \\backslash and café — ünïcode.\n\nSecond paragraph.  ",

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from align.data.sources import DataError, read_jsonl_rows
+from .sources import DataError, read_jsonl_rows
 
-MT_BENCH_DIR = Path(__file__).parent / "data" / "mt_bench"
+MT_BENCH_DIR = Path(__file__).parent / "benchmark_data" / "mt_bench"
 ALIGNBENCH_ENV = "ALIGNBENCH_DIR"
 ALIGNBENCH_QUESTIONS = "data_v1.1_release.jsonl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
