@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .datasets_compat import content_fingerprint
+
 # Names ending like this are files, never hub ids.
 LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv", ".parquet", ".arrow", ".txt", ".tsv")
 # How many locations of dropped rows the data card names per reason.
@@ -320,7 +322,7 @@ def fingerprint(rows, tokenizer, *settings) -> str:
     """A `datasets` fingerprint for a transform of `rows` (their content fingerprint) by `tokenizer`
     (its path, size and special tokens) under `settings`, instead of datasets hashing the tokenizer
     object itself (~25 s for Qwen's vocabulary)."""
-    key = repr((CACHE_VERSION, rows._fingerprint, tokenizer.name_or_path, len(tokenizer),
+    key = repr((CACHE_VERSION, content_fingerprint(rows), tokenizer.name_or_path, len(tokenizer),
                 tokenizer.all_special_tokens, *settings))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

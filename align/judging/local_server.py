@@ -76,13 +76,14 @@ def expose_architecture(model_dir: str) -> None:
     """transformers serve looks the model class up as `getattr(transformers, config.architectures[0])`,
     which finds only built-in classes; put a class registered with AutoModelForCausalLM (Klear) there."""
     import transformers
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from align.training.compat import causal_lm_class
 
     config = AutoConfig.from_pretrained(model_dir)
     name = (config.architectures or [None])[0]
     if name and not hasattr(transformers, name):
-        model_class = AutoModelForCausalLM._model_mapping[type(config)]
-        setattr(transformers, name, model_class)
+        setattr(transformers, name, causal_lm_class(config))
 
 
 def main(argv: list[str] | None = None) -> None:

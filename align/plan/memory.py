@@ -37,9 +37,16 @@ DTYPE_BYTES = {"bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "float32": 4, 
 # Optimizer states kept per trainable parameter (fp32 each under DeepSpeed); `optim` names of
 # transformers' TrainingArguments.
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "lion": 1, "sgd": 0, "adafactor": 0, "rmsprop": 1, "adagrad": 1}
-TRL_LM_HEAD_TOKENS = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
-TRL_LM_HEAD_VOCAB_TILE = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
 ALIGN_DPO_HEAD_CHUNK = 1024  # align.dpo.packing.packed_pair_forward(lm_head_chunk=)
+
+
+def trl_lm_head_tile(tokens: int, vocab: int) -> int:
+    """Elements of the largest logits tile TRL's chunked LM head materialises (its tile sizes read from
+    TRL through align.training.compat)."""
+    from align.training.compat import trl_lm_head_tiles
+
+    token_chunk, vocab_chunk = trl_lm_head_tiles()
+    return min(tokens, token_chunk) * min(vocab, vocab_chunk)
 
 
 @dataclass(frozen=True)
@@ -321,7 +328,7 @@ def activation_bytes(shape: ModelShape, training: Training, sp_size: int = 1) ->
     v, h = shape.vocab_size, shape.hidden_size
     if training.stage in ("sft", "rl"):
         # TRL's fused head (GRPOTrainer scores the completions through the same one): fp32 grad of the head weight and of the hidden states, tiles of logits
-        tile = min(scored, TRL_LM_HEAD_TOKENS) * min(v, TRL_LM_HEAD_VOCAB_TILE)
+        tile = trl_lm_head_tile(scored, v)
         head = 4 * v * h + 4 * scored * h + tile * (b + 4 + 4)
     elif training.packing:
         # align's packed DPO head: logits of one chunk of completion tokens at a time (recomputed in
@@ -329,7 +336,7 @@ def activation_bytes(shape: ModelShape, training: Training, sp_size: int = 1) ->
         head = min(scored, ALIGN_DPO_HEAD_CHUNK) * v * (b + 4 + 4) + 4 * scored * h
     else:
         # TRL's own DPO path: its fused head over every position
-        tile = min(scored, TRL_LM_HEAD_TOKENS) * min(v, TRL_LM_HEAD_VOCAB_TILE)
+        tile = trl_lm_head_tile(scored, v)
         head = 4 * v * h + 4 * scored * h + tile * (b + 4 + 4)
     return {"layers": layers, "lm_head": head, "all_to_all": ulysses["all_to_all"],
             "total": layers + head + ulysses["all_to_all"]}

@@ -23,7 +23,7 @@ from collections import OrderedDict
 
 import torch
 
-from .compat import autoep_experts_for_rank, autoep_layers, register_autoep_preset
+from .compat import autoep_experts_for_rank, autoep_layers, persistent_buffers, register_autoep_preset
 
 KLEAR_PRESET_NAME = "klear"
 
@@ -130,9 +130,8 @@ def gather_full_state_dict(model) -> "OrderedDict[str, torch.Tensor] | None":
             if is_main:
                 for name, param in module.named_parameters(recurse=False):
                     state[prefix + name] = param.detach().clone().cpu()
-                for name, buffer in module.named_buffers(recurse=False):
-                    if buffer is not None and name not in module._non_persistent_buffers_set:
-                        state[prefix + name] = buffer.detach().clone().cpu()
+                for name, buffer in persistent_buffers(module):
+                    state[prefix + name] = buffer.detach().clone().cpu()
         for name, child in module.named_children():
             visit(child, prefix + name + ".")
 

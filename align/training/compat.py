@@ -1,4 +1,5 @@
-"""The one place that touches private or undocumented APIs of TRL, DeepSpeed and torch.
+"""The one place that touches private or undocumented APIs of transformers, TRL, DeepSpeed and torch
+(datasets has its own: align.data.datasets_compat).
 
 Written for (and tested with) the versions in `WRITTEN_FOR`; `check_versions()` runs on import and
 warns once, naming each difference, when the installed versions are others. What is used, and why:
@@ -26,53 +27,42 @@ warns once, naming each difference, when the installed versions are others. What
   groups from `deepspeed.utils.groups`' private getters; `use_equal_size_ulysses_adapter` replaces
   accelerate's `Accelerator.deepspeed_ulysses_dl_adapter` on the trainer's accelerator; `install_packed_sdpa`
   replaces transformers' "sdpa" entry in `ALL_ATTENTION_FUNCTIONS` before Ulysses wraps it.
+- TRL's LM-head tiles (`trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE`, the private
+  `trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE`): align.plan's memory model reads them here
+  (`trl_lm_head_tiles`) instead of copying them.
+- transformers: `CONFIG_MAPPING.register` gives a config class a second model_type ("klear" beside the
+  official "Klear"; `AutoConfig.register` refuses a name other than the class's own), and
+  `AutoModelForCausalLM._model_mapping` finds the class registered for a config (`causal_lm_class`).
 - torch: `torch._C._current_graph_task_id()` tells a forward run by the backward pass (gradient
-  checkpointing's recompute) from the real one, so expert loads are counted once.
+  checkpointing's recompute) from the real one, so expert loads are counted once;
+  `Module._non_persistent_buffers_set` tells which buffers a checkpoint holds (`persistent_buffers`).
 """
 
-import importlib.metadata
-import re
-import warnings
+import importlib
+from functools import cache
 from types import MethodType
 
 import torch
 import torch.nn.functional as F
 
+from align.common import versions
+
 WRITTEN_FOR = {"torch": "2.13.0", "transformers": "5.18.0", "trl": "1.16.0", "deepspeed": "0.19.8"}
 
 
 def version_differences(installed: dict[str, str | None], written_for: dict[str, str] = WRITTEN_FOR) -> list[str]:
-    """`"trl 1.17.0 (written for 1.16.0)"` for each package whose release differs (local tags like
-    `+cpu` ignored); a package that is not installed is not a difference."""
-    differences = []
-    for name, expected in written_for.items():
-        found = installed.get(name)
-        if found is not None and re.split(r"[+]", found)[0] != expected:
-            differences.append(f"{name} {found} (written for {expected})")
-    return differences
+    return versions.version_differences(installed, written_for)
 
 
 def installed_versions(names=WRITTEN_FOR) -> dict[str, str | None]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return versions.installed_versions(names)
 
 
 def check_versions() -> list[str]:
-    differences = version_differences(installed_versions())
-    if differences:
-        warnings.warn(
-            "align.training.compat touches private APIs of these packages and was written for other versions: "
-            + "; ".join(differences) + ". Packed DPO pairs, the precomputed reference under expert parallelism "
-            "and the Klear AutoEP preset may break; the tests in tests/dpo and tests/sft tell.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return differences
+    return versions.warn_about_differences(
+        "align.training.compat", version_differences(installed_versions()),
+        "Packed DPO pairs, the precomputed reference under expert parallelism, the Klear AutoEP preset and "
+        "the Klear registration may break; the tests in tests/dpo, tests/sft and tests/models tell.")
 
 
 check_versions()
@@ -86,7 +76,43 @@ def in_backward_pass() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
+def persistent_buffers(module: torch.nn.Module):
+    """`(name, buffer)` of the module's own buffers that its state_dict holds (not the non-persistent ones),
+    without building the state_dict (under ZeRO-3 the caller gathers one module at a time)."""
+    for name, buffer in module.named_buffers(recurse=False):
+        if buffer is not None and name not in module._non_persistent_buffers_set:
+            yield name, buffer
+
+
+# ---- transformers ------------------------------------------------------------------------------
+
+
+def register_config_alias(model_type: str, config_class) -> None:
+    """Load a config.json whose model_type is `model_type` as `config_class` (whose own model_type differs:
+    `AutoConfig.register` would refuse it); idempotent."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    CONFIG_MAPPING.register(model_type, config_class, exist_ok=True)
+
+
+def causal_lm_class(config):
+    """The class `AutoModelForCausalLM` builds for `config`, registered ones included."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM._model_mapping[type(config)]
+
+
 # ---- TRL ---------------------------------------------------------------------------------------
+
+
+@cache
+def trl_lm_head_tiles() -> tuple[int, int]:
+    """(tokens, vocabulary columns) of one tile of TRL's chunked LM head (its fused log-prob head): the
+    largest logits block it materialises."""
+    from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    return TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE
 
 
 def fused_lm_head_output(**fields):

@@ -23,6 +23,35 @@ def test_no_training_module_but_compat_touches_private_apis():
     assert not offenders
 
 
+# Privates of transformers, datasets, torch and TRL that the project needs; only their adapters name them.
+ADAPTED = re.compile(r"CONFIG_MAPPING|_model_mapping|\._fingerprint\b|_non_persistent_buffers_set|_CHUNKED_LOGPROB"
+                     r"|TOKEN_CHUNK_SIZE")
+ADAPTERS = {"align/training/compat.py", "align/data/datasets_compat.py"}
+
+
+def test_no_module_but_its_adapter_touches_a_dependencys_private_api():
+    files = [*(REPO / "align").rglob("*.py"), *(REPO / "annotation").rglob("*.py")]
+    offenders = {str(f.relative_to(REPO)) for f in files
+                 if str(f.relative_to(REPO)) not in ADAPTERS and ADAPTED.search(f.read_text())}
+    assert not offenders
+
+
+def test_the_adapters_read_what_the_dependencies_hold(tiny_klear_dir):
+    """What the adapters return is the dependency's own value (not a copy that can go stale)."""
+    import trl.kernels.chunked_logprob
+    from datasets import Dataset
+    from transformers import AutoConfig
+
+    from align.data import datasets_compat
+    from align.models.klear import KlearMoeForCausalLM
+
+    assert compat.trl_lm_head_tiles() == (trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE, 32768)
+    rows = Dataset.from_list([{"a": 1}])
+    assert datasets_compat.content_fingerprint(rows) != datasets_compat.content_fingerprint(rows.map(lambda r: r))
+    assert compat.causal_lm_class(AutoConfig.from_pretrained(tiny_klear_dir)) is KlearMoeForCausalLM
+    assert datasets_compat.check_versions() == []
+
+
 def test_version_differences_name_each_package_and_ignore_local_build_tags():
     written_for = {"trl": "1.16.0", "deepspeed": "0.19.8", "torch": "2.13.0"}
     assert compat.version_differences({"trl": "1.16.0", "deepspeed": "0.19.8", "torch": "2.13.0+cpu"},

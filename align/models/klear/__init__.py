@@ -2,7 +2,8 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from align.training.compat import register_config_alias
 
 from .configuration_klear import KlearConfig
 from .modeling_klear import (
@@ -21,7 +22,7 @@ def register() -> None:
     A config.json saying "klear" loads as `KlearConfig` and is saved back as the official "Klear".
     """
     AutoConfig.register(KlearConfig.model_type, KlearConfig, exist_ok=True)
-    CONFIG_MAPPING.register("klear", KlearConfig, exist_ok=True)
+    register_config_alias("klear", KlearConfig)
     AutoModel.register(KlearConfig, KlearModel, exist_ok=True)
     AutoModelForCausalLM.register(KlearConfig, KlearMoeForCausalLM, exist_ok=True)
     for model_type in ("Klear", "klear"):
