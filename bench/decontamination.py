@@ -100,16 +100,15 @@ def measure(phase: str, args) -> dict:
         result["planted_found"] = sum(1 for p in planted if p in found)
         result["rows_flagged"] = len({e["row"] for e in flagged})
     elif phase in ("ngram+exact", "ngram+near"):
-        from types import SimpleNamespace
 
         from datasets import Dataset
 
-        from align.data.hygiene import clean_training_rows
+        from align.data.hygiene import DataHygiene, clean_training_rows
         from align.data.sources import DataReport
 
         dataset = Dataset.from_list(rows)
-        recipe = SimpleNamespace(decontaminate=against, decontaminate_action="drop", alignbench_dir=args.alignbench_dir,
-                                 dedup=phase.split("+")[1], dedup_threshold=0.8)
+        recipe = DataHygiene(decontaminate=tuple(against), action="drop", alignbench_dir=args.alignbench_dir,
+                             dedup=phase.split("+")[1], threshold=0.8)
         report = DataReport()
         with PeakRSS() as rss:
             start, cpu = time.perf_counter(), time.process_time()

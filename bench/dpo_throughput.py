@@ -62,7 +62,7 @@ def run_variant(variant: str, args) -> dict:
     from align.dpo.trainer import KlearDPOTrainer
     from align.models.klear import KlearMoeForCausalLM
     from align.models.klear.tiny import build_tiny_tokenizer, tiny_config
-    from align.training.config import KlearDPOConfig
+    from align.dpo.config import KlearDPOConfig
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

@@ -81,12 +81,12 @@ def worker(stage: str, out: Path, stage_args: list[str]) -> None:
 
     if stage == "sft":
         import align.sft.__main__ as entry
-        from align.training.config import KlearSFTConfig as Config
+        from align.sft.config import KlearSFTConfig as Config
 
         base = entry.KlearSFTTrainer
     else:
         import align.dpo.__main__ as entry
-        from align.training.config import KlearDPOConfig as Config
+        from align.dpo.config import KlearDPOConfig as Config
 
         base = entry.KlearDPOTrainer
     runtime = rss_bytes()

@@ -34,7 +34,7 @@ def worker(argv: list[str]) -> None:
 
     from align.sft.__main__ import main
     from align.training.cli import run_stage
-    from align.training.config import KlearSFTConfig
+    from align.sft.config import KlearSFTConfig
 
     with PeakRSS() as rss:
         run_stage("align.sft", main, KlearSFTConfig, argv)

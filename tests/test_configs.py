@@ -10,7 +10,8 @@ from trl import ModelConfig, ScriptArguments, TrlParser
 from align.models.klear import KlearConfig
 from align.rl.config import KlearGRPOConfig
 from align.training.autoep import check_expert_parallel_config
-from align.training.config import KlearDPOConfig, KlearSFTConfig
+from align.dpo.config import KlearDPOConfig
+from align.sft.config import KlearSFTConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALL_FILES = sorted(p for p in CONFIGS.rglob("*") if p.suffix in {".yaml", ".yml", ".json"})
@@ -58,3 +59,82 @@ def test_unknown_recipe_keys_are_refused(tmp_path):
 def test_expert_parallel_config_that_would_rescale_routing_is_refused():
     with pytest.raises(ValueError, match="routed_scaling_factor"):
         check_expert_parallel_config({"expert_parallel": {"enabled": True, "autoep_size": 2}}, KlearConfig())
+
+
+# ----- recipe sections, parsed once with the recipe -----
+
+JUDGE_TYPO = '{"benchmark": ["mt_bench"]}'  # `benchmarks`, misspelled
+
+
+def parse_sft(*argv):
+    return TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig)).parse_args_and_config(
+        ["--config", str(CONFIGS / "sft/tiny.yaml"), *argv])
+
+
+def test_each_section_is_one_typed_object_built_with_the_recipe(tmp_path):
+    from align.data.hygiene import DataHygiene
+    from align.judging.config import AfterTrainingOptions, JudgeSection
+
+    _, args, _ = parse_sft("--output_dir", str(tmp_path), "--decontaminate", "mt_bench",
+                           "--judge", '{"questions_per_category": 1, "alignbench_dir": "/ab", "enabled": false}')
+    assert args.judge_section == JudgeSection(AfterTrainingOptions(questions_per_category=1, alignbench_dir="/ab",
+                                                                   enabled=False), {})
+    assert not args.judge_section.enabled
+    # a recipe with a judge section drops contaminated rows unless it says otherwise; AlignBench's
+    # directory comes from the judge section when data cleaning names none
+    assert args.data_hygiene == DataHygiene(decontaminate=("mt_bench",), action="drop", alignbench_dir="/ab")
+    _, args, _ = parse_sft("--output_dir", str(tmp_path), "--judge", "null", "--dedup", "near")
+    assert args.judge_section is None
+    assert args.data_hygiene == DataHygiene(action="report", dedup="near")
+
+
+@pytest.mark.parametrize("judge, message", [
+    (JUDGE_TYPO, "judge config: unknown key(s) ['benchmark']"),
+    ('{"benchmarks": ["mtbench"]}', "unknown benchmark(s) ['mtbench']"),
+    ('{"concurrency": 0, "base_url": "http://127.0.0.1:1/v1", "model": "m"}', "concurrency must be >= 1"),
+    ('{"base_url": "localhost:8000", "model": "m"}', "must be an http:// or https:// URL"),
+    ("{benchmarks: [mt_bench]}", "judge: not a JSON object"),
+])
+def test_a_bad_judge_section_fails_when_the_recipe_is_parsed(judge, message, tmp_path, monkeypatch):
+    for name in ("JUDGE_BASE_URL", "JUDGE_MODEL", "OPENAI_BASE_URL", "JUDGE_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError) as error:
+        parse_sft("--output_dir", str(tmp_path), "--judge", judge)
+    assert message in str(error.value)
+
+
+def test_a_judge_typo_is_reported_before_any_data_is_read(tmp_path, monkeypatch, capsys, tiny_klear_dir):
+    """The CLI, with a judge typo in the recipe file and a training file that does not exist: the judge's
+    error is the one line (had the data been read first, the missing file would be), nothing is written,
+    and the failing run takes less time than the data step alone takes on a larger set (ordering only)."""
+    import time
+
+    from align.data.demo import write_demo_data
+    from align.data.stage_data import build_stage_data
+    from align.sft.__main__ import main as sft_main
+    from align.sft.config import SFT_DATA
+    from transformers import AutoTokenizer
+
+    from align.training.cli import run_stage
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((CONFIGS / "sft/tiny.yaml").read_text() + f"judge: {JUDGE_TYPO}\n")
+    monkeypatch.delenv("KLEAR_DEBUG", raising=False)
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("align.sft", sft_main, KlearSFTConfig, ["--config", str(recipe), "--output_dir", str(out),
+                                                          "--dataset_name", str(tmp_path / "missing.jsonl")])
+    failing_run = time.perf_counter() - started
+    assert exit_.value.code == 1
+    line, = capsys.readouterr().err.splitlines()
+    assert "judge config: unknown key(s) ['benchmark']" in line and "missing.jsonl" not in line
+    assert not out.exists()
+
+    files = write_demo_data(tmp_path / "data", n_train=2000, n_eval=1)
+    _, args, _ = parse_sft("--output_dir", str(tmp_path / "other"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_klear_dir)
+    started = time.perf_counter()
+    build_stage_data(SFT_DATA, args, str(files["sft"]), tokenizer)
+    data_step = time.perf_counter() - started
+    assert failing_run < data_step, (failing_run, data_step)

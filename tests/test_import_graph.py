@@ -94,4 +94,4 @@ def test_the_walk_sees_imports_inside_functions():
     exists to catch) is an edge, and `from package import module` names the module."""
     graph = import_graph()
     assert "align.data.benchmarks" in graph["align.data.contamination"]
-    assert "align.judging.after_training" in graph["align.training.run"]  # imported inside a function
+    assert "align.judging.saved_model" in graph["align.training.run"]  # imported inside save_and_judge

@@ -1,9 +1,10 @@
 """Data hygiene in the training stages: benchmark decontamination and duplicate removal, every drop counted.
 
-`clean_training_rows(dataset, args, report)` runs on the conversational rows of the mixture (chat `messages`,
-or preference `prompt`/`chosen`/`rejected`, with a `source` column) before tokenisation. Recipe keys
-(align.training.config.KlearArguments): `decontaminate`, `decontaminate_action`, `alignbench_dir`,
-`dedup`, `dedup_threshold`. The counts go into the report, hence into `data_card.json`:
+`clean_training_rows(dataset, hygiene, report)` runs on the conversational rows of the mixture (chat `messages`,
+or preference `prompt`/`chosen`/`rejected`, with a `source` column) before tokenisation. `hygiene` is the
+recipe's `DataHygiene`, built once when the recipe is parsed (`KlearArguments.data_hygiene`, from the keys
+`decontaminate`, `decontaminate_action`, `alignbench_dir`, `dedup`, `dedup_threshold`). The counts go into
+the report, hence into `data_card.json`:
 
     "decontamination": {"checked_against": [...], "action": "drop" | "report",
                         "flagged": {"mt_bench": n, ...}, "dropped": {"mt_bench": n, ...}, "examples": [...]}
@@ -14,14 +15,39 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .contamination import BATCH, TEXT_FIELDS, ContaminationIndex, load_eval_texts, row_segments, tokens
 from .dedup import NUM_PERM, SHINGLE, Deduplicator
 from .sources import DataError, DataReport
 
 DEDUP_MODES = ("none", "exact", "near")
+DECONTAMINATE_ACTIONS = ("drop", "report")
 ORIGIN_COLUMNS = ("origin", "location")  # a row's place in its source file: weighted copies share it
 EXAMPLES = 20
+
+
+@dataclass(frozen=True)
+class DataHygiene:
+    """What to check the training rows for, and what to do with what is found."""
+
+    decontaminate: tuple[str, ...] = ()  # mt_bench, alignbench, or eval .jsonl paths
+    action: str = "report"  # "drop" or "report" the flagged rows
+    alignbench_dir: str | None = None  # see align.data.benchmarks.resolve_alignbench_dir
+    dedup: str = "none"  # one of DEDUP_MODES
+    threshold: float = 0.8  # with dedup "near": the Jaccard similarity from which a row is a near duplicate
+
+    def __post_init__(self) -> None:
+        if self.action not in DECONTAMINATE_ACTIONS:
+            raise DataError(f"decontaminate_action must be 'drop' or 'report', got {self.action!r}")
+        if self.dedup not in DEDUP_MODES:
+            raise DataError(f"dedup must be 'none', 'exact' or 'near', got {self.dedup!r}")
+        if not 0 < self.threshold <= 1:
+            raise DataError(f"dedup_threshold must be in (0, 1], got {self.threshold}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.decontaminate) or self.dedup != "none"
 
 
 def _tokenised_batches(dataset) -> Iterator[list[list[tuple[str, tuple[str, ...]]]]]:
@@ -34,17 +60,14 @@ def _tokenised_batches(dataset) -> Iterator[list[list[tuple[str, tuple[str, ...]
                for values in zip(*(batch[name] for name in columns))]
 
 
-def clean_training_rows(dataset, args, report: DataReport):
+def clean_training_rows(dataset, hygiene: DataHygiene, report: DataReport):
     """Decontaminate, then deduplicate, the un-tokenised training rows; returns the rows kept.
 
-    `args` carries the recipe keys; `report` receives the counts (also in `report.dropped`, so the printed
-    summary and the data card's totals include them). A row dropped as contaminated is not offered to dedup."""
-    against = list(getattr(args, "decontaminate", None) or [])
-    mode = getattr(args, "dedup", "none") or "none"
-    if mode not in DEDUP_MODES:
-        raise DataError(f"dedup must be one of {', '.join(DEDUP_MODES)}, got {mode!r}")
-    if not against and mode == "none":
+    `report` receives the counts (also in `report.dropped`, so the printed summary and the data card's
+    totals include them). A row dropped as contaminated is not offered to dedup."""
+    if not hygiene.active:
         return dataset
+    against, mode = list(hygiene.decontaminate), hygiene.dedup
     n = len(dataset)
     columns = dataset.column_names
     sources = dataset["source"] if "source" in columns else ["(mixture)"] * n
@@ -52,10 +75,10 @@ def clean_training_rows(dataset, args, report: DataReport):
     origin_column = next((c for c in ORIGIN_COLUMNS if c in columns), None)
     origins = dataset[origin_column] if origin_column else None
 
-    index = ContaminationIndex(load_eval_texts(against, getattr(args, "alignbench_dir", None))) if against else None
+    index = ContaminationIndex(load_eval_texts(against, hygiene.alignbench_dir)) if against else None
     benchmarks = against_order(index) if index else []
-    dropping = getattr(args, "decontaminate_action", "report") == "drop"
-    threshold = args.dedup_threshold if mode == "near" else None
+    dropping = hygiene.action == "drop"
+    threshold = hygiene.threshold if mode == "near" else None
     deduplicator = Deduplicator(threshold) if mode != "none" else None
     flagged, examples, contaminated, drop = Counter(), [], {}, set()
     row = 0

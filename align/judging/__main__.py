@@ -100,10 +100,11 @@ def _print_report(report: Path) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .after_training import OPTION_KEYS, judge_after_training
+    from .config import OPTION_KEYS
+    from .saved_model import judge_saved_model
 
     options = {key: value for key, value in vars(args).items() if key in OPTION_KEYS}
-    report = judge_after_training(args.model_dir, args.out, {**options, **judge_values(args)})
+    report = judge_saved_model(args.model_dir, args.out, {**options, **judge_values(args)})
     return 1 if report is None else _print_report(report)
 
 

@@ -47,7 +47,7 @@ from typing import Protocol
 
 from align.data.benchmarks import AlignBench, MTBench, mt_bench_temperature
 from .client import create_with_backoff, make_openai_client
-from .config import check_base_url
+from .config import LOCAL_ENGINES, check_base_url
 from align.common.files import write_jsonl
 
 logger = logging.getLogger("align.judging")
@@ -55,14 +55,6 @@ Messages = list[dict[str, str]]
 GREEDY_BELOW = 1e-4
 # FastChat's default --max-new-token; THUDM's API call sets none, so AlignBench gets more room.
 DEFAULT_MAX_NEW_TOKENS = {"mt_bench": 1024, "alignbench": 2048}
-# Engines that answer from a local model directory: name -> "module:class", imported on use.
-# Each class takes (model_dir, *, batch_size) and implements AnswerBackend. "auto" is vLLM when it
-# is installed, else transformers; $ALIGN_ANSWER_ENGINE (transformers or vllm) forces one.
-LOCAL_ENGINES = {
-    "auto": "align.judging.answers:auto_backend",
-    "transformers": "align.judging.answers:TransformersBackend",
-    "vllm": "align.serve.vllm_backend:VLLMBackend",
-}
 ANSWER_ENGINE_ENV = "ALIGN_ANSWER_ENGINE"
 
 

@@ -7,17 +7,32 @@
 `JudgeConfig`'s fields are the one mapping of the judge options: the same names are the keys of
 a stage's `judge:` section and of `JudgeConfig.from_mapping`, and a field's `cli` metadata is its
 command-line flag (`add_judge_arguments` / `judge_values`), so no other module lists them.
+`AfterTrainingOptions`' fields are the other keys of that section (what to answer, and how).
+
+`JudgeSection.parse(section)` reads a stage's whole `judge:` section into both, once, when the recipe
+is parsed (`align.training.config.KlearArguments.judge_section`): a typo fails before any data is read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+BENCHMARKS = ("mt_bench", "alignbench")
+# Engines that answer from a local model directory: name -> "module:class", imported on use
+# (align.judging.answers.local_backend). Each class takes (model_dir, *, batch_size) and implements
+# AnswerBackend. "auto" is vLLM when it is installed, else transformers; $ALIGN_ANSWER_ENGINE
+# (transformers or vllm) forces one.
+LOCAL_ENGINES = {
+    "auto": "align.judging.answers:auto_backend",
+    "transformers": "align.judging.answers:TransformersBackend",
+    "vllm": "align.serve.vllm_backend:VLLMBackend",
+}
 
 
 class JudgeConfigError(ValueError):
@@ -123,3 +138,90 @@ def judge_configured(values: Mapping[str, object] | None, env: Mapping[str, str]
         or env.get("JUDGE_API_KEY")
         or env.get("OPENAI_API_KEY")
     )
+
+
+@dataclass(frozen=True)
+class AfterTrainingOptions:
+    """What to answer and how; the judge itself is a JudgeConfig."""
+
+    enabled: bool = True  # false skips judging
+    benchmarks: tuple[str, ...] | None = None  # default: mt_bench, plus alignbench when its data is found
+    questions_per_category: int | None = None  # e.g. 1 for a demo (the report labels the subset)
+    max_new_tokens: int | None = None  # answer length (default 1024 MT-Bench, 2048 AlignBench)
+    batch_size: int = 8  # local generation batch
+    answer_engine: str = "auto"  # a key of LOCAL_ENGINES; auto = vLLM when installed, else transformers
+    answer_base_url: str | None = None  # an endpoint serving the saved model answers instead (key: ENDPOINT_API_KEY)
+    answer_model: str | None = None  # the model's name there (default: the model directory's absolute path)
+    mode: str = "single"  # MT-Bench: single, pairwise or both
+    baseline_answers: str | None = None  # FastChat answer file of the baseline (pairwise)
+    alignbench_dir: str | None = None  # see align.data.benchmarks.resolve_alignbench_dir
+    model_name: str | None = None  # name in the report (default: the model directory's name)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("single", "pairwise", "both"):
+            raise ValueError(f"judge config: mode must be single, pairwise or both, got {self.mode!r}")
+        if self.mode != "single" and not self.baseline_answers:
+            raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
+        unknown = sorted(set(self.benchmarks or ()) - set(BENCHMARKS))
+        if unknown:
+            raise ValueError(f"judge config: unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
+        if self.answer_engine not in LOCAL_ENGINES:
+            raise ValueError(f"judge config: unknown answer_engine {self.answer_engine!r}; known: {sorted(LOCAL_ENGINES)}")
+        if self.answer_base_url is not None:
+            check_base_url(self.answer_base_url, "judge config: answer_base_url")
+
+
+OPTION_KEYS = frozenset(f.name for f in fields(AfterTrainingOptions))
+
+
+@dataclass(frozen=True)
+class JudgeSection:
+    """A stage's `judge:` section (or `evaluate`'s options), parsed once: `options` (what to answer and
+    how) and `endpoint`, the JudgeConfig values it names (the environment supplies the rest, and the key)."""
+
+    options: AfterTrainingOptions = field(default_factory=AfterTrainingOptions)
+    endpoint: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, section: Mapping[str, object] | str | None, env: Mapping[str, str] | None = None) -> JudgeSection:
+        """A mapping, or its JSON text (from a command line). Unknown keys, bad values and a half-named
+        endpoint are errors now, so that typos do not pass silently or fail after training."""
+        if isinstance(section, str):
+            try:
+                section = json.loads(section)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"judge config: not a JSON object ({err.msg}): {section!r}") from None
+        if section is not None and not isinstance(section, Mapping):
+            raise ValueError(f"judge config: expected a mapping, got {type(section).__name__}")
+        unknown = sorted(set(section or {}) - OPTION_KEYS - JUDGE_KEYS)
+        if unknown:
+            raise ValueError(f"judge config: unknown key(s) {unknown}; known: {sorted(OPTION_KEYS | JUDGE_KEYS)}")
+        given = {key: value for key, value in (section or {}).items() if value is not None}
+        options = {key: value for key, value in given.items() if key in OPTION_KEYS}
+        if options.get("benchmarks") is not None:
+            options["benchmarks"] = tuple(options["benchmarks"])
+        try:
+            parsed = cls(AfterTrainingOptions(**options), {k: v for k, v in given.items() if k in JUDGE_KEYS})
+        except TypeError as err:  # e.g. a list where a number belongs
+            raise ValueError(f"judge config: {err}") from None
+        if parsed.enabled:
+            parsed.judge_config(env)  # the endpoint's values are checked now (not when training ends)
+        return parsed
+
+    @property
+    def enabled(self) -> bool:
+        return self.options.enabled
+
+    def judge_config(self, env: Mapping[str, str] | None = None) -> JudgeConfig | None:
+        """The judge endpoint named by the section or the environment; None: the model judges itself."""
+        if not judge_configured(self.endpoint, env):
+            return None
+        return JudgeConfig.from_mapping(self.endpoint, env)
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "judging disabled"
+        judge = self.judge_config()
+        if judge is None:
+            return "no judge configured: the model will judge itself through a local transformers serve (meaningless scores)"
+        return f"judge {judge.model} at {judge.base_url}"

@@ -1,16 +1,17 @@
-"""The one call the SFT and DPO stages make after saving a model (rank 0 only):
+"""Judge a saved model: the one call the training stages make after saving (rank 0 only), and
+the `evaluate` command's.
 
-    from align.judging.after_training import check_judge_config, judge_after_training
-    print(check_judge_config(judge_config))   # at startup: a bad config fails before training
+    section = JudgeSection.parse(recipe["judge"])   # with the recipe: a bad section fails before any data
+    print(check_judge_config(section, model_config=model.config))   # at startup: does answering fit?
     ...
-    report = judge_after_training(output_dir, Path(output_dir) / "judge", judge_config)
+    report = judge_saved_model(output_dir, Path(output_dir) / "judge", section)
 
 It answers the benchmarks with the saved model (locally, batched), judges the answers and writes
 the report (summary.json, report.md, report.html, radar PNGs) into `out_dir`, next to the
-earlier runs' so the report compares with them. `judge_config` (a dict, e.g. the `judge:`
-section of a stage's YAML, or its JSON text) takes the JudgeConfig keys (base_url, model,
+earlier runs' so the report compares with them. The section (align.judging.config.JudgeSection; a
+mapping or its JSON text is parsed into one) takes the JudgeConfig keys (base_url, model,
 concurrency, repeats, parse_retries, max_tokens, ...; the key comes from JUDGE_API_KEY /
-OPENAI_API_KEY) and the `AfterTrainingOptions` keys below.
+OPENAI_API_KEY) and the `AfterTrainingOptions` keys.
 
 With no judge endpoint (neither in `judge_config` nor in JUDGE_BASE_URL / OPENAI_*), the saved
 model itself is served by a local `transformers serve` and judges its own answers, with short
@@ -28,17 +29,17 @@ data (data_card.json), the report says which benchmarks that data was checked ag
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from .answers import (LOCAL_ENGINES, AnswerBackend, EndpointBackend, answer_benchmark, local_backend, released,
-                      resolve_auto_engine)
 from align.data.benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
-from .config import JUDGE_KEYS, JudgeConfig, check_base_url, judge_configured
+
+from .answers import AnswerBackend, EndpointBackend, answer_benchmark, local_backend, released, resolve_auto_engine
+from .config import AfterTrainingOptions, JudgeConfig, JudgeSection
 from .judgments import JudgeRequest, judge_answers
 from .local_server import serve_model
 from .tasks import select_questions
@@ -51,61 +52,11 @@ LOCAL_JUDGE_WARNING = (
     "JUDGE_API_KEY) for scores that do."
 )
 LOCAL_JUDGE_DEFAULTS = {"max_tokens": 32, "parse_retries": 0, "concurrency": 2}
-BENCHMARKS = ("mt_bench", "alignbench")
 
 
-@dataclass(frozen=True)
-class AfterTrainingOptions:
-    """What to answer and how; the judge itself is a JudgeConfig."""
-
-    enabled: bool = True  # false skips judging
-    benchmarks: tuple[str, ...] | None = None  # default: mt_bench, plus alignbench when its data is found
-    questions_per_category: int | None = None  # e.g. 1 for a demo (the report labels the subset)
-    max_new_tokens: int | None = None  # answer length (default 1024 MT-Bench, 2048 AlignBench)
-    batch_size: int = 8  # local generation batch
-    answer_engine: str = "auto"  # a key of answers.LOCAL_ENGINES; auto = vLLM when installed, else transformers
-    answer_base_url: str | None = None  # an endpoint serving the saved model answers instead (key: ENDPOINT_API_KEY)
-    answer_model: str | None = None  # the model's name there (default: the model directory's absolute path)
-    mode: str = "single"  # MT-Bench: single, pairwise or both
-    baseline_answers: str | None = None  # FastChat answer file of the baseline (pairwise)
-    alignbench_dir: str | None = None  # see benchmarks.resolve_alignbench_dir
-    model_name: str | None = None  # name in the report (default: the model directory's name)
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("single", "pairwise", "both"):
-            raise ValueError(f"judge config: mode must be single, pairwise or both, got {self.mode!r}")
-        if self.mode != "single" and not self.baseline_answers:
-            raise ValueError("judge config: pairwise mode needs baseline_answers (a FastChat answer file)")
-        unknown = sorted(set(self.benchmarks or ()) - set(BENCHMARKS))
-        if unknown:
-            raise ValueError(f"judge config: unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
-        if self.answer_engine not in LOCAL_ENGINES:
-            raise ValueError(f"judge config: unknown answer_engine {self.answer_engine!r}; known: {sorted(LOCAL_ENGINES)}")
-        if self.answer_base_url is not None:
-            check_base_url(self.answer_base_url, "judge config: answer_base_url")
-
-
-OPTION_KEYS = frozenset(f.name for f in fields(AfterTrainingOptions))
-
-
-def split_judge_config(judge_config: dict | str | None) -> tuple[AfterTrainingOptions, dict]:
-    """(options, JudgeConfig values); a JSON object string (from a command line) is accepted.
-    Unknown keys are an error so typos do not pass silently."""
-    if isinstance(judge_config, str):
-        try:
-            judge_config = json.loads(judge_config)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"judge config: not a JSON object ({err.msg}): {judge_config!r}") from None
-    if judge_config is not None and not isinstance(judge_config, dict):
-        raise ValueError(f"judge config: expected a mapping, got {type(judge_config).__name__}")
-    unknown = sorted(set(judge_config or {}) - OPTION_KEYS - JUDGE_KEYS)
-    if unknown:
-        raise ValueError(f"judge config: unknown key(s) {unknown}; known: {sorted(OPTION_KEYS | JUDGE_KEYS)}")
-    config = {key: value for key, value in (judge_config or {}).items() if value is not None}
-    options = {k: v for k, v in config.items() if k in OPTION_KEYS}
-    if options.get("benchmarks") is not None:
-        options["benchmarks"] = tuple(options["benchmarks"])
-    return AfterTrainingOptions(**options), {k: v for k, v in config.items() if k in JUDGE_KEYS}
+def judge_section(judge: JudgeSection | Mapping | str | None) -> JudgeSection:
+    """A parsed section as it is, or a mapping / JSON text parsed now (the `evaluate` command's options)."""
+    return judge if isinstance(judge, JudgeSection) else JudgeSection.parse(judge)
 
 
 def vllm_engine_ready(options: AfterTrainingOptions) -> bool:
@@ -159,21 +110,15 @@ def check_answering_fits(options: AfterTrainingOptions, model_config, device: tu
     return f"answers with {options.answer_engine} on {name} ({needed / 1e9:.1f} of {available / 1e9:.1f} GB)"
 
 
-def check_judge_config(judge_config: dict | str | None, model_config=None) -> str:
-    """Validate a stage's `judge:` section at startup (not hours later, after training); returns a
-    one-line description of what will answer and judge. With the model's config, also checks that
-    the model can be loaded for answering. Raises ValueError / JudgeConfigError."""
-    options, judge_values = split_judge_config(judge_config)
-    if not options.enabled:
+def check_judge_config(judge: JudgeSection | Mapping | str | None, model_config=None) -> str:
+    """A one-line description of what will answer and judge; with the model's config, also checks that
+    the model can be loaded for answering (raises ValueError). The section's keys and values were checked
+    when it was parsed (`JudgeSection.parse`, with the recipe)."""
+    section = judge_section(judge)
+    if not section.enabled:
         return "judging disabled"
-    answers = check_answering_fits(options, model_config) if model_config is not None else None
-    if judge_configured(judge_values):
-        judge = JudgeConfig.from_mapping(judge_values)
-        description = f"judge {judge.model} at {judge.base_url}"
-    else:
-        description = ("no judge configured: the model will judge itself through a local transformers serve "
-                       "(meaningless scores)")
-    return description + (f"; {answers}" if answers else "")
+    answers = check_answering_fits(section.options, model_config) if model_config is not None else None
+    return section.describe() + (f"; {answers}" if answers else "")
 
 
 def training_data_facts(model_dir: Path) -> dict | None:
@@ -241,19 +186,19 @@ def _mt_bench_answers(paths: dict[str, Path], options: AfterTrainingOptions) -> 
     return paths["mt_bench"].parent
 
 
-def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_config: dict | str | None) -> Path | None:
+def judge_saved_model(model_dir: str | Path, out_dir: str | Path,
+                      judge: JudgeSection | Mapping | str | None) -> Path | None:
     """Answer, judge and report; returns report.md, or None when disabled, not rank 0, or failed.
 
-    A bad `judge_config` raises at once (stages should call `check_judge_config` at startup too).
-    A failure while judging is logged with its traceback and returns None: the saved model is not
-    affected, and the caller decides.
+    A bad `judge` section raises at once (the stages parse it with the recipe). A failure while judging
+    is logged with its traceback and returns None: the saved model is not affected, and the caller decides.
     """
-    check_judge_config(judge_config)
-    options, judge_values = split_judge_config(judge_config)
+    section = judge_section(judge)
+    options = section.options
     if not options.enabled or not _is_rank_zero():
         return None
     # `evaluate` gets here without the stage's startup check: a model too big to answer is refused now
-    description = check_judge_config(judge_config, model_config=_saved_config(Path(model_dir)))
+    description = check_judge_config(section, model_config=_saved_config(Path(model_dir)))
     logger.info("judging %s: %s", model_dir, description)
     benchmarks = list(options.benchmarks or ["mt_bench"] + (
         ["alignbench"] if alignbench_available(options.alignbench_dir) else []
@@ -273,10 +218,11 @@ def judge_after_training(model_dir: str | Path, out_dir: str | Path, judge_confi
             note=f"after training {model_dir}",
             training_data=training_data_facts(model_dir),
         )
-        if judge_configured(judge_values):
-            return judge_answers(out_dir, request, JudgeConfig.from_mapping(judge_values))
+        judge = section.judge_config()
+        if judge is not None:
+            return judge_answers(out_dir, request, judge)
         logger.warning("NO JUDGE CONFIGURED: %s", LOCAL_JUDGE_WARNING)
-        tuning = {k: v for k, v in judge_values.items() if k not in ("base_url", "model", "api_key")}
+        tuning = {k: v for k, v in section.endpoint.items() if k not in ("base_url", "model", "api_key")}
         with serve_model(model_dir, out_dir / "local_judge_server.log") as server:
             judge = JudgeConfig(base_url=server.base_url, model=server.model, **{**LOCAL_JUDGE_DEFAULTS, **tuning})
             return judge_answers(out_dir, replace(request, warning=LOCAL_JUDGE_WARNING), judge)

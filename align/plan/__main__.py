@@ -70,7 +70,8 @@ def check_override_names(overrides: dict, stage: str) -> None:
     """Refuse misspelled fields, as `TrlParser` would when the run starts."""
     from trl import ModelConfig, ScriptArguments
 
-    from align.training.config import KlearDPOConfig, KlearSFTConfig
+    from align.dpo.config import KlearDPOConfig
+    from align.sft.config import KlearSFTConfig
 
     config_class = KlearDPOConfig if stage == "dpo" else KlearSFTConfig
     known = {f.name for cls in (ScriptArguments, ModelConfig, config_class) for f in fields(cls)}

@@ -23,12 +23,12 @@ from align.rl.rewards import resolve_reward_funcs
 from align.rl.trainer import KlearGRPOTrainer
 from align.training.cli import run_stage
 from align.training.run import (
-    after_training,
     check_output_dir,
     finalize_data,
     load_model,
     load_tokenizer,
     prepare_model_for_training,
+    save_and_judge,
 )
 
 
@@ -53,7 +53,7 @@ def main(script_args: ScriptArguments, training_args: KlearGRPOConfig, model_arg
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    after_training(trainer, training_args, started, data.report, stage="rl")
+    save_and_judge(trainer, training_args, started, data.report, stage="rl")
     return trainer
 
 

@@ -68,7 +68,7 @@ def build_prompt_data(args, dataset_name: str | None, tokenizer, test_split: str
     """Read, validate, mix and clean the training prompts (and the eval prompts when the recipe evaluates)."""
     report = DataReport()
     rows = read_prompt_rows(args.mixture_sources(dataset_name), report, args.seed)
-    rows = measure_prompts(clean_training_rows(rows, args, report), tokenizer, report)
+    rows = measure_prompts(clean_training_rows(rows, args.data_hygiene, report), tokenizer, report)
     report.kept = len(rows)
     evaluation = None
     if args.eval_strategy != "no":

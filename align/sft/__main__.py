@@ -15,17 +15,17 @@ from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, get_peft_config
 
 import align  # noqa: F401  (registers Klear)
+from align.sft.config import SFT_DATA, KlearSFTConfig
 from align.sft.trainer import KlearSFTTrainer
 from align.training.cli import run_stage
-from align.training.config import KlearSFTConfig
 from align.training.run import (
-    after_training,
     check_output_dir,
     finalize_data,
     load_model,
     load_tokenizer,
     prepare_data,
     prepare_model_for_training,
+    save_and_judge,
 )
 
 
@@ -35,7 +35,7 @@ def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args
 
     check_output_dir(training_args)
     tokenizer = load_tokenizer(model_args)
-    data = prepare_data("sft", script_args, training_args, tokenizer)  # main process reads; nothing written yet
+    data = prepare_data(SFT_DATA, script_args, training_args, tokenizer)  # main process reads; nothing written yet
     model = prepare_model_for_training(load_model(model_args), training_args)
     data = finalize_data(training_args, data)  # data card, train_data, eval_data; every rank loads them
     if not training_args.packing:
@@ -52,7 +52,7 @@ def main(script_args: ScriptArguments, training_args: KlearSFTConfig, model_args
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    after_training(trainer, training_args, started, data.report, stage="sft")
+    save_and_judge(trainer, training_args, started, data.report, stage="sft")
     return trainer
 
 

@@ -1,15 +1,22 @@
-"""Recipe fields that TRL's configs lack, shared by the SFT and DPO stages.
+"""Recipe fields that TRL's configs lack, shared by every training stage.
 
-Each stage's config is TRL's own (`SFTConfig`, `DPOConfig`) with these fields mixed in, so one flat
-YAML holds everything and TRL's parser rejects unknown keys.
+Each stage's config lives beside its trainer (`align/sft/config.py`: `KlearSFTConfig(KlearArguments,
+SFTConfig)`, `align/dpo/config.py`: `KlearDPOConfig`, ...): TRL's own config with these fields mixed in,
+so one flat YAML holds everything and TRL's parser rejects unknown keys.
+
+The recipe's sections are parsed once, in `__post_init__`, i.e. when the recipe is parsed and before any
+data is read, into typed objects that every stage reads instead of the raw fields:
+
+- `args.judge_section`: `align.judging.config.JudgeSection` (None when the recipe has no `judge:`);
+- `args.data_hygiene`: `align.data.hygiene.DataHygiene` (decontamination and deduplication).
 """
 
 import json
 from dataclasses import dataclass, field
 
-from trl import DPOConfig, SFTConfig
-
+from align.data.hygiene import DataHygiene
 from align.data.sources import DataError, Source
+from align.judging.config import JudgeSection
 
 
 @dataclass
@@ -95,18 +102,20 @@ class KlearArguments:
         super().__post_init__()
         if self.expert_bias_update not in ("frozen", "aux_free"):
             raise ValueError(f"expert_bias_update must be 'frozen' or 'aux_free', got {self.expert_bias_update!r}")
-        if isinstance(self.judge, str):
-            self.judge = json.loads(self.judge)
-        if self.decontaminate_action is None:
-            self.decontaminate_action = "drop" if self.judge else "report"
-        if self.decontaminate_action not in ("drop", "report"):
-            raise ValueError(f"decontaminate_action must be 'drop' or 'report', got {self.decontaminate_action!r}")
-        if self.dedup not in ("none", "exact", "near"):
-            raise ValueError(f"dedup must be 'none', 'exact' or 'near', got {self.dedup!r}")
-        if not 0 < self.dedup_threshold <= 1:
-            raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
-        if self.alignbench_dir is None and isinstance(self.judge, dict):
-            self.alignbench_dir = self.judge.get("alignbench_dir")
+        if isinstance(self.judge, str):  # JSON from a command line; `null` (or `{}`) means no judge
+            try:
+                self.judge = json.loads(self.judge)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"judge: not a JSON object ({err.msg}): {self.judge!r}") from None
+        self.judge_section = JudgeSection.parse(self.judge) if self.judge else None
+        judged_alignbench = self.judge_section.options.alignbench_dir if self.judge_section else None
+        self.data_hygiene = DataHygiene(
+            decontaminate=tuple(self.decontaminate),
+            action=self.decontaminate_action or ("drop" if self.judge_section else "report"),
+            alignbench_dir=self.alignbench_dir or judged_alignbench,
+            dedup=self.dedup,
+            threshold=self.dedup_threshold,
+        )
 
     def mixture_sources(self, dataset_name: str | None) -> list[Source]:
         """The datasets to train on: the mixture if given, else `dataset_name` alone."""
@@ -142,30 +151,3 @@ def check_values(args) -> None:
     for name in ("learning_rate", "expert_bias_update_rate"):
         if getattr(args, name) < 0:
             raise ValueError(f"{name} must not be negative; got {getattr(args, name)}")
-
-
-@dataclass
-class KlearSFTConfig(KlearArguments, SFTConfig):
-    pass
-
-
-@dataclass
-class KlearDPOConfig(KlearArguments, DPOConfig):
-    """TRL's DPOConfig plus Klear's fields. The reference model is chosen with TRL's own switches:
-    a frozen copy sharded like the policy (default), `precompute_ref_log_probs: true` (log-probs
-    computed once before training, no copy kept), or `use_peft: true` (the base with adapters off)."""
-
-    packed_pairs: bool = field(
-        default=True,
-        metadata={
-            "help": "Pack each batch's pairs without padding and score only completion tokens (align.dpo.packing). "
-            "Log-probs equal the padded computation. (TRL's own `padding_free` stays off: TRL 1.16 disables it.)"
-        },
-    )
-    share_prompt: bool = field(
-        default=True,
-        metadata={"help": "With packed_pairs, compute each pair's prompt once for its chosen and rejected answers."},
-    )
-    max_prompt_length: int | None = field(
-        default=None, metadata={"help": "Drop (and count) pairs whose prompt has more tokens than this."}
-    )

@@ -1,5 +1,5 @@
-"""The steps around `trainer.train()` that both stages take: before (model options, data report)
-and after (final model, summary, judge)."""
+"""The steps around `trainer.train()` that every stage takes: before (model options, data report)
+and after (`save_and_judge`: final model, summary, judge)."""
 
 import time
 from pathlib import Path
@@ -8,7 +8,7 @@ from accelerate import PartialState
 
 from align.common.files import write_json
 from align.data.sources import DataReport, check_local_path, from_hub
-from align.data.stage_data import StageData, build_stage_data
+from align.data.stage_data import StageData, StageDataSpec, build_stage_data
 
 from .autoep import register_klear_preset
 from .config import KlearArguments
@@ -51,10 +51,10 @@ def load_model(model_args):
 def prepare_model_for_training(model, args: KlearArguments):
     """Apply the recipe's MoE options to a freshly loaded model, before the trainer sees it."""
     register_klear_preset()  # must precede deepspeed.initialize on every rank
-    if args.judge:  # a bad judge section fails now, not after hours of training
-        from align.judging.after_training import check_judge_config
+    if args.judge_section is not None:  # its keys were checked with the recipe; now: can the model be loaded to answer?
+        from align.judging.saved_model import check_judge_config
 
-        print(f"judge: {check_judge_config(args.judge, model_config=model.config)}", flush=True)
+        print(f"judge: {check_judge_config(args.judge_section, model_config=model.config)}", flush=True)
     if args.freeze_router:
         frozen = freeze_routers(model)
         if not frozen:
@@ -62,13 +62,13 @@ def prepare_model_for_training(model, args: KlearArguments):
     return model
 
 
-def prepare_data(stage: str, script_args, args, tokenizer) -> StageData | None:
-    """Build the stage's data on the main process only (the other ranks wait, then load what it saves in
+def prepare_data(spec: StageDataSpec, script_args, args, tokenizer) -> StageData | None:
+    """Build the stage's data (as its `spec` reads and prepares it) on the main process only (the other ranks wait, then load what it saves in
     `finalize_data`). Nothing is written yet: a bad row fails the run before output_dir is touched."""
     state = PartialState()
     data = None
     if state.is_main_process:
-        data = build_stage_data(stage, args, script_args.dataset_name, tokenizer, script_args.dataset_test_split)
+        data = build_stage_data(spec, args, script_args.dataset_name, tokenizer, script_args.dataset_test_split)
     state.wait_for_everyone()
     return data
 
@@ -144,10 +144,11 @@ def loss_phrase(history: list[dict], logging_steps) -> str:
     return f"mean loss {float(mean):.4f} (no step logged: logging_steps is {logging_steps})"
 
 
-def after_training(trainer, args: KlearArguments, started: float, data_report: DataReport, stage: str) -> None:
-    """Save the final model and the summary; judge it when the recipe has a `judge:` section."""
+def save_and_judge(trainer, args: KlearArguments, started: float, data_report: DataReport, stage: str) -> None:
+    """After `trainer.train()`: save the final model and `training_summary.json`; judge the saved model
+    when the recipe has an enabled `judge:` section."""
     trainer.save_final_model(args.output_dir)
-    judging = bool(args.judge) and args.judge.get("enabled", True)
+    judging = args.judge_section is not None and args.judge_section.enabled
     if judging:
         release_training_memory(trainer)
     if not trainer.accelerator.is_main_process:
@@ -156,16 +157,16 @@ def after_training(trainer, args: KlearArguments, started: float, data_report: D
     write_json(Path(args.output_dir) / "training_summary.json", summary)
     print(f"{stage}: {summary['global_steps']} steps, {loss_phrase(trainer.state.log_history, args.logging_steps)}, "
           f"{int(summary['train_tokens'])} tokens, model saved to {args.output_dir}", flush=True)
-    if args.judge:
+    if args.judge_section is not None:
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-        from align.judging.after_training import judge_after_training
+        from align.judging.saved_model import judge_saved_model
 
         # The judge loads the saved model on this rank alone: no ZeRO-3 partitioning (it would wait
         # for the other ranks, which are done).
         unset_hf_deepspeed_config()
-        report = judge_after_training(args.output_dir, Path(args.output_dir) / "judge", args.judge)
-        if report is None and args.judge.get("enabled", True):
+        report = judge_saved_model(args.output_dir, Path(args.output_dir) / "judge", args.judge_section)
+        if report is None and judging:
             raise RuntimeError(f"judging {args.output_dir} failed (the traceback is above); the model is saved")
     else:
         print(f"judge it: python -m align.judging evaluate {args.output_dir} --out {args.output_dir}/judge "

@@ -86,13 +86,13 @@ def train_stage(stage: str, args: list[str]) -> dict:
 
     if stage == "sft":
         from align.sft.__main__ import main
-        from align.training.config import KlearSFTConfig as Config
+        from align.sft.config import KlearSFTConfig as Config
     elif stage == "rl":
         from align.rl.__main__ import main
         from align.rl.config import KlearGRPOConfig as Config
     else:
         from align.dpo.__main__ import main
-        from align.training.config import KlearDPOConfig as Config
+        from align.dpo.config import KlearDPOConfig as Config
     parsed = TrlParser((ScriptArguments, Config, ModelConfig)).parse_args_and_config(args)
     trainer = main(*parsed)
     summary = json.loads((Path(parsed[1].output_dir) / "training_summary.json").read_text())

@@ -11,7 +11,8 @@ from align.data.dedup import find_duplicates
 from align.data.hygiene import clean_training_rows
 from align.data.sources import DataReport
 from align.data.benchmarks import load_mt_bench
-from align.training.config import KlearDPOConfig, KlearSFTConfig
+from align.dpo.config import KlearDPOConfig
+from align.sft.config import KlearSFTConfig
 from tests.conftest import HH_HARMLESS_TEST, SHARED_DATA
 
 HH = HH_HARMLESS_TEST
@@ -93,9 +94,9 @@ def test_clean_training_rows_drops_contaminated_and_duplicate_chat_rows_and_fill
     rows += chat_rows(("What is the capital of France", "Paris"), ("Plain row", "Plain answer"), source="b.jsonl")
     args = KlearSFTConfig(output_dir=str(tmp_path), use_cpu=True, decontaminate=["mt_bench"], dedup="exact",
                           judge={"enabled": False})
-    assert args.decontaminate_action == "drop"  # a judged recipe drops by default
+    assert args.data_hygiene.action == "drop"  # a judged recipe drops by default
     report = DataReport()
-    kept = clean_training_rows(Dataset.from_list(rows), args, report)
+    kept = clean_training_rows(Dataset.from_list(rows), args.data_hygiene, report)
     assert kept["location"] == ["a.jsonl:1", "a.jsonl:3", "b.jsonl:2"]
     card = report.as_dict()
     section = card["decontamination"]
@@ -118,21 +119,21 @@ def test_report_action_flags_but_keeps_and_preference_rows_of_both_formats_are_c
          "rejected": [{"role": "assistant", "content": "no"}], "source": "p", "location": "p:3"},
     ]
     args = KlearDPOConfig(output_dir=str(tmp_path), use_cpu=True, decontaminate=["mt_bench"])
-    assert args.decontaminate_action == "report"  # no judge section: report only
+    assert args.data_hygiene.action == "report"  # no judge section: report only
     report = DataReport()
-    kept = clean_training_rows(Dataset.from_list(rows), args, report)
+    kept = clean_training_rows(Dataset.from_list(rows), args.data_hygiene, report)
     assert len(kept) == 3
     section = report.as_dict()["decontamination"]
     assert section["flagged"] == {"mt_bench": 2} and section["dropped"] == {"mt_bench": 0}
     assert [e["field"] for e in section["examples"]] == ["prompt[0]", "chosen[0]"]
     strings = Dataset.from_list([{"prompt": question, "chosen": "x", "rejected": "y", "source": "s", "location": "s:1"}])
     report = DataReport()
-    clean_training_rows(strings, args, report)
+    clean_training_rows(strings, args.data_hygiene, report)
     assert report.as_dict()["decontamination"]["flagged"] == {"mt_bench": 1}
 
 
 def test_nothing_asked_nothing_done(tmp_path):
     dataset = Dataset.from_list(chat_rows(("a", "b"), ("a", "b")))
     report = DataReport()
-    assert clean_training_rows(dataset, KlearSFTConfig(output_dir=str(tmp_path), use_cpu=True), report) is dataset
+    assert clean_training_rows(dataset, KlearSFTConfig(output_dir=str(tmp_path), use_cpu=True).data_hygiene, report) is dataset
     assert "decontamination" not in report.as_dict() and "deduplication" not in report.as_dict()

@@ -11,7 +11,8 @@ from align.data.demo import write_demo_data
 from align.data.sources import DataError
 from align.dpo.__main__ import main as dpo_main
 from align.sft.__main__ import main as sft_main
-from align.training.config import KlearDPOConfig, KlearSFTConfig
+from align.dpo.config import KlearDPOConfig
+from align.sft.config import KlearSFTConfig
 from tests.conftest import REPO_ROOT
 
 STAGES = {"sft": (sft_main, KlearSFTConfig), "dpo": (dpo_main, KlearDPOConfig)}

@@ -13,7 +13,8 @@ from align.data.preference import read_preference_rows
 from align.data.sources import DataReport, Source
 from align.dpo.__main__ import main as dpo_main
 from align.sft.__main__ import main as sft_main
-from align.training.config import KlearDPOConfig, KlearSFTConfig
+from align.dpo.config import KlearDPOConfig
+from align.sft.config import KlearSFTConfig
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 HH_FILE = SHARED_DATA / "hh_rlhf" / "harmless-base-test.jsonl.gz"

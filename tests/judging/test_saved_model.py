@@ -6,16 +6,15 @@ import json
 import pytest
 from transformers import AutoConfig
 
-from align.judging.after_training import (
+from align.data.benchmarks import DataError
+from align.judging.config import AfterTrainingOptions, JudgeConfigError
+from align.judging.saved_model import (
     LOCAL_JUDGE_WARNING,
-    AfterTrainingOptions,
     check_answering_fits,
     check_judge_config,
-    judge_after_training,
+    judge_saved_model,
     training_data_facts,
 )
-from align.data.benchmarks import DataError
-from align.judging.config import JudgeConfigError
 from align.judging.report import _training_data_blocks
 from align.models.klear.configuration_klear import KlearConfig
 
@@ -24,7 +23,7 @@ def test_bad_or_disabled_config(tmp_path, monkeypatch):
     for name in ("JUDGE_BASE_URL", "JUDGE_MODEL", "OPENAI_BASE_URL", "JUDGE_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="unknown key"):
-        judge_after_training(tmp_path, tmp_path, {"benchmark": ["mt_bench"]})
+        judge_saved_model(tmp_path, tmp_path, {"benchmark": ["mt_bench"]})
     with pytest.raises(ValueError, match="unknown benchmark"):
         check_judge_config({"benchmarks": ["mtbench"]})
     with pytest.raises(ValueError, match="baseline_answers"):
@@ -33,8 +32,8 @@ def test_bad_or_disabled_config(tmp_path, monkeypatch):
         check_judge_config({"base_url": "http://127.0.0.1:1/v1"})
     assert "meaningless" in check_judge_config(None)
     assert check_judge_config({"base_url": "http://127.0.0.1:1/v1", "model": "m"}) == "judge m at http://127.0.0.1:1/v1"
-    assert judge_after_training(tmp_path, tmp_path, {"enabled": False}) is None
-    assert judge_after_training(tmp_path, tmp_path, '{"enabled": false}') is None  # JSON from a command line
+    assert judge_saved_model(tmp_path, tmp_path, {"enabled": False}) is None
+    assert judge_saved_model(tmp_path, tmp_path, '{"enabled": false}') is None  # JSON from a command line
     with pytest.raises(ValueError, match="not a JSON object"):
         check_judge_config("{enabled: no}")
 
@@ -53,7 +52,7 @@ def test_with_a_configured_judge(tiny_klear_dir, tmp_path, scripted_judge, monke
     (model_dir / "data_card.json").write_text(json.dumps(card))
     config = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 6, "answer_engine": "transformers",
               "base_url": scripted_judge.base_url, "model": "scripted-judge", "model_name": "sft-tiny"}
-    report = judge_after_training(model_dir, tmp_path / "judge", config)
+    report = judge_saved_model(model_dir, tmp_path / "judge", config)
     assert report == tmp_path / "judge" / "report.md"
     summary = json.loads((tmp_path / "judge" / "summary.json").read_text())
     assert summary["benchmarks"]["mt_bench"]["sft-tiny"]["n_items"] == 16
@@ -107,7 +106,7 @@ def test_without_a_judge_it_serves_the_model_locally_and_says_the_scores_mean_no
     for name in ("JUDGE_BASE_URL", "OPENAI_BASE_URL", "JUDGE_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     config = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 6, "max_tokens": 4}
-    report = judge_after_training(tiny_klear_dir, tmp_path / "judge", config)
+    report = judge_saved_model(tiny_klear_dir, tmp_path / "judge", config)
     assert report is not None
     text = report.read_text()
     assert text.splitlines()[2].startswith("> **Warning:** No judge endpoint was configured")

@@ -11,7 +11,7 @@ from align.common.files import write_jsonl
 from align.rl.__main__ import main as rl_main
 from align.rl.config import KlearGRPOConfig
 from align.sft.__main__ import main as sft_main
-from align.training.config import KlearSFTConfig
+from align.sft.config import KlearSFTConfig
 from tests.distributed import REPO_ROOT
 from tests.rl import learning_task as task
 

@@ -10,7 +10,7 @@ import torch
 from align.sft.__main__ import main
 from align.training.cli import run_stage
 from align.training.compat import autoep_routers
-from align.training.config import KlearSFTConfig
+from align.sft.config import KlearSFTConfig
 
 if __name__ == "__main__":
     trainer = run_stage("align.sft", main, KlearSFTConfig, sys.argv[1:])

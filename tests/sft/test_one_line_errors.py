@@ -8,7 +8,8 @@ import pytest
 from align.dpo.__main__ import main as dpo_main
 from align.sft.__main__ import main as sft_main
 from align.training.cli import debug_requested, error_line, run_stage
-from align.training.config import KlearDPOConfig, KlearSFTConfig
+from align.dpo.config import KlearDPOConfig
+from align.sft.config import KlearSFTConfig
 from tests.distributed import REPO_ROOT, env, launch_command
 
 MESSAGE = "error: expert_bias_update must be 'frozen' or 'aux_free', got 'sometimes'"

@@ -7,7 +7,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser
 
 from align.data.demo import write_demo_data
 from align.sft.__main__ import main
-from align.training.config import KlearSFTConfig
+from align.sft.config import KlearSFTConfig
 from align.training.run import release_training_memory
 from tests.distributed import REPO_ROOT
 
