@@ -169,6 +169,34 @@ def training_from(recipe: dict, stage: str) -> Training:
     )
 
 
+def refuse_nonsense(args) -> None:
+    """The flags' values that no machine has, refused by name (as align.sft refuses its own)."""
+    checks = [
+        ("--gpus", args.gpus, args.gpus is None or args.gpus >= 1, "at least 1"),
+        ("--nodes", args.nodes, args.nodes is None or args.nodes >= 1, "at least 1"),
+        ("--gpu-memory-gib", args.gpu_memory_gib, args.gpu_memory_gib > 0, "more than 0"),
+        ("--runtime-gib", args.runtime_gib, args.runtime_gib >= 0, "0 or more"),
+        ("--headroom", args.headroom, 0 <= args.headroom < 1, "a fraction from 0 up to, not including, 1"),
+        ("--mfu", args.mfu, 0 < args.mfu <= 1, "a fraction above 0, at most 1"),
+        ("--peak-tflops", args.peak_tflops, args.peak_tflops > 0, "more than 0"),
+    ]
+    for flag, value, ok, rule in checks:
+        if not ok:
+            raise SystemExit(f"align.plan: {flag} must be {rule}, got {value:g}")
+
+
+def read_deepspeed_config(path: Path) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"align.plan: --deepspeed {path}: no such file")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SystemExit(f"align.plan: {path} is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"align.plan: {path} holds a {type(config).__name__}, not a DeepSpeed config object")
+    return config
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe YAML (configs/sft|dpo/*.yaml)")
@@ -188,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args, extra = parser.parse_known_args(argv)
 
+    refuse_nonsense(args)
     recipe_path = Path(args.config)
     if not recipe_path.exists():
         raise SystemExit(f"align.plan: no recipe at {recipe_path}")
@@ -199,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     recipe.update(overrides)
 
     ds_path, accelerate_path = deepspeed_config_path(recipe_path, args.deepspeed)
-    deepspeed = json.loads(ds_path.read_text()) if ds_path else None
+    deepspeed = read_deepspeed_config(ds_path) if ds_path else None
     accelerate = yaml.safe_load(accelerate_path.read_text()) if accelerate_path else {}
     gpus = args.gpus or int(accelerate.get("num_processes", 1))
     nodes = args.nodes or (int(accelerate.get("num_machines", 1)) if not args.gpus else max(1, gpus // 8))
@@ -211,7 +240,15 @@ def main(argv: list[str] | None = None) -> dict:
     parallel = parallel_from(deepspeed, gpus, nodes)
     sp_size = int((accelerate.get("parallelism_config") or {}).get("parallelism_config_sp_size", 1))
     parallel = replace(parallel, sp_size=sp_size)  # the launcher's Ulysses group size
-    training = training_from(recipe, stage)
+    try:
+        training = training_from(recipe, stage)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"align.plan: {recipe_path}: a batch size, length or step count is not a whole number "
+                         f"({error})") from None
+    for field, value in (("per_device_train_batch_size", training.micro_batch), ("max_length", training.max_length),
+                         ("gradient_accumulation_steps", training.gradient_accumulation_steps)):
+        if value < 1:
+            raise SystemExit(f"align.plan: {recipe_path}: {field} must be at least 1, got {value}")
     runtime = args.runtime_gib * GIB
     try:
         result = plan(shape, parallel, training, runtime)
