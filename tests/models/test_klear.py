@@ -275,12 +275,19 @@ def test_greedy_generation_with_cache_equals_recomputing(official_checkpoint):
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     prompt = torch.randint(0, config.vocab_size, (1, 5), generator=torch.Generator().manual_seed(2))
     cached = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True, eos_token_id=None)
-    ids = prompt
+    # Cached and recomputed logits agree to float32 rounding, not bit for bit: a step whose top two
+    # logits are within 1e-4 may pick either token, and every later step then differs. Compare the
+    # tokens exactly up to the first such near-tie (none with this seed on the machines seen so far).
+    ids, decided = prompt, 12
     with torch.no_grad():
-        for _ in range(12):
-            next_token = model(ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-            ids = torch.cat([ids, next_token], dim=1)
-    assert torch.equal(cached, ids)
+        for step in range(12):
+            logits = model(ids, use_cache=False).logits[:, -1]
+            top_two = logits.topk(2, dim=-1).values[0]
+            if decided == 12 and top_two[0] - top_two[1] < 1e-4:
+                decided = step
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+    assert decided >= 8, f"near-tie at step {decided}: the comparison would say little"
+    assert torch.equal(cached[:, : 5 + decided], ids[:, : 5 + decided])
 
 
 def test_left_padding_gives_the_same_logits_as_unpadded_rows(official_checkpoint):
