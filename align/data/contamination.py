@@ -440,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alignbench-dir", help="AlignBench's directory (default: $ALIGNBENCH_DIR or ../shared/data)")
     parser.add_argument("--report", required=True, help="where to write the JSON report")
     args = parser.parse_args(argv)
+    if Path(args.report).is_dir():
+        print(f"error: --report {args.report} is a directory; name the JSON file to write", file=sys.stderr)
+        return 2
     try:
         index = ContaminationIndex(load_eval_texts(args.against, args.alignbench_dir))
         sources = input_sources(args.input)
@@ -454,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         count, flagged = scan_rows(index, rows())
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    if count == 0:  # "0 rows flagged" would read as clean
+        print(f"error: no rows were read from {args.input}: nothing was checked (no report written)", file=sys.stderr)
         return 2
     for entry in flagged:
         entry["location"] = locations[entry["row"]]
