@@ -64,14 +64,41 @@ def error_line(stage: str, error: BaseException) -> str:
     return f"{stage}{where}: error: {message}{hint}"
 
 
-def run_stage(stage: str, main, config_class, argv: list[str] | None = None):
-    """Parse `(ScriptArguments, config_class, ModelConfig)` from `argv` and run `main` on them."""
+class RecipeError(ValueError):
+    """A recipe or command line that cannot be parsed (YAML syntax, a value of the wrong kind, a flag)."""
+
+
+def recipe_parser(config_class):
+    """TRL's parser for `(ScriptArguments, config_class, ModelConfig)`: flags only by their full name (an
+    abbreviation would set another field than YAML's same key), and a bad value raises `RecipeError`
+    instead of printing argparse's whole usage."""
     from trl import ModelConfig, ScriptArguments, TrlParser
 
+    class StageParser(TrlParser):
+        def error(self, message):
+            raise RecipeError(message)
+
+    return StageParser((ScriptArguments, config_class, ModelConfig), allow_abbrev=False)
+
+
+def parse_recipe(config_class, argv: list[str]):
+    """`(script_args, training_args, model_args)`; a YAML syntax error names the file and line."""
+    import yaml
+
+    try:
+        return recipe_parser(config_class).parse_args_and_config(argv)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{mark.name}:{mark.line + 1}: " if mark is not None else ""
+        raise RecipeError(f"{where}not valid YAML ({getattr(error, 'problem', None) or error})") from None
+
+
+def run_stage(stage: str, main, config_class, argv: list[str] | None = None):
+    """Parse `(ScriptArguments, config_class, ModelConfig)` from `argv` and run `main` on them."""
     debug, argv = debug_requested(sys.argv[1:] if argv is None else argv)
     quiet_library_noise()
     try:
-        return main(*TrlParser((ScriptArguments, config_class, ModelConfig)).parse_args_and_config(argv))
+        return main(*parse_recipe(config_class, argv))
     except USER_ERRORS as error:
         if debug:
             raise

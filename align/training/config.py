@@ -98,6 +98,7 @@ class KlearArguments:
     )
 
     def __post_init__(self):
+        check_number_types(self)
         check_values(self)
         super().__post_init__()
         if self.expert_bias_update not in ("frozen", "aux_free"):
@@ -131,6 +132,25 @@ class KlearArguments:
     @property
     def bias_update_rate(self) -> float | None:
         return self.expert_bias_update_rate if self.expert_bias_update == "aux_free" else None
+
+
+NUMBER_TYPES = {int: "a whole number", float: "a number", int | None: "a whole number", float | None: "a number"}
+
+
+def check_number_types(args) -> None:
+    """Refuse a list, a mapping, a boolean or a fraction where the recipe field takes a number (YAML hands
+    them through as they are, and they failed later as tracebacks or trained with `true` as 1)."""
+    from dataclasses import fields
+
+    for option in fields(args):
+        wanted = NUMBER_TYPES.get(option.type)
+        value = getattr(args, option.name, None)
+        if wanted is None or value is None:
+            continue
+        whole = option.type in (int, int | None)
+        ok = not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and not whole))
+        if not ok:
+            raise ValueError(f"{option.name} must be {wanted}; got {value!r}")
 
 
 def check_values(args) -> None:

@@ -82,3 +82,48 @@ def test_the_closing_line_never_says_loss_none():
         "mean loss 3.4970 (no step logged: logging_steps is 5)"
     )
     assert loss_phrase([], 5) == "no loss logged"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("per_device_train_batch_size: [8]", "per_device_train_batch_size must be a whole number; got [8]"),
+    ("max_length: {a: 1}", "max_length must be a whole number; got {'a': 1}"),
+    ("max_length: 12.5", "max_length must be a whole number; got 12.5"),
+    ("max_steps: 2.5", "max_steps must be a whole number; got 2.5"),
+    ("per_device_train_batch_size: true", "per_device_train_batch_size must be a whole number; got True"),
+    ("beta: [0.1]", "beta must be a number; got [0.1]"),
+    ("learning_rate: [1]", "learning_rate must be a number; got [1]"),
+    ("max_steps: [5\n", "not valid YAML"),
+])
+def test_a_value_of_the_wrong_kind_or_bad_yaml_is_one_line(override, message, tmp_path, monkeypatch, capsys):
+    """Issue #18 items 1, 2 and 10: what YAML hands through as a list, mapping, boolean or fraction where
+    a number belongs, and a YAML syntax error, end in one line naming the field (or file and line)."""
+    stage = "dpo" if override.startswith("beta") else "sft"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((REPO_ROOT / f"configs/{stage}/tiny.yaml").read_text() + override + "\n")
+    monkeypatch.delenv("KLEAR_DEBUG", raising=False)
+    main, config = (dpo_main, KlearDPOConfig) if stage == "dpo" else (sft_main, KlearSFTConfig)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(f"align.{stage}", main, config, ["--config", str(recipe), "--output_dir", str(tmp_path / "out")])
+    assert exit_.value.code == 1
+    line, = capsys.readouterr().err.splitlines()
+    assert message in line
+    if "YAML" in message:
+        assert f"{recipe}:" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning_rat", "0.1"], "not used by the HfArgumentParser: ['--learning_rat', '0.1']"),  # no abbreviations
+    (["--learning_rate", "fast"], "invalid float value: 'fast'"),
+])
+def test_flags_by_full_name_and_a_bad_flag_value_is_one_line(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.delenv("KLEAR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("align.sft", sft_main, KlearSFTConfig,
+                  ["--config", "configs/sft/tiny.yaml", "--output_dir", str(tmp_path / "out"), *argv])
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    line, = captured.err.splitlines()
+    assert message in line and "usage:" not in captured.err + captured.out
+    assert not (tmp_path / "out").exists()
