@@ -90,10 +90,13 @@ def check_server(address: ServerAddress) -> dict:
     """The user the API key belongs to; a clear error when the server is unreachable or says no."""
     import httpx
 
+    from annotation.argilla_adapter import check_server_version
+
     try:
-        response = httpx.get(
-            f"{address.api_url}/api/v1/me", headers={"X-Argilla-Api-Key": address.api_key}, timeout=15
-        )
+        with httpx.Client(base_url=address.api_url, headers={"X-Argilla-Api-Key": address.api_key}, timeout=15) as http:
+            response = http.get("/api/v1/me")
+            if response.status_code == 200:
+                check_server_version(http, address.api_url)
     except httpx.HTTPError as error:
         raise AnnotationError(
             f"cannot reach Argilla at {address.api_url} ({type(error).__name__}: {error}); "

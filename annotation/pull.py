@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Dict
 
+from annotation import argilla_adapter
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
 from annotation.logic import schema
@@ -30,7 +31,6 @@ from annotation.logic.resolve import (
 )
 from annotation.simulate import SCRIPTED_MARKER
 
-LIST_PAGE = 1000
 CARD_FORMAT = "TRL conversational preference: prompt (messages), chosen and rejected (one assistant message)"
 WHY_DROPPED = {
     "gold": "gold pairs score annotators and are not written",
@@ -80,15 +80,8 @@ def annotated_pair(record: dict, question_names: Dict[str, str], usernames: Dict
 def fetch_pairs(client, dataset) -> list:
     question_names = {str(q.id): q.name for q in dataset.settings.questions}
     usernames = {str(user.id): user.username for user in client.users}
-    pairs, offset = [], 0
-    while True:
-        page = client.api.records.list(
-            dataset.id, offset=offset, limit=LIST_PAGE, with_responses=True, with_suggestions=True
-        )
-        pairs.extend(annotated_pair(model.model_dump(), question_names, usernames) for model in page)
-        if len(page) < LIST_PAGE:
-            return pairs
-        offset += LIST_PAGE
+    return [annotated_pair(model.model_dump(), question_names, usernames)
+            for page in argilla_adapter.record_pages(client, dataset) for model in page]
 
 
 def preference_features():

@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+from annotation import argilla_adapter
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
 from annotation.logic import schema
 from annotation.logic.pairs import PairRecord
 
-RECORDS_PER_BATCH = 500  # argilla's most records per bulk upsert
-LIST_PAGE = 1000  # argilla's most records per list request
+RECORDS_PER_BATCH = argilla_adapter.RECORDS_PER_UPSERT
 
 
 class PushInterrupted(AnnotationError):
@@ -135,11 +135,8 @@ def get_or_create_dataset(client, name: str, workspace: str, min_submitted: int,
 def existing_records(client, dataset) -> dict:
     """Every record already in the dataset, by its external id, with whether it is annotated."""
     question_ids = {q.id: q.name for q in dataset.settings.questions}
-    found, offset = {}, 0
-    while True:
-        page = client.api.records.list(
-            dataset.id, offset=offset, limit=LIST_PAGE, with_responses=True, with_suggestions=True
-        )
+    found = {}
+    for page in argilla_adapter.record_pages(client, dataset):
         for model in page:
             found[str(model.external_id)] = ExistingRecord(
                 annotated=bool(model.responses),
@@ -149,9 +146,7 @@ def existing_records(client, dataset) -> dict:
                     question_ids.get(s.question_id) == schema.PREFERENCE for s in model.suggestions or ()
                 ),
             )
-        if len(page) < LIST_PAGE:
-            return found
-        offset += LIST_PAGE
+    return found
 
 
 def _plain_fields(fields: dict) -> dict:
@@ -169,7 +164,7 @@ def _plain_metadata(metadata) -> dict:
     return {item.name: item.value for item in metadata or []}
 
 
-def _record_model(pair: PairRecord, dataset, suggestion: Optional[Suggestion]):
+def _record(pair: PairRecord, suggestion: Optional[Suggestion]):
     import argilla as rg
 
     suggestions = []
@@ -179,9 +174,7 @@ def _record_model(pair: PairRecord, dataset, suggestion: Optional[Suggestion]):
                 question_name=schema.PREFERENCE, value=suggestion.value, score=suggestion.score, agent=suggestion.agent
             )
         )
-    record = rg.Record(id=pair.id, fields=record_fields(pair), metadata=dict(pair.metadata), suggestions=suggestions)
-    record.dataset = dataset
-    return record.api_model()
+    return rg.Record(id=pair.id, fields=record_fields(pair), metadata=dict(pair.metadata), suggestions=suggestions)
 
 
 def push_pairs(
@@ -237,8 +230,8 @@ def _push(client, pairs, dataset_name, workspace, min_submitted, aspects, sugges
             if ctrl_c.is_set():
                 raise _StoppedBetweenBatches
             batch = to_send[start : start + batch_size]
-            models = [_record_model(pair, dataset, suggestions.get(pair.id)) for pair in batch]
-            retries += _with_retries(lambda: client.api.records.bulk_upsert(dataset.id, models), max_retries, start)
+            records = [_record(pair, suggestions.get(pair.id)) for pair in batch]
+            retries += _with_retries(lambda: argilla_adapter.upsert_records(client, dataset, records), max_retries, start)
             sent[0] = start + len(batch)
             bar.update(len(batch))
 
@@ -288,7 +281,8 @@ def _with_retries(send: Callable[[], object], max_retries: int, start: int) -> i
     """Send one batch; retry transient failures (connection, 5xx) with backoff. Safe because an
     upsert by external id is idempotent. Returns the number of retries."""
     import httpx
-    from argilla._exceptions import ArgillaAPIError
+
+    ArgillaAPIError = argilla_adapter.api_error_type()
 
     for attempt in range(max_retries + 1):
         try:

@@ -1,7 +1,7 @@
 """A SCRIPTED STAND-IN FOR HUMAN ANNOTATORS: for demos and tests, never for real data.
 
 `submit_scripted_responses` logs in as annotator accounts through Argilla's API (the same
-`/api/v1/token` login and `/api/v1/me/...` endpoints the web UI uses), takes the records each
+login and per-user endpoints the web UI uses: `argilla_adapter.AnnotatorSession`), takes the records each
 annotator's queue shows as pending, and submits a response that a script chose. Each scripted
 response's rationale starts with `SCRIPTED_MARKER`, and `pull` counts those in its card, so a
 dataset made this way cannot pass for human judgments.
@@ -13,11 +13,10 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from annotation.errors import AnnotationError
+from annotation.argilla_adapter import RESPONSES_PER_REQUEST, AnnotatorSession
 from annotation.logic.schema import LABELS, PREFERENCE, RATIONALE
 
 SCRIPTED_MARKER = "[scripted annotator]"
-RESPONSES_PER_REQUEST = 100  # argilla's most responses per bulk request
 
 
 @dataclass(frozen=True)
@@ -71,72 +70,29 @@ def submit_scripted_responses(
     submitted = {}
     with httpx.Client(base_url=api_url.rstrip("/"), timeout=120) as http:
         for annotator in annotators:
-            headers = {"Authorization": f"Bearer {_login(http, annotator)}"}
-            dataset_id = _dataset_id(http, headers, dataset, workspace)
-            submitted[annotator.username] = _answer_queue(
-                http, headers, dataset_id, annotator, choose, seed, max_records_per_annotator
-            )
+            session = AnnotatorSession(http, annotator.username, annotator.password)
+            dataset_id = session.dataset_id(dataset, workspace)
+            submitted[annotator.username] = _answer_queue(session, dataset_id, annotator, choose, seed,
+                                                          max_records_per_annotator)
     return submitted
 
 
-def _login(http, annotator: ScriptedAnnotator) -> str:
-    response = http.post("/api/v1/token", data={"username": annotator.username, "password": annotator.password})
-    if response.status_code != 201:
-        raise AnnotationError(f"cannot log in as {annotator.username!r}: HTTP {response.status_code}")
-    return response.json()["access_token"]
-
-
-def _dataset_id(http, headers: dict, dataset: str, workspace: str) -> str:
-    workspaces = {w["id"]: w["name"] for w in _ok(http.get("/api/v1/me/workspaces", headers=headers))["items"]}
-    for item in _ok(http.get("/api/v1/me/datasets", headers=headers))["items"]:
-        if item["name"] == dataset and workspaces.get(item["workspace_id"]) == workspace:
-            return item["id"]
-    raise AnnotationError(f"dataset {workspace}/{dataset} is not visible to this annotator (not a workspace member?)")
-
-
-def _answer_queue(http, headers, dataset_id, annotator, choose, seed, limit) -> int:
-    # The web UI's queue: records this user has not answered, that are not yet complete.
-    queue = {
-        "filters": {
-            "and": [
-                {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]},
-                {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
-            ]
-        }
-    }
+def _answer_queue(session: AnnotatorSession, dataset_id, annotator, choose, seed, limit) -> int:
     done = 0
     while limit is None or done < limit:
         page_size = RESPONSES_PER_REQUEST if limit is None else min(RESPONSES_PER_REQUEST, limit - done)
-        found = _ok(
-            http.post(
-                f"/api/v1/me/datasets/{dataset_id}/records/search",
-                headers=headers,
-                json=queue,
-                params={"limit": page_size},
-            )
-        )
-        if not found["items"]:
+        records = session.pending_records(dataset_id, page_size)
+        if not records:
             return done
-        items = []
-        for item in found["items"]:
-            record = item["record"]
+        answers = []
+        for record in records:
             fields = record["fields"]
             pair = ShownPair(record["id"], fields["prompt"], fields["answer_a"], fields["answer_b"])
             label = scripted_label(pair, annotator, choose, seed)
-            values = {
-                PREFERENCE: {"value": label},
-                RATIONALE: {"value": f"{SCRIPTED_MARKER} {choose.__name__}, noise {annotator.noise}"},
-            }
-            items.append({"record_id": record["id"], "status": "submitted", "values": values})
-        result = _ok(http.post("/api/v1/me/responses/bulk", headers=headers, json={"items": items}))
-        errors = [entry["error"] for entry in result["items"] if entry.get("error")]
-        if errors:
-            raise AnnotationError(f"Argilla refused scripted responses of {annotator.username!r}: {errors[0]}")
-        done += len(items)
+            answers.append((record["id"], {
+                PREFERENCE: label,
+                RATIONALE: f"{SCRIPTED_MARKER} {choose.__name__}, noise {annotator.noise}",
+            }))
+        session.submit(answers)
+        done += len(answers)
     return done
-
-
-def _ok(response) -> dict:
-    if response.status_code >= 400:
-        raise AnnotationError(f"{response.request.method} {response.request.url.path}: HTTP {response.status_code} {response.text[:300]}")
-    return response.json()

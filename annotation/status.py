@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from annotation import argilla_adapter
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
 from annotation.logic.quality import QualityPolicy, annotator_quality
@@ -41,7 +42,7 @@ def dataset_status(
             "completed": progress["completed"],
             "pending": progress["pending"],
             # the dataset's own setting (the listed datasets carry the SDK's defaults, not the server's)
-            "min_submitted": client.api.datasets.get(dataset.id).distribution.min_submitted,
+            "min_submitted": argilla_adapter.server_min_submitted(client, dataset),
             "users": users,
             "annotators": annotator_quality(fetch_pairs(client, dataset), quality_policy, submitted_labels),
         }

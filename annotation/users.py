@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from annotation import argilla_adapter
 from annotation.connection import lookup
 from annotation.errors import AnnotationError
 
@@ -13,7 +14,8 @@ def add_user(client, name: str, password: str, role: str, workspace_name: str) -
 
     An existing user keeps its password and role: `add` never takes an account from someone."""
     import argilla as rg
-    from argilla._exceptions import ArgillaAPIError
+
+    ArgillaAPIError = argilla_adapter.api_error_type()
 
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AnnotationError(f"the password for {name!r} is too short: at least {MIN_PASSWORD_LENGTH} characters")

@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 
 from align.common.ports import free_loopback_port
+from annotation.argilla_adapter import AnnotatorSession
 from annotation.connection import connect
 from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
 from annotation.logic.resolve import Policy
@@ -65,20 +66,15 @@ def timed(label: str, records: int, work) -> dict:
     return {"step": label, "records": records, "seconds": round(seconds, 2), "records_per_s": round(records / seconds, 1), "result": result}
 
 
-def queue_latency(api_url: str, username: str, password: str, dataset: str, repeats: int = 10) -> dict:
+def queue_latency(api_url: str, username: str, password: str, dataset: str, workspace: str, repeats: int = 10) -> dict:
     """Seconds per queue query as the web UI makes it, logged in as the annotator."""
     with httpx.Client(base_url=api_url, timeout=120) as http:
-        token = http.post("/api/v1/token", data={"username": username, "password": password}).json()["access_token"]
-        http.headers["Authorization"] = f"Bearer {token}"
-        dataset_id = next(d["id"] for d in http.get("/api/v1/me/datasets").json()["items"] if d["name"] == dataset)
-        queue = {"filters": {"and": [
-            {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]},
-            {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
-        ]}}
+        session = AnnotatorSession(http, username, password)
+        dataset_id = session.dataset_id(dataset, workspace)
         seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
-            http.post(f"/api/v1/me/datasets/{dataset_id}/records/search", json=queue, params={"limit": 1}).raise_for_status()
+            session.pending_records(dataset_id, limit=1)
             seconds.append(time.perf_counter() - start)
     print(f"queue     {repeats} queries on the full dataset: median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s")
     return {"step": "queue", "median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3)}
@@ -125,7 +121,7 @@ def main() -> None:
             if args.baseline:
                 steps.append({"step": "push speed-up vs stock", "ratio": round(steps[0]["seconds"] / steps[1]["seconds"], 2)})
                 print(f"push speed-up vs argilla-server's stock bulk upload: {steps[-1]['ratio']}x")
-            steps.append(queue_latency(address.api_url, "bench-annotator", "bench-password", "bench"))
+            steps.append(queue_latency(address.api_url, "bench-annotator", "bench-password", "bench", workspace))
             if not args.no_annotate:
                 annotator = ScriptedAnnotator("bench-annotator", "bench-password", noise=0.1)
                 steps.append(timed("annotate", args.pairs, lambda: submit_scripted_responses(
