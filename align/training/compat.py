@@ -319,8 +319,8 @@ def equal_size_ulysses_adapter(dataloader, sp_rank: int, sp_group, sp_world_size
     - its `refill` all-gathers every rank's batch with tensors of each rank's own length; gloo refuses that
       (`ProcessGroupGloo::allgather: invalid tensor size`), so rows are padded to the group's longest for the
       gather and cut back to their own length after it (the same micro-batches as on NCCL);
-    - a row is padded to a multiple of the group size (labels -100, position 0) instead of refused, and
-      `REAL_TOKENS_KEY` marks that padding;
+    - a row is padded to a multiple of the group size (labels -100, positions continuing its last document)
+      instead of refused, and `REAL_TOKENS_KEY` marks that padding;
     - the padding-free collator's varlen keys are dropped (they would be sliced like tokens).
     """
     from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
@@ -340,8 +340,13 @@ def equal_size_ulysses_adapter(dataloader, sp_rank: int, sp_group, sp_world_size
             length = batch["input_ids"].shape[1]
             padded = -(-length // self.sp_world_size) * self.sp_world_size
             batch[REAL_TOKENS_KEY] = torch.ones_like(batch["input_ids"], dtype=torch.bool)
+            positions = batch.pop("position_ids")
             batch = {k: _pad_to(v, padded, _PAD_VALUES.get(k, 0)) if torch.is_tensor(v) else v
                      for k, v in batch.items()}
+            # The padding continues the row's last document (after it, so causally invisible to it): a position 0
+            # would start a document of its own and make the attention build a block mask for nothing.
+            batch["position_ids"] = torch.cat(
+                [positions, positions[:, -1:] + torch.arange(1, padded - length + 1)], dim=1)
 
             lengths = [torch.zeros(1, dtype=torch.int64, device=self.device) for _ in range(self.sp_world_size)]
             dist.all_gather(lengths, torch.full((1,), padded, dtype=torch.int64, device=self.device),
