@@ -124,6 +124,9 @@ class KlearArguments:
         if isinstance(mixture, str):
             mixture = json.loads(mixture)
         if mixture:
+            if dataset_name:
+                raise DataError(f"both dataset_name ({dataset_name!r}) and dataset_mixture are set: the mixture would "
+                                "replace dataset_name without a word; keep one of the two")
             return [Source.parse(entry) for entry in mixture]
         if not dataset_name:
             raise DataError("no training data: set dataset_name or dataset_mixture")

@@ -19,12 +19,38 @@ def check_output_dir(args) -> None:
     """Refuse to train into an output_dir that holds a finished run (its `training_summary.json`), unless
     the run resumes (`resume_from_checkpoint`) or the recipe says `overwrite_output_dir: true`.
     Called before anything is read or written."""
+    resume_from_last_checkpoint_if_asked(args)
     finished = Path(args.output_dir) / "training_summary.json"
     if finished.exists() and not (args.resume_from_checkpoint or args.overwrite_output_dir):
         raise ValueError(
             f"output_dir {args.output_dir!r} holds a finished run ({finished.name}); choose another output_dir, "
-            "resume with --resume_from_checkpoint, or replace it with --overwrite_output_dir true"
+            "resume with --resume_from_checkpoint true (its last checkpoint) or a checkpoint path, or replace it with "
+            "--overwrite_output_dir true"
         )
+
+
+def resume_from_last_checkpoint_if_asked(args) -> None:
+    """`resume_from_checkpoint: true` means the last checkpoint in output_dir (as in transformers);
+    `false` means none."""
+    value = args.resume_from_checkpoint
+    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", ""):
+        args.resume_from_checkpoint = None
+    elif value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1")):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if last is None:
+            raise ValueError(f"resume_from_checkpoint is true but output_dir {args.output_dir!r} holds no "
+                             "checkpoint-N directory to resume from")
+        print(f"resuming from the last checkpoint in output_dir: {last}", flush=True)
+        args.resume_from_checkpoint = last
+
+
+def check_model_dir(name: str) -> None:
+    """A local model directory must hold config.json (transformers would blame a missing tokenizer library)."""
+    path = Path(name).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model_name_or_path {name!r} is a directory without config.json: not a saved model")
 
 
 def load_tokenizer(model_args):
@@ -33,6 +59,7 @@ def load_tokenizer(model_args):
 
     name = model_args.model_name_or_path
     check_local_path(name, "model_name_or_path")
+    check_model_dir(name)
     if Path(name).expanduser().exists():
         return AutoTokenizer.from_pretrained(name)
     return from_hub(lambda: AutoTokenizer.from_pretrained(name), name, "model_name_or_path")

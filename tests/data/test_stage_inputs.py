@@ -140,7 +140,7 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path, tiny_klear_dir
     (out / "training_summary.json").write_text('{"global_steps": 40}\n')
     (out / "data_card.json").write_text('{"kept": 256}\n')
     with pytest.raises(ValueError, match=r"holds a finished run \(training_summary.json\); choose another output_dir, "
-                                         r"resume with --resume_from_checkpoint, or replace it with --overwrite_output_dir"):
+                                         r"resume with --resume_from_checkpoint true \(its last checkpoint\) or a checkpoint path, or replace it with --overwrite_output_dir"):
         run("sft", "--model_name_or_path", str(tiny_klear_dir), "--dataset_name", str(data["sft"]),
             "--output_dir", str(out))
     assert sorted(p.name for p in out.iterdir()) == ["data_card.json", "training_summary.json"]
@@ -149,3 +149,37 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path, tiny_klear_dir
                   "--output_dir", str(out), "--overwrite_output_dir", "true", "--max_steps", "1")
     assert trainer.state.global_step == 1
     assert json.loads((out / "data_card.json").read_text())["kept"] == 16
+
+
+def test_dataset_name_and_a_mixture_together_are_refused_naming_both(tmp_path, tiny_klear_dir, data, out):
+    """Issue #18 item 6: the mixture silently replaced dataset_name."""
+    mixture = json.dumps([{"path": str(data["sft"]), "weight": 1.0}])
+    with pytest.raises(DataError, match=r"both dataset_name \('.*sft.jsonl'\) and dataset_mixture are set"):
+        run("sft", "--model_name_or_path", str(tiny_klear_dir), "--dataset_name", str(data["sft"]),
+            "--dataset_mixture", mixture, "--output_dir", str(out))
+    assert nothing_written(out)
+
+
+def test_a_model_directory_without_config_json_is_named(tmp_path, data, out):
+    """Issue #18 item 11: transformers said "You need to have sentencepiece or tiktoken installed"."""
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"'.*not-a-model' is a directory without config.json"):
+        run("sft", "--model_name_or_path", str(tmp_path / "not-a-model"), "--dataset_name", str(data["sft"]),
+            "--output_dir", str(out))
+    assert nothing_written(out)
+
+
+def test_resume_true_means_the_last_checkpoint_in_output_dir(tmp_path, tiny_klear_dir, data, out):
+    """Issue #18 item 8: `true` was taken as a path ("Can't find a valid checkpoint at true")."""
+    from align.training.run import check_output_dir
+
+    with pytest.raises(ValueError, match="holds no checkpoint-N directory"):
+        run("sft", "--model_name_or_path", str(tiny_klear_dir), "--dataset_name", str(data["sft"]),
+            "--output_dir", str(out), "--resume_from_checkpoint", "true")
+    assert nothing_written(out)
+    for step in (2, 10, 4):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+    _, args, _ = TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig)).parse_args_and_config(
+        ["--config", str(REPO_ROOT / "configs/sft/tiny.yaml"), "--output_dir", str(out), "--resume_from_checkpoint", "true"])
+    check_output_dir(args)
+    assert args.resume_from_checkpoint == str(out / "checkpoint-10")
