@@ -1,9 +1,10 @@
 """`python -m annotation from-preferences`: preference rows -> push's input (to re-annotate them,
 or to make gold pairs from trusted ones).
 
-Reads any of TRL's four preference formats (`align.data.preference`, e.g. the demo's `dpo.jsonl`
-or an earlier pull) and Anthropic HH-RLHF's transcripts (`{"chosen": "\\n\\nHuman: ...\\n\\nAssistant:
-...", "rejected": ...}`, `.jsonl` or `.jsonl.gz`), whose turns become messages. Each row becomes
+Reads what `align.dpo` reads, with the same code (`align.data`): TRL's four preference formats
+(e.g. the demo's `dpo.jsonl` or an earlier pull) and Anthropic HH-RLHF's transcripts
+(`{"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}`, `.jsonl` or `.jsonl.gz`),
+whose turns become messages as `align.data.transcripts` cuts them. Each row becomes
 `{"id", "prompt", "completions": [chosen, rejected], "metadata": {"source"}}`, the answers named by
 `--chosen-model` / `--rejected-model` (annotators never see the names). `--gold N` marks N rows,
 drawn with `--seed`, as gold pairs (the chosen answer is the better one). A prompt seen before is
@@ -14,18 +15,13 @@ answers), the first few named; `--limit` keeps the first N rows.
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
 from annotation.errors import AnnotationError
-
-HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
-HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
 @dataclass
@@ -45,60 +41,37 @@ class ConvertReport:
                 + "".join(f"\n  skipped: {example}" for example in self.examples))
 
 
-def parse_hh_transcript(text: str, where: str, field_name: str) -> list:
-    """'\\n\\nHuman: ...\\n\\nAssistant: ...' -> messages, exactly as written (no stripping)."""
-    parts = HH_TURN.split(text)
-    if parts[0].strip() or len(parts) < 3:
-        raise AnnotationError(f"{where}: field '{field_name}' is not an HH transcript ('\\n\\nHuman: ...\\n\\nAssistant: ...')")
-    return [{"role": HH_ROLES[parts[i]], "content": parts[i + 1]} for i in range(1, len(parts), 2)]
-
-
-def hh_row(row: dict, where: str) -> dict:
-    """An HH-RLHF row -> an explicit prompt and one assistant answer on each side."""
-    chosen = parse_hh_transcript(row["chosen"], where, "chosen")
-    rejected = parse_hh_transcript(row["rejected"], where, "rejected")
-    if chosen[:-1] != rejected[:-1] or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
-        raise AnnotationError(f"{where}: fields 'chosen' and 'rejected' must share the conversation up to the last Assistant turn")
-    return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
-
-
-def _is_hh(row: dict) -> bool:
-    return isinstance(row.get("chosen"), str) and row["chosen"].startswith("\n\nHuman: ") and "prompt" not in row
-
-
 def read_pairs_to_reannotate(path: Path) -> Iterator[tuple]:
-    """(location, row with explicit prompt and one answer per side, or why it is no pair) per row."""
-    from align.data.preference import validate_preference_row
+    """(location, row with explicit prompt and one answer per side, or why it is no pair) per row.
+
+    Rows are read and normalised exactly as training reads them (`align.data.sources.read_rows`,
+    `align.data.preference.validate_preference_row`, HH transcripts by `align.data.transcripts`), so
+    annotators see the turns that DPO would train on."""
     from align.data.sources import DataError, Source, read_rows
 
     path = Path(path)
     if not path.exists():
         raise AnnotationError(f"{path} does not exist")
     try:
-        if path.name.endswith(".jsonl.gz"):
-            raw = _read_gzip_jsonl(path)
-        else:
-            raw = read_rows(Source(path=str(path)))
-        for where, row in raw:
+        for where, row in read_rows(Source(path=str(path))):
             try:
-                yield where, _normal_row(row, where, validate_preference_row)
-            except (AnnotationError, DataError) as error:
+                yield where, _comparable_pair(row, where)
+            except (AnnotationError, DataError) as error:  # SkipRow (an HH row that is no transcript) included
                 yield where, str(error)
     except DataError as error:
         raise AnnotationError(str(error)) from error
 
 
-def _normal_row(row: dict, where: str, validate_preference_row) -> dict:
-    if _is_hh(row):
-        normal = hh_row(row, where)
-    else:
-        normal = validate_preference_row(row, where)
-        if isinstance(normal["prompt"], str):
-            normal = {
-                "prompt": [{"role": "user", "content": normal["prompt"]}],
-                "chosen": [{"role": "assistant", "content": normal["chosen"]}],
-                "rejected": [{"role": "assistant", "content": normal["rejected"]}],
-            }
+def _comparable_pair(row: dict, where: str) -> dict:
+    from align.data.preference import validate_preference_row
+
+    normal = validate_preference_row(row, where)
+    if isinstance(normal["prompt"], str):
+        normal = {
+            "prompt": [{"role": "user", "content": normal["prompt"]}],
+            "chosen": [{"role": "assistant", "content": normal["chosen"]}],
+            "rejected": [{"role": "assistant", "content": normal["rejected"]}],
+        }
     for side in ("chosen", "rejected"):
         if len(normal[side]) != 1:
             raise AnnotationError(f"{where}: field '{side}' holds {len(normal[side])} messages; a pair compares one answer each")
@@ -109,16 +82,6 @@ def _normal_row(row: dict, where: str, validate_preference_row) -> dict:
     if any(not message["content"].strip() for message in normal["prompt"]):
         raise AnnotationError(f"{where}: field 'prompt' has an empty message")
     return normal
-
-
-def _read_gzip_jsonl(path: Path) -> Iterator[tuple]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield f"{path}:{number}", json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise AnnotationError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from error
 
 
 def to_push_rows(

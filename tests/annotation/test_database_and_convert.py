@@ -9,7 +9,7 @@ import json
 import pytest
 
 from annotation.connection import write_private_json
-from annotation.convert import convert_file, parse_hh_transcript, to_push_rows
+from annotation.convert import convert_file, read_pairs_to_reannotate, to_push_rows
 from annotation.errors import AnnotationError
 from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
 from annotation.server.lifecycle import ServeConfig, server_environment
@@ -52,16 +52,30 @@ def test_urls_are_redacted_and_reach_the_server_processes(tmp_path):
     assert env["ARGILLA_DATABASE_URL"] == "postgresql+asyncpg://u:p@h/d"
 
 
-def test_hh_transcripts_become_messages_exactly():
-    text = "\n\nHuman: Hi there\n\nAssistant: Hello!  How can I help?\n\nHuman: A question.\n\nAssistant: An answer\n"
-    assert parse_hh_transcript(text, "f:1", "chosen") == [
-        {"role": "user", "content": "Hi there"},
-        {"role": "assistant", "content": "Hello!  How can I help?"},
-        {"role": "user", "content": "A question."},
-        {"role": "assistant", "content": "An answer\n"},
-    ]
-    with pytest.raises(AnnotationError, match="f:1: field 'chosen' is not an HH transcript"):
-        parse_hh_transcript("Human: no leading blank line", "f:1", "chosen")
+def test_an_hh_row_gives_annotation_the_turns_training_reads(tmp_path):
+    """One parser per format: `from-preferences` (push input) and align.data's preference reading
+    cut the same HH rows into the same turns, whitespace stripped, and refuse the same rows, located."""
+    from align.data.preference import read_preference_rows
+    from align.data.sources import DataReport, Source
+
+    good = {"chosen": "\n\nHuman: Hi there \n\nAssistant: Hello!\n\n\nHuman: A question.\n\nAssistant: An answer\n",
+            "rejected": "\n\nHuman: Hi there \n\nAssistant: Hello!\n\n\nHuman: A question.\n\nAssistant: Other\n\n"}
+    two_humans = {"chosen": "\n\nHuman: One\n\nHuman: Two\n\nAssistant: yes", "rejected": "\n\nHuman: One\n\nHuman: Two\n\nAssistant: no"}
+    source = tmp_path / "hh.jsonl"
+    source.write_text(json.dumps(good) + "\n" + json.dumps(two_humans) + "\n")
+    expected_prompt = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
+                       {"role": "user", "content": "A question."}]  # by hand: the text between markers, stripped
+
+    annotation_rows = list(read_pairs_to_reannotate(source))
+    report = DataReport()
+    training = read_preference_rows([Source(str(source))], report)
+    assert annotation_rows[0] == (f"{source}:1", {"prompt": expected_prompt, "chosen": [{"role": "assistant", "content": "An answer"}],
+                                                  "rejected": [{"role": "assistant", "content": "Other"}]})
+    assert len(training) == 1 and training[0]["prompt"] == expected_prompt
+    assert (training[0]["chosen"], training[0]["rejected"]) == (annotation_rows[0][1]["chosen"], annotation_rows[0][1]["rejected"])
+    where, refusal = annotation_rows[1]
+    assert isinstance(refusal, str) and refusal.startswith(f"{source}:2") and "turn 2 is Human" in refusal
+    assert f"{source}:2" in json.dumps(report.as_dict())  # training drops the same row and names it
 
 
 def test_preference_files_become_push_input_with_everything_counted(tmp_path):
@@ -82,7 +96,8 @@ def test_preference_files_become_push_input_with_everything_counted(tmp_path):
     report = convert_file(hh, out, gold=1, seed=0)
     assert (report.read, report.written, report.gold) == (6, 3, 1)
     assert (report.duplicate_prompts_skipped, report.not_a_pair_skipped) == (1, 2)
-    assert report.examples == [f"{hh}:3: fields 'chosen' and 'rejected' must share the conversation up to the last Assistant turn",
+    assert report.examples == [f"{hh}:3 (fields 'chosen' and 'rejected' differ before their last Assistant turn): "
+                               "HH transcript that cannot be cut into turns",
                                f"{hh}:4: fields 'chosen' and 'rejected' hold the same answer"]
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["prompt"] for row in written] == [[{"role": "user", "content": q}] for q in ("Q1", "Q4", "Q5")]
