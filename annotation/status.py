@@ -76,3 +76,24 @@ def _quality_text(quality: dict) -> str:
     text = (f"  gold {quality['gold_correct']}/{quality['gold_answered']} ({share(quality['gold_accuracy'])})"
             f"  agrees with majority {share(quality['agreement_with_majority'])}")
     return text + ("  FLAGGED: votes excluded by pull" if quality["flagged"] else "")
+
+
+def wait_until_annotated(
+    client, workspace_name: str, dataset_name: str, timeout_s: float, poll_s: float = 10.0, log=print
+) -> dict:
+    """Wait until every record of the dataset has its `min_submitted` submitted responses; the dataset's
+    `dataset_status` entry then. Past `timeout_s`, an AnnotationError says how far annotation got."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        progress = dataset_status(client, workspace_name, dataset_name)[dataset_name]
+        if progress["total"] and progress["completed"] == progress["total"]:
+            return progress
+        if time.monotonic() >= deadline:
+            raise AnnotationError(
+                f"dataset {workspace_name}/{dataset_name}: {progress['completed']} of {progress['total']} records "
+                f"have {progress['min_submitted']} submitted response(s) after {timeout_s:g}s"
+            )
+        log(f"waiting for annotators: {progress['completed']}/{progress['total']} records completed")
+        time.sleep(poll_s)

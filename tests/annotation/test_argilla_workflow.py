@@ -9,7 +9,9 @@ import stat
 import datasets
 import pytest
 
+from annotation.errors import AnnotationError
 from annotation.simulate import ScriptedAnnotator, ShownPair, submit_scripted_responses
+from annotation.status import wait_until_annotated
 from argilla_helpers import dataset_id, login, records_by_prompt, write_pairs
 
 pytestmark = pytest.mark.slow
@@ -113,12 +115,16 @@ def test_round_trip_with_hand_computed_agreement(argilla, annotators, tmp_path):
         "ann1": {"P1?": "a", "P2?": "a", "P3?": "b", "P4?": "b"},
         "ann2": {"P1?": "a", "P2?": "b", "P3?": "b", "P4?": "b"},
     }
+    client = argilla.client()
+    with pytest.raises(AnnotationError, match=r"round-trip: 0 of 4 records have 2 submitted response\(s\) after 0s"):
+        wait_until_annotated(client, workspace, "round-trip", timeout_s=0, log=lambda line: None)
     for name, table in tables.items():
         done = submit_scripted_responses(
             argilla.api_url, "round-trip", workspace, [ScriptedAnnotator(name, annotators[name], noise=0)],
             choose=table_chooser(table),
         )
         assert done == {name: 4}
+    assert wait_until_annotated(client, workspace, "round-trip", timeout_s=60, poll_s=1)["completed"] == 4
 
     # ann3 leaves a draft on P1 and discards P2: counted, never used as votes.
     records = records_by_prompt(argilla, "round-trip")
