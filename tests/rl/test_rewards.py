@@ -145,3 +145,77 @@ def test_resolve_refuses_unknown_and_non_callable_names(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"'notrewards.THRESHOLD' is a int, not a callable"):
         resolve_reward_funcs(["notrewards.THRESHOLD"])
     sys.modules.pop("notrewards", None)
+
+
+# --- code ---------------------------------------------------------------------------------------
+
+ADD = "a, b = map(int, input().split())\nprint(a + b)"
+TWO_TESTS = [{"input": "1 2", "output": "3"}, {"input": "2 2", "output": "4\n"}]
+
+
+def fenced(code):
+    return f"<think>let me write it</think>\n```python\n{code}\n```"
+
+
+def test_code_reward_correct_half_syntax_error_no_code():
+    recorder = Recorder()
+    completions = [
+        fenced(ADD),  # both tests: 1.0
+        conversational(fenced("a, b = map(int, input().split())\nprint(3)")),  # right on the first only: 0.5
+        fenced("def broken(:\n    pass"),  # syntax error: 0.0
+        "<think>hm</think>The sum is a + b.",  # no code: 0.0
+        "<think>```python\nprint(3)\n```</think>",  # code only inside <think>: 0.0
+    ]
+    rewards = code_reward(
+        prompts=["p"] * 5, completions=completions, tests=[TWO_TESTS] * 5,
+        log_extra=recorder.log_extra, log_metric=recorder.log_metric,
+    )
+    assert rewards == [1.0, 0.5, 0.0, 0.0, 0.0]
+    details = [json.loads(d) for d in recorder.extra["code_detail"]]
+    assert [d["reason"] for d in details] == ["ok", "ok", "syntax_error", "no_code", "no_code"]
+    assert details[1]["tests"] == ["passed", "failed"]
+    assert details[2]["tests"] == ["syntax_error", "syntax_error"]
+    assert recorder.metrics["code/ok"] == [2 / 5]
+
+
+def test_code_reward_reads_taco_apps_and_klear_formats_as_they_come():
+    # TACO/APPS `input_output`: stdin/stdout (lists of lines), and call-based with fn_name, where APPS
+    # wraps some expected values in a one-element list.
+    stdin_io = json.dumps({"inputs": [["1 2"], "5 5\n"], "outputs": [["3"], "10"]})
+    call_io = json.dumps({"fn_name": "add", "inputs": [[1, 2], [2, 3]], "outputs": [[3], 6]})
+    # The Klear team's CodeSub-15K: reward_model.ground_truth, a JSON string read by code_r1_compute.py.
+    klear = {"ground_truth": json.dumps({"inputs": ["1 2\n", "7 1\n"], "outputs": ["3\n", "8\n"]}), "style": "rule"}
+    functional = {"ground_truth": json.dumps({"functional": ["assert add(1, 2) == 3", "assert add(0, 0) == 1"]})}
+    function = "def add(a, b):\n    return a + b"
+    assert code_reward(completions=[fenced(ADD)], input_output=[stdin_io]) == [1.0]
+    assert code_reward(completions=[fenced(function)], input_output=[call_io]) == [0.5]  # add(2, 3) is 5, not 6
+    assert code_reward(completions=[fenced(ADD)], reward_model=[klear]) == [1.0]
+    assert code_reward(completions=[fenced(function)], reward_model=[functional]) == [0.5]
+    # LeetCode-style class with a typing annotation it never imported, and LiveCodeBench functional tests.
+    leetcode = "class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n" \
+               "        seen = {}\n        for i, n in enumerate(nums):\n            if target - n in seen:\n" \
+               "                return [seen[target - n], i]\n            seen[n] = i"
+    lcb = [{"input": "[2, 7, 11, 15]\n9", "output": "[0, 1]", "testtype": "functional", "fn_name": "twoSum"}]
+    assert code_reward(completions=[fenced(leetcode)], tests=[lcb]) == [1.0]
+
+
+def test_check_tests_column_names_the_row_and_field():
+    from align.rl.rewards import check_tests_column
+
+    assert check_tests_column(TWO_TESTS, "train.jsonl line 1: field `tests`") == 2
+    assert check_tests_column("assert f(1) == 2\nassert f(2) == 3", "x") == 1
+    cases = [
+        ("[]", "no tests"),
+        ('{"inputs": [1, 2], "outputs": [1]}', "`inputs` and `outputs` must be lists of the same length"),
+        ('[{"input": "1"}]', 'a test must be {"input": ..., "output": ...}'),
+        ("print(1)", "neither JSON tests nor assert statements"),
+        ("assert (", "does not compile"),
+        ({"pytest": "def test_x(): pass"}, "pytest-style tests are not supported"),
+        ({"foo": 1}, "unknown test format with keys ['foo']"),
+        (7, "tests must be a list, a dict or a JSON string, not int"),
+    ]
+    for value, message in cases:
+        with pytest.raises(DataError) as raised:
+            check_tests_column(value, "train.jsonl line 3: field `tests`")
+        assert str(raised.value).startswith("train.jsonl line 3: field `tests`")
+        assert message in str(raised.value) and "\n" not in str(raised.value)
