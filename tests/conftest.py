@@ -80,3 +80,44 @@ def hh_conversations() -> list[list[dict]]:
                 continue
     assert len(conversations) > 2250
     return conversations
+
+
+# A policy that gives one answer only sometimes: the starting point of the on-policy rounds' (and RL's)
+# learning tests. Every training prompt was seen with SOMETIMES_ANSWER once in SOMETIMES_EVERY times and
+# with SOMETIMES_OTHER otherwise, so the SFT model samples the first now and then and says the second greedily.
+SOMETIMES_ANSWER = "Paris is the capital of France."
+SOMETIMES_OTHER = "Thank you! Yes, no, maybe."
+SOMETIMES_EVERY = 4
+
+
+def sometimes_prompt(number: int) -> str:
+    """Prompt `number`: 0-47 are the SFT set; higher numbers are held out."""
+    return f"Question {number}: please answer the question."
+
+
+@pytest.fixture(scope="session")
+def sometimes_answer_sft_dir(tiny_klear_dir, tmp_path_factory) -> Path:
+    """The tiny Klear taught by SFT (align.sft, one process, bf16 off) to answer every prompt with
+    SOMETIMES_ANSWER about one time in SOMETIMES_EVERY and with SOMETIMES_OTHER the rest, built once per session."""
+    import json
+
+    from trl import ModelConfig, ScriptArguments, TrlParser
+
+    from align.sft.__main__ import main
+    from align.training.config import KlearSFTConfig
+    from align.training.run import release_training_memory
+
+    work = tmp_path_factory.mktemp("sometimes-sft")
+    rows = [{"messages": [{"role": "user", "content": sometimes_prompt(n)},
+                          {"role": "assistant", "content": SOMETIMES_ANSWER if k == 0 else SOMETIMES_OTHER}]}
+            for n in range(48) for k in range(SOMETIMES_EVERY)]
+    data = work / "sft.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    out = work / "model"
+    argv = ["--config", str(REPO_ROOT / "configs/sft/tiny.yaml"), "--model_name_or_path", str(tiny_klear_dir),
+            "--dataset_name", str(data), "--output_dir", str(out), "--max_steps", "40", "--learning_rate", "3e-3",
+            "--bf16", "false", "--dtype", "float32", "--report_to", "none", "--save_strategy", "no",
+            "--logging_steps", "10", "--expert_bias_update", "frozen"]
+    trainer = main(*TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig)).parse_args_and_config(argv))
+    release_training_memory(trainer, leave_process_group=False)
+    return out

@@ -157,6 +157,10 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        # A checkpoint saved by training keeps the trainer's output_router_logits=True (the aux loss); generate
+        # would then compute that loss over the cached steps and fail on padded batches. Answers need no router logits.
+        if hasattr(self.model.config, "output_router_logits"):
+            self.model.config.output_router_logits = False
         eos = self.model.generation_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
         self.stop_ids = sorted((set(eos) | {self.tokenizer.eos_token_id}) - {None})

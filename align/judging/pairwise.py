@@ -50,6 +50,9 @@ class PairVerdict:
     raw: list[str] = field(default_factory=list)
     votes: dict[str, int] = field(default_factory=dict)  # per-call verdicts mapped to a/b/tie
     failed_calls: int = 0
+    # each order's verdict mapped to a/b/tie: {"ab": ..., "ba": ...}; a tie overall is either both orders
+    # saying tie or the two orders disagreeing (position bias), which callers may count apart
+    orders: dict[str, str | None] = field(default_factory=dict)
 
 
 def prompt_as_question(prompt_messages: Messages) -> str:
@@ -164,6 +167,7 @@ def judge_pair(
         raw=raw,
         votes=dict(tally),
         failed_calls=failed,
+        orders=modal,
     )
 
 

@@ -200,10 +200,11 @@ def save_and_judge(trainer, args: KlearArguments, started: float, data_report: D
               "(or add a `judge:` section to the recipe)", flush=True)
 
 
-def release_training_memory(trainer) -> None:
+def release_training_memory(trainer, leave_process_group: bool = True) -> None:
     """On every rank, once the final model is saved: drop the model, its reference copy and the optimizer
     states, and leave the process group. The judge's answer engine can then have the whole node (at 46B,
-    vLLM spreads the saved model over all its GPUs and sets up a process group of its own)."""
+    vLLM spreads the saved model over all its GPUs and sets up a process group of its own). On-policy
+    rounds (align.iterate) keep the process group: the next round trains in the same processes."""
     import gc
 
     import torch
@@ -217,4 +218,5 @@ def release_training_memory(trainer) -> None:
         torch.cuda.empty_cache()
     state = PartialState()
     state.wait_for_everyone()  # no rank starts answering while another still holds its shards
-    state.destroy_process_group()
+    if leave_process_group:
+        state.destroy_process_group()

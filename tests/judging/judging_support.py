@@ -44,13 +44,14 @@ class ScriptedJudge:
         return httpx.get(self.base_url.removesuffix("/v1") + "/stats", timeout=5).json()
 
 
-def start_scripted_judge(directory: Path, delay_s: float = 0.0) -> ScriptedJudge:
+def start_scripted_judge(directory: Path, delay_s: float = 0.0, *options: str) -> ScriptedJudge:
+    """`options`: more of scripted_judge.py's flags, e.g. ("--prefer", "Paris")."""
     directory.mkdir(parents=True, exist_ok=True)
     port_file = directory / "port"
     port_file.unlink(missing_ok=True)
     process = subprocess.Popen(
         [sys.executable, str(HERE / "scripted_judge.py"), "--port-file", str(port_file), "--delay", str(delay_s),
-         "--replay", str(REAL / "gpt-4_single.jsonl"), str(REAL / "gpt-4_pair.jsonl")]
+         "--replay", str(REAL / "gpt-4_single.jsonl"), str(REAL / "gpt-4_pair.jsonl"), *options]
     )
     deadline = time.monotonic() + 30
     while not (port_file.is_file() and port_file.read_text()):

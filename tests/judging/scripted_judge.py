@@ -14,6 +14,9 @@ client path under test (HTTP, backoff, cache, parsing) is the real one; only the
     SCRIPTED_BIAS_A     pairwise: always "[[A]]" (position bias -> inconsistent verdicts)
     SCRIPTED_MUTE_AS_A  pairwise: no verdict when this answer is shown as A (one order fails)
 
+With --prefer TEXT, a pairwise verdict goes to the answer that contains TEXT when only one does (a judge
+with a taste, for the on-policy rounds' tests); otherwise the markers above decide.
+
 REPLAYED JUDGMENTS: with --replay FILE (FastChat judgment files whose prompts are stored as
 SHA-256, tests/judging/real/), a request whose user prompt has a recorded judgment gets that
 judgment, word for word: real GPT-4 output for the exact prompt it was written for.
@@ -46,7 +49,7 @@ def last_score(text: str) -> str | None:
     return found[-1] if found else None
 
 
-def judge_text(messages: list[dict], first_call: bool) -> tuple[str, str]:
+def judge_text(messages: list[dict], first_call: bool, prefer: str | None = None) -> tuple[str, str]:
     """(kind, judgment text) for a chat request."""
     content = "\n".join(message["content"] for message in messages)
     user = messages[-1]["content"]
@@ -67,6 +70,8 @@ def judge_text(messages: list[dict], first_call: bool) -> tuple[str, str]:
         if "SCRIPTED_MUTE_AS_A" in a_part:
             return "pairwise", "Both answers have merits; I cannot tell which is better."
         a, b = float(last_score(a_part) or 5), float(last_score(b_part) or 5)
+        if prefer and (prefer in answer_text(a_part)) != (prefer in b_part):
+            a, b = (1.0, 0.0) if prefer in answer_text(a_part) else (0.0, 1.0)
         verdict = "[[A]]" if a > b else "[[B]]" if b > a else "[[C]]"
         return "pairwise", f"Comparing both answers. {verdict}"
     if "[[rating]]" in content:
@@ -77,14 +82,21 @@ def judge_text(messages: list[dict], first_call: bool) -> tuple[str, str]:
     return "other", "I am a scripted judge."
 
 
+def answer_text(a_part: str) -> str:
+    """Assistant A's answer without the question before it (pair-v2 shows the question first)."""
+    marker = "[The Start of Assistant A's Answer]"
+    return a_part.split(marker, 1)[1] if marker in a_part else a_part
+
+
 class ScriptedJudge(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):  # a killed client is part of the resume test
         pass
 
-    def __init__(self, address, delay_s: float, replay: dict[str, str]):
+    def __init__(self, address, delay_s: float, replay: dict[str, str], prefer: str | None = None):
         super().__init__(address, Handler)
+        self.prefer = prefer
         self.delay_s = delay_s
         self.replay = replay
         self.lock = threading.Lock()
@@ -152,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(status, {"error": {"message": f"scripted {status}"}}, {"Retry-After": "0"})
                 return
         recorded = self.server.replay.get(hashlib.sha256(user.encode("utf-8")).hexdigest())
-        kind, text = ("replay", recorded) if recorded is not None else judge_text(request["messages"], first_call)
+        kind, text = ("replay", recorded) if recorded is not None else judge_text(request["messages"], first_call, self.server.prefer)
         with self.server.lock:
             self.server.by_status["200"] += 1
             self.server.by_kind[kind] += 1
@@ -184,8 +196,9 @@ def main() -> None:
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--replay", nargs="*", default=[], help="FastChat judgment files with prompt hashes")
+    parser.add_argument("--prefer", help="pairwise: the answer containing this text wins")
     args = parser.parse_args()
-    server = ScriptedJudge(("127.0.0.1", 0), args.delay, load_replay(args.replay))
+    server = ScriptedJudge(("127.0.0.1", 0), args.delay, load_replay(args.replay), args.prefer)
     Path(args.port_file).write_text(str(server.server_address[1]))
     server.serve_forever()
 
