@@ -104,7 +104,7 @@ def sometimes_answer_sft_dir(tiny_klear_dir, tmp_path_factory) -> Path:
     from trl import ModelConfig, ScriptArguments, TrlParser
 
     from align.sft.__main__ import main
-    from align.training.config import KlearSFTConfig
+    from align.sft.config import KlearSFTConfig
     from align.training.run import release_training_memory
 
     work = tmp_path_factory.mktemp("sometimes-sft")

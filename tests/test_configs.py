@@ -7,6 +7,7 @@ import pytest
 import yaml
 from trl import ModelConfig, ScriptArguments, TrlParser
 
+from align.iterate.config import KlearIterateConfig
 from align.models.klear import KlearConfig
 from align.rl.config import KlearGRPOConfig
 from align.training.autoep import check_expert_parallel_config
@@ -15,13 +16,13 @@ from align.sft.config import KlearSFTConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALL_FILES = sorted(p for p in CONFIGS.rglob("*") if p.suffix in {".yaml", ".yml", ".json"})
-STAGE_CONFIGS = {"sft": KlearSFTConfig, "dpo": KlearDPOConfig, "rl": KlearGRPOConfig}
+STAGE_CONFIGS = {"sft": KlearSFTConfig, "dpo": KlearDPOConfig, "rl": KlearGRPOConfig, "iterate": KlearIterateConfig}
 
 
 def test_every_config_file_is_seen():
     folders = {p.parent.name for p in ALL_FILES}
     assert {"sft", "accelerate", "deepspeed"} <= folders
-    assert all(p.parent.name in {"sft", "dpo", "rl", "accelerate", "deepspeed"} for p in ALL_FILES), ALL_FILES
+    assert all(p.parent.name in {"sft", "dpo", "rl", "iterate", "accelerate", "deepspeed"} for p in ALL_FILES), ALL_FILES
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(CONFIGS)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from align.training.config import KlearDPOConfig
+from align.dpo.config import KlearDPOConfig
 
 SCORERS = ("reward", "judge", "annotators")
 SAMPLING_ENGINES = ("auto", "transformers", "vllm")

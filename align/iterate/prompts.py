@@ -52,7 +52,7 @@ def load_prompt_set(args) -> PromptSet:
     `dedup`, as in every stage; counts in the report), and shuffle it with `args.seed`."""
     report = DataReport()
     rows = read_mixture([Source(args.prompts_dataset)], validate_prompt_row, report, seed=args.seed)
-    rows = clean_training_rows(rows, args, report)
+    rows = clean_training_rows(rows, args.data_hygiene, report)
     report.kept = len(rows)
     records = [dict(row) for row in rows]
     for record in records:

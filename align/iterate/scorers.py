@@ -196,10 +196,10 @@ def score_with_annotators(rows: list[dict], args, round_number: int, round_dir: 
     pairs, if any; once every pair has `min_submitted` responses (waiting up to `wait_s`), the consensus is
     pulled (annotation pull's rules) and becomes the round's pairs. Not finished: `AwaitingAnnotations`."""
     from annotation.connection import connect
-    from annotation.pairs import Completion, PromptRow, make_pairs, parse_rows, read_rows
+    from annotation.logic.pairs import Completion, PromptRow, make_pairs, parse_rows, read_rows
     from annotation.pull import pull_preferences
     from annotation.push import push_pairs
-    from annotation.resolve import Policy
+    from annotation.logic.resolve import Policy
     from annotation.status import dataset_status
 
     settings = args.annotator_settings
