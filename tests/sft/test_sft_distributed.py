@@ -101,7 +101,13 @@ def test_bf16_checkpoint_is_gathered_into_shards_with_an_index_in_the_official_l
 
 def test_reloaded_bf16_model_routes_exactly_as_the_expert_parallel_one(sft_run):
     """AutoEP's router was given hidden states during the run; Klear's own router, reloaded from the
-    saved checkpoint in bf16, chooses the same experts for them with the same weights."""
+    saved checkpoint in bf16, chooses the same experts for them with the same weights.
+
+    The two routers compute the same float32 scores in different orders, so they agree to the last
+    bits, not bit for bit: a token whose k-th and (k+1)-th selection scores are within `tie` of each
+    other may pick either, and a weight may round to the neighbouring bf16 value. So: the experts of
+    every decided token are compared exactly, a near-tied token's choices must be among the tied
+    candidates, and the weights agree within one bf16 step (2**-8 relative)."""
     out, probe = sft_run
     model, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
@@ -112,17 +118,31 @@ def test_reloaded_bf16_model_routes_exactly_as_the_expert_parallel_one(sft_run):
     for router, seen in zip(routers, expected["routed"], strict=True):
         assert router.e_score_correction_bias.dtype == torch.float32
         with torch.no_grad():
-            _, weights, experts = router(seen["input"])
-        mine, mine_order = experts.sort(-1)
-        theirs, their_order = seen["experts"].sort(-1)  # AutoEP's top-k is unsorted
+            logits, weights, experts = router(seen["input"])
+        selection = logits.sigmoid() + router.e_score_correction_bias.float()
+        ranked = selection.topk(router.top_k + 1, dim=-1).values
+        tie = 1e-5  # far above float32 reordering error on scores in [0, 2], far below a real preference
+        decided = ranked[:, -2] - ranked[:, -1] > tie
+        assert decided.float().mean() > 0.9, f"{int((~decided).sum())} of {len(decided)} tokens near-tied"
+        candidates = selection >= ranked[:, -2:-1] - tie
+        assert candidates.gather(-1, seen["experts"]).all()
+        mine, mine_order = experts[decided].sort(-1)
+        theirs, their_order = seen["experts"][decided].sort(-1)  # AutoEP's top-k is unsorted
         assert torch.equal(mine, theirs)
-        # both in float32; Klear's router hands them on in the model's dtype
-        assert torch.equal(weights.gather(-1, mine_order), seen["weights"].gather(-1, their_order).to(weights.dtype))
+        # Klear's router hands its weights on in the input's dtype (bf16 here): compare in float32
+        torch.testing.assert_close(weights[decided].gather(-1, mine_order).float(),
+                                   seen["weights"][decided].gather(-1, their_order).float(),
+                                   rtol=2**-8, atol=1e-6)
     with torch.no_grad():
         logits = model.eval()(input_ids=expected["input_ids"]).logits
     difference = (logits.float() - expected["logits"].float()).abs()
-    # bf16 experts computed in another order (grouped over ranks vs one loop): rounding, not routing
-    assert difference.mean() < 0.02 and difference.max() < 0.3
+    # bf16 experts computed in another order (grouped over ranks vs one loop): rounding, not routing. A wrong
+    # routing would move most logits. Rounding moves almost all by a bf16 step or two; the few tokens whose
+    # expert choice is near-tied (see above) may route apart in some layer, moving their logits further
+    # (here: 0.32 at a logit of 0.60, 99.9th percentile 0.13, on a machine where a bound of 0.3 failed).
+    quantiles = difference.flatten().float().quantile(torch.tensor([0.99, 0.999]))
+    assert difference.mean() < 0.02 and quantiles[0] < 0.05 and difference.max() < 0.6, (
+        f"mean {difference.mean():.4f}, 99th/99.9th percentiles {quantiles.tolist()}, max {difference.max():.4f}")
     assert (logits.argmax(-1) == expected["logits"].argmax(-1)).float().mean() > 0.9
 
 
