@@ -81,12 +81,8 @@ def test_data_never_imports_judging():
     assert not {m: t for m, t in offenders.items() if t}
 
 
-# Landed with the RL stage; its owner untangles it (then remove it from here).
-PENDING = [["align.rl.rewards", "align.rl.rewards_code"]]
-
-
 def test_no_import_cycles():
-    assert [cycle for cycle in cycles(import_graph()) if cycle not in PENDING] == []
+    assert cycles(import_graph()) == []
 
 
 def test_the_walk_sees_imports_inside_functions():

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from align.data.sources import DataError
 
+from .completions import completion_text, final_answer, last_python_block
+
 # The Klear team samples at most 16 tests per program (MAX_TEST_CASES in code_r1_compute.py); we take
 # the first 16, so that a row's reward does not depend on a random draw.
 MAX_TESTS_PER_PROGRAM = 16
@@ -196,7 +198,6 @@ def judge(test: TestCase, outcome: dict) -> str:
 def score_code(completions, row_tests: list[list[TestCase]], sandbox=None) -> list[dict]:
     """Per completion: `{"reward", "reason", "tests"}`: the pass fraction, why (ok, no_final_answer,
     no_code, syntax_error, program_timeout, sandbox_error: ...) and each test's status."""
-    from .rewards import completion_text, final_answer, last_python_block
     from .sandbox import default_sandbox
 
     details: list[dict | None] = [None] * len(completions)
