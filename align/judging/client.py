@@ -238,6 +238,12 @@ class JudgeClient:
         except JudgeAPIError:
             self._count("api_errors")
             raise
+        if not hasattr(response, "choices"):  # the SDK hands back the body as text when it is not JSON
+            self._count("api_errors")
+            self._stopped.set()
+            body = " ".join(str(response).split())[:80]
+            raise JudgeEndpointError(f"{self.config.base_url} answered HTTP 200 with a body that is not an OpenAI chat "
+                                     f"completion (it starts {body!r}); is base_url the API's, ending in /v1?")
         if not response.choices:
             self._count("api_errors")
             raise JudgeAPIError(f"{self.config.base_url} answered with no choices")

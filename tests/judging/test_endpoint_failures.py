@@ -5,6 +5,8 @@ is asked for again. Servers are real processes on loopback (the scripted judge a
 
 import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -121,3 +123,39 @@ def test_a_damaged_cache_file_is_requested_again_not_a_type_error(tmp_path, scri
     assert summary["benchmarks"] == before and scripted_judge.requests() - requests == 2
     assert summary["counts"]["api_calls"] == 2 and summary["counts"]["cache_damaged"] == 2
     assert all(cache.get(path.stem)[0] for path in files)  # rewritten
+
+
+class _HtmlEverywhere(BaseHTTPRequestHandler):
+    """A web server in front of the judge's address: `/v1/models` looks right, a completion is an HTML page."""
+
+    def _answer(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self._answer(json.dumps({"object": "list", "data": [{"id": "gpt-4", "object": "model"}]}).encode(),
+                     "application/json")
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(b"<html><body>Welcome to nginx!</body></html>", "text/html")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_html_page_instead_of_a_completion_stops_the_run_in_one_line(tmp_path, run_cli):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HtmlEverywhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                               "--judge-base-url", url, "--judge-model", "gpt-4")
+    finally:
+        server.shutdown()
+    assert code == 2
+    assert f"{url} answered HTTP 200 with a body that is not an OpenAI chat completion" in stderr
+    assert "Welcome to nginx!" in stderr and "AttributeError" not in stderr
