@@ -68,7 +68,7 @@ def sft_run(tmp_path_factory, tiny_klear_dir):
     out = tmp / "out"
     env = {**os.environ, "ALIGNBENCH_DIR": str(ALIGNBENCH)}
     cmd = [sys.executable, "-m", "align.sft", "--config", "configs/sft/tiny.yaml",
-           "--model_name_or_path", str(tiny_klear_dir), "--dataset_mixture", json.dumps(mixture),
+           "--model_name_or_path", str(tiny_klear_dir), "--dataset_name", "", "--dataset_mixture", json.dumps(mixture),
            "--output_dir", str(out), "--max_steps", "1", "--report_to", "none", "--save_strategy", "no",
            "--decontaminate", *against, "--decontaminate_action", "drop", "--dedup", "near", "--dedup_threshold", "0.8"]
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)

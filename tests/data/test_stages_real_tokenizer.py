@@ -89,7 +89,7 @@ def test_dpo_trains_on_the_real_hh_file(tmp_path, tiny_klear_qwen_dir):
     """A seeded tenth of the file (the whole file is read, validated and counted) keeps the run short."""
     out = tmp_path / "dpo"
     trainer = run(dpo_main, KlearDPOConfig, "dpo", "--model_name_or_path", str(tiny_klear_qwen_dir),
-                  "--dataset_mixture", json.dumps([{"path": str(HH_FILE), "weight": 0.1}]), "--output_dir", str(out),
+                  "--dataset_name", "", "--dataset_mixture", json.dumps([{"path": str(HH_FILE), "weight": 0.1}]), "--output_dir", str(out),
                   "--max_steps", "1", "--per_device_train_batch_size", "2", "--max_length", "1024",
                   "--max_prompt_length", "768")
     assert trainer.state.global_step == 1
