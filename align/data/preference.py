@@ -11,6 +11,12 @@ Accepted rows (TRL's four preference formats; extra provenance columns, such as 
   conversational turns at the turn markers (`align.data.transcripts`); a pair that cannot be cut into
   turns is dropped, counted and named in the data card (the real HH files hold a few such rows).
 
+HH transcripts and TRL's standard implicit-prompt rows have the same fields (two texts, no prompt), so
+which one a file holds is decided per file, once it is read: a file with at least one transcript is an
+HH file, and its text pairs without turn markers are dropped, counted and named; a file whose texts
+name the HH speakers but never in HH's layout (markers stripped or damaged) stops the run in one line;
+a file with no speaker names at all is TRL's implicit-prompt format, and its data card says so.
+
 Every row comes out with an explicit prompt, and all rows of a dataset (and of a mixture) in one
 format; a row whose format differs from the first row's is named. Rows that the trainer would cut or silently drop
 because of `max_length` / `max_prompt_length` are counted here, and dropped rows are removed here,
@@ -21,9 +27,11 @@ from datasets import Dataset
 
 from .chat import validate_messages
 from .sources import NAMED_DROPS, DataError, DataReport, SkipRow, Source, cache_file, fingerprint, read_mixture
-from .transcripts import TranscriptError, looks_like_transcript, split_transcript_pair
+from .transcripts import (TRANSCRIPT_LAYOUT, TranscriptError, looks_like_transcript, mentions_speakers,
+                          split_transcript_pair)
 
 UNPARSEABLE_TRANSCRIPT = "HH transcript that cannot be cut into turns"
+UNMARKED_IN_HH_FILE = "text pair without Human/Assistant turn markers in a file of HH transcripts"
 
 
 def _common_prefix(a: list, b: list) -> int:
@@ -111,9 +119,65 @@ def _measure_batch(batch: dict, tokenizer, measure_answers: bool) -> dict:
     return {"prompt_tokens": prompt_tokens, "longest": longest}
 
 
+def _text_pair_kind(row: dict) -> str | None:
+    """For two texts without a prompt: "transcript" when either starts with HH's turn marker, else
+    "unmarked" (an HH row without markers, or TRL's implicit prompt: only the whole file tells); None otherwise."""
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    if row.get("prompt") is not None or not (isinstance(chosen, str) and isinstance(rejected, str)):
+        return None
+    return "transcript" if looks_like_transcript(chosen) or looks_like_transcript(rejected) else "unmarked"
+
+
+class _PairsOfOneFile:
+    """`validate` and `settle` for `load_mixture`: unmarked text pairs wait until their whole file is read,
+    then are dropped (an HH file), refused (damaged HH markers) or read as TRL's implicit prompt."""
+
+    def __init__(self, report: DataReport):
+        self.report = report
+        self._reset()
+
+    def _reset(self) -> None:
+        self.first_transcript = self.first_other = None  # locations, unparseable transcripts included
+        self.unmarked = set()
+
+    def validate(self, row: dict, where: str) -> dict:
+        kind = _text_pair_kind(row)
+        if kind == "unmarked":
+            self.unmarked.add(where)
+            return {"chosen": row["chosen"], "rejected": row["rejected"]}
+        if kind == "transcript":
+            self.first_transcript = self.first_transcript or where
+        else:
+            self.first_other = self.first_other or where
+        return validate_preference_row(row, where)
+
+    def settle(self, source: Source, rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+        first_transcript, first_other, unmarked = self.first_transcript, self.first_other, self.unmarked
+        self._reset()
+        if first_transcript is not None:
+            if first_other is not None:
+                raise DataError(f"{first_other}: not an HH transcript pair (two texts, no 'prompt') but "
+                                f"{first_transcript} is one: every row of a dataset and of a mixture must use one format")
+            dropped = [where for where, _ in rows if where in unmarked]
+            if dropped:
+                self.report.drop(UNMARKED_IN_HH_FILE, *dropped)
+            return [(where, row) for where, row in rows if where not in unmarked]
+        if not unmarked:
+            return rows
+        damaged = next((where for where, row in rows if where in unmarked
+                        and (mentions_speakers(row["chosen"]) or mentions_speakers(row["rejected"]))), None)
+        if damaged is not None:
+            raise DataError(f"{source.path}: does not look like HH transcripts: its texts name the speakers "
+                            f"({damaged}) but no row starts with a turn marker; expected {TRANSCRIPT_LAYOUT}")
+        self.report.notes.append(f"{source.path}: no Human/Assistant turn markers, read as TRL's implicit-prompt "
+                                 "format (the prompt is the text chosen and rejected share)")
+        return [(where, validate_preference_row(row, where) if where in unmarked else row) for where, row in rows]
+
+
 def read_preference_rows(sources: list[Source], report: DataReport, seed: int = 0) -> Dataset:
     """Validated, mixed pairs with an explicit prompt: columns `prompt`, `chosen`, `rejected`, `source`, `location`."""
-    return read_mixture(sources, validate_preference_row, report, seed=seed)
+    pairs = _PairsOfOneFile(report)
+    return read_mixture(sources, pairs.validate, report, seed=seed, settle=pairs.settle)
 
 
 def measure_preference_rows(

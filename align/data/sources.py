@@ -134,6 +134,7 @@ class DataReport:
     dropped: Counter = field(default_factory=Counter)
     dropped_rows: dict[str, list[str]] = field(default_factory=dict)  # reason -> first locations
     details: dict = field(default_factory=dict)  # e.g. how masks were derived, the eval set's report
+    notes: list[str] = field(default_factory=list)  # how a source was read, where a reader had to decide it
 
     def drop(self, reason: str, *locations: str, count: int | None = None) -> None:
         """Count `count` dropped rows (default: one per location) and name the first locations."""
@@ -151,6 +152,8 @@ class DataReport:
         }
         if self.dropped_rows:
             card["dropped_rows"] = self.dropped_rows
+        if self.notes:
+            card["notes"] = self.notes
         return card | self.details
 
     def summary(self) -> str:
@@ -161,6 +164,7 @@ class DataReport:
             named = self.dropped_rows.get(why, [])
             more = f" (first: {', '.join(named[:3])})" if named else ""
             lines.append(f"  dropped ({why}): {n}{more}")
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -283,12 +287,15 @@ class _FormatCheck:
 
 
 def load_mixture(
-    sources: list[Source], validate, report: DataReport, seed: int = 0
+    sources: list[Source], validate, report: DataReport, seed: int = 0, settle=None,
 ) -> list[tuple[str, str, dict]]:
     """Read and validate every row of every source, then mix by weight.
 
     `validate(row, where)` returns the cleaned row (a dict) or raises `DataError` (the run stops:
     bad rows are never silently skipped) or `SkipRow` (the row is dropped, counted and named).
+    `settle(source, rows)`, if given, receives a source's `(location, cleaned_row)` pairs once the whole
+    source is read and returns the ones to keep (what it drops, it counts in `report`): for what only the
+    whole file can tell, such as whether its text pairs are HH transcripts.
     Returns `(source path, location, cleaned_row)` triples; all rows share one format.
     """
     rows_by_source = {}
@@ -298,15 +305,16 @@ def load_mixture(
         for where, row in read_rows(source):
             read += 1
             try:
-                cleaned = validate(row, where)
+                rows.append((where, validate(row, where)))
             except SkipRow as skip:
                 report.drop(skip.reason, skip.where)
-                continue
+        if settle is not None:
+            rows = settle(source, rows)
+        for where, cleaned in rows:
             same_format(cleaned, where)
-            rows.append((source.path, where, cleaned))
         if not rows:
             raise DataError(f"{source.path}: no rows" + (f" ({read} read, all dropped)" if read else ""))
-        rows_by_source[source.path] = (read, rows)
+        rows_by_source[source.path] = (read, [(source.path, where, cleaned) for where, cleaned in rows])
     mixed = sample_mixture({k: rows for k, (_, rows) in rows_by_source.items()},
                            {s.path: s.weight for s in sources}, seed)
     for source in sources:
@@ -337,12 +345,12 @@ def cache_file(kind: str, key: str) -> str:
     return str(folder / f"{kind}-{key}.arrow")
 
 
-def read_mixture(sources: list[Source], validate, report: DataReport, seed: int = 0):
+def read_mixture(sources: list[Source], validate, report: DataReport, seed: int = 0, settle=None):
     """`load_mixture` as a `datasets.Dataset`: the cleaned rows' fields plus `source` (the path it
     came from) and `location` (`file:line`), in mixture order. Nothing is tokenised yet."""
     from datasets import Dataset
 
-    triples = load_mixture(sources, validate, report, seed=seed)
+    triples = load_mixture(sources, validate, report, seed=seed, settle=settle)
     columns = {key: [row[key] for _, _, row in triples] for key in triples[0][2]}
     columns["source"] = [path for path, _, _ in triples]
     columns["location"] = [where for _, where, _ in triples]

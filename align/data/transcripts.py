@@ -12,6 +12,11 @@ import re
 # transcript that does not start with one, is not a transcript.
 _TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
+# The speakers' names at a line start in any other layout (stripped, one newline, indented): text that has
+# these but no turn marker is a transcript whose markers were damaged, not plain text.
+_SPEAKER = re.compile(r"(?:^|\n)[ \t]*(?:Human|Assistant):")
+# What the reader expects, for messages that must say it.
+TRANSCRIPT_LAYOUT = "'\\n\\nHuman: ...\\n\\nAssistant: ...', a blank line before each speaker, Human first"
 
 
 class TranscriptError(ValueError):
@@ -20,6 +25,10 @@ class TranscriptError(ValueError):
 
 def looks_like_transcript(text) -> bool:
     return isinstance(text, str) and _TURN.match(text) is not None
+
+
+def mentions_speakers(text) -> bool:
+    return isinstance(text, str) and _SPEAKER.search(text) is not None
 
 
 def parse_transcript(text: str) -> list[dict]:
