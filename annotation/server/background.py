@@ -2,7 +2,8 @@
 
 A running `serve` (foreground or detached) keeps its process id in `DIR/serve.pid`; `stop`
 sends it SIGTERM, the same clean shutdown as Ctrl-C (worker, server, database, Redis, in that
-order), and waits for it to finish. `--detach` starts `serve` in a new session with its output in
+order), and waits for it to finish. When `serve` was killed, `stop` stops what it left running, by
+the records of `process_records.py` (`DIR/processes.json`), in the same order. `--detach` starts `serve` in a new session with its output in
 `DIR/logs/serve.log`, waits until it answers (or fails, then shows why), and returns.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from annotation.errors import AnnotationError
+from annotation.server.process_records import describe, stop_leftovers
 
 PID_FILE = "serve.pid"
 DETACHED_LOG = "serve.log"
@@ -89,10 +91,16 @@ def _read_from(path: Path, offset: int) -> str:
 
 
 def stop_serve(data_dir: Path) -> str:
-    """Stop the `serve` running on this data directory (SIGTERM, then wait); says what it did."""
+    """Stop the `serve` running on this data directory (SIGTERM, then wait), and whatever its
+    recorded children left running if it was killed (`process_records`); says what it did."""
     pid = live_serve_pid(data_dir)
     if pid is None:
         stale = Path(data_dir) / PID_FILE
+        left = stop_leftovers(data_dir)
+        if left:
+            stale.unlink(missing_ok=True)
+            return (f"the serve on {data_dir} was gone (killed?); stopped what it left running: "
+                    f"{describe(left)}")
         if stale.exists():
             stale.unlink()
             return f"no Argilla was running on {data_dir} (removed a stale {PID_FILE})"
@@ -103,6 +111,8 @@ def stop_serve(data_dir: Path) -> str:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
         if not _is_serve(pid):
-            return f"stopped the Argilla on {data_dir} (pid {pid})"
+            left = stop_leftovers(data_dir)  # none after a clean stop; a serve killed meanwhile leaves some
+            extra = f"; then what it left running: {describe(left)}" if left else ""
+            return f"stopped the Argilla on {data_dir} (pid {pid}){extra}"
         time.sleep(0.3)
     raise AnnotationError(f"the Argilla on {data_dir} (pid {pid}) did not stop within {STOP_TIMEOUT_S}s; see {data_dir}/logs")

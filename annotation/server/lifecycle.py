@@ -31,10 +31,10 @@ from annotation.connection import CREDENTIALS_FILE, DEFAULT_WORKSPACE, Credentia
 from annotation.errors import AnnotationError
 from annotation.server.install import default_server_venv, ensure_server
 from annotation.server.postgres import DatabaseChoice, LocalCluster, choose_database, cluster_url, record_database
+from annotation.server.process_records import clear_records, describe, leftovers, record_for, write_records
 
 OWNER_USERNAME = "owner"
 PENDING_OWNER_FILE = ".owner-pending.json"  # an owner created, the server not yet up
-PID_FILE = "serve.pid"  # the running `serve` process, for `annotation stop` and `--detach`
 READY_TIMEOUT_S = 180
 
 
@@ -103,12 +103,15 @@ def server_environment(
 
 
 class ChildProcesses:
-    """The processes `serve` started, each in its own process group, stopped in reverse order."""
+    """The processes `serve` started, each in its own process group, stopped in reverse order;
+    recorded in DIR/processes.json while they run, for `annotation stop` after a killed `serve`."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, data_dir: Path, log_dir: Path):
+        self.data_dir = data_dir
         self.log_dir = log_dir
         self.children: list = []  # (name, Popen)
         self.stop_signals: dict = {}  # pid -> the signal that stops it cleanly
+        self.records: dict = {}  # pid -> RecordedProcess
 
     def start(self, name: str, argv: list, env: dict, stop_signal=signal.SIGTERM, **popen_options) -> subprocess.Popen:
         log_file = open(self.log_dir / f"{name}.log", "ab")
@@ -119,6 +122,8 @@ class ChildProcesses:
         log_file.close()
         self.children.append((name, process))
         self.stop_signals[process.pid] = stop_signal
+        self.records[process.pid] = record_for(name, process.pid, stop_signal)
+        write_records(self.data_dir, list(self.records.values()))
         return process
 
     def forget(self, name: str, process: subprocess.Popen) -> None:
@@ -127,6 +132,8 @@ class ChildProcesses:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        del self.records[process.pid]
+        write_records(self.data_dir, list(self.records.values()))
 
     def first_dead(self) -> Optional[str]:
         return next((name for name, process in self.children if process.poll() is not None), None)
@@ -146,6 +153,8 @@ class ChildProcesses:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.children.clear()
+        self.records.clear()
+        clear_records(self.data_dir)
 
 
 def _run_server_cli(python: Path, commands: list, env: dict, log_path: Path, secrets_to_hide=()) -> str:
@@ -297,6 +306,12 @@ def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> I
             f"an Argilla already runs on {config.data_dir} (serve, pid {running}); "
             f"stop it first: python -m annotation stop --data-dir {config.data_dir}"
         )
+    left = leftovers(config.data_dir)
+    if left:
+        raise ServeError(
+            f"the last serve on {config.data_dir} was killed and left {describe(left)} running; "
+            f"stop them first: python -m annotation stop --data-dir {config.data_dir}"
+        )
     if port_in_use(config.host, config.port):
         raise ServeError(f"port {config.port} on {config.host} is already in use (another Argilla?); choose --port")
     python = ensure_server(config.server_venv, log=log)
@@ -311,7 +326,7 @@ def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> I
     code_path = _code_path(config.data_dir)
     api_url = local_api_url(config.host, config.port)
 
-    children = ChildProcesses(log_dir)
+    children = ChildProcesses(config.data_dir, log_dir)
     try:
         redis_url = config.redis_url or _start_redis(children, config.data_dir)
         database_url = _start_database(database, children, config.data_dir, log)

@@ -58,6 +58,11 @@ class ServeProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def crash(self) -> None:
+        """`kill -9` the serve process alone: what it started runs on, orphaned."""
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def restart(self) -> None:
         self.stop()
         self.start()

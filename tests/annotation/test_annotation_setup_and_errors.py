@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -121,3 +122,31 @@ def test_cli_wrong_api_key(argilla):
     result = argilla.cli("status", env={"ARGILLA_API_URL": argilla.api_url, "ARGILLA_API_KEY": "wrong-key"}, data_dir=False)
     assert result.returncode == 2
     assert f"Argilla at {argilla.api_url} rejected the API key from ARGILLA_API_URL/ARGILLA_API_KEY (HTTP 401)" in result.stderr
+
+
+def test_stop_leaves_a_reused_pid_alone_and_finds_a_group_that_outlived_its_leader(tmp_path):
+    from annotation.server.process_records import leftovers, record_for, stop_leftovers, write_records
+
+    # a stranger: a real process under a recorded pid whose start time differs (the pid was reused)
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # a group whose leader exits at once, leaving a member (as a server's forked child would)
+    orphaned = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!"], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    member = int(orphaned.stdout.readline())
+    orphaned.wait()
+    try:
+        record = record_for("server", stranger.pid, 15)
+        reused = dataclasses.replace(record, start_time=record.start_time - 1)
+        write_records(tmp_path, [reused, record_for("worker", orphaned.pid, 15)])
+        assert [(r.name, pids) for r, pids in leftovers(tmp_path)] == [("worker", [member])]
+        assert [r.name for r, _ in stop_leftovers(tmp_path, grace_s=5)] == ["worker"]
+        assert stranger.poll() is None
+        assert not Path(f"/proc/{member}").exists() or _zombie(member)
+        assert not (tmp_path / "processes.json").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def _zombie(pid: int) -> bool:
+    stat_text = Path(f"/proc/{pid}/stat").read_text()
+    return stat_text[stat_text.rindex(")") + 2] == "Z"

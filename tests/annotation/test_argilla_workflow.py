@@ -7,8 +7,10 @@ import os
 import stat
 
 import datasets
+import psutil
 import pytest
 
+from align.common.ports import port_in_use
 from annotation.errors import AnnotationError
 from annotation.simulate import ScriptedAnnotator, ShownPair, submit_scripted_responses
 from annotation.status import wait_until_annotated
@@ -216,7 +218,19 @@ def test_the_embedded_engine_answers_what_the_web_ui_asks(argilla, annotators, t
         assert nothing.json()["total"] == 0
 
 
-def test_restart_keeps_every_record_and_response(argilla, annotators, tmp_path):
+def live_groups(pgids) -> list:
+    """The process groups among `pgids` that still have a live (not zombie) member."""
+    wanted, found = set(pgids), set()
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) in wanted:
+                found.add(os.getpgid(process.pid))
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return sorted(found)
+
+
+def test_restart_after_a_killed_serve_keeps_every_record_and_response(argilla, annotators, tmp_path):
     source = write_pairs(tmp_path / "pairs.jsonl", ["before restart 1", "before restart 2", "before restart 3"])
     assert argilla.cli("push", str(source), "--dataset", "restart-check").returncode == 0
     workspace = argilla.credentials["workspace"]
@@ -247,7 +261,24 @@ def test_restart_keeps_every_record_and_response(argilla, annotators, tmp_path):
 
     before = snapshot()
     assert len(before["ann2 queue"]) == 1 and before["restart-check"]["progress"]["completed"] == 2
-    argilla.restart()  # without --database: the data directory remembers its database
+    # The restart follows a crash (issue #18 item 13): serve killed with -9 leaves its children running;
+    # a new serve refuses in one line, `stop` stops what was recorded, and serve starts again.
+    recorded = {row["name"]: row["pgid"] for row in json.loads((argilla.data_dir / "processes.json").read_text())}
+    expected = ["redis", "postgres", "server", "worker"] if argilla.database == "postgresql" else ["redis", "server", "worker"]
+    assert list(recorded) == expected
+    argilla.crash()
+    assert set(live_groups(recorded.values())) == set(recorded.values()) and port_in_use("127.0.0.1", argilla.port)
+    refused = argilla.cli("serve", "--port", str(argilla.port))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith(f"error: the last serve on {argilla.data_dir} was killed and left redis (pid {recorded['redis']}")
+    assert f"worker (pid {recorded['worker']}" in refused.stderr
+    assert refused.stderr.rstrip().endswith(f"running; stop them first: python -m annotation stop --data-dir {argilla.data_dir}")
+    stopped = argilla.cli("stop")
+    assert stopped.returncode == 0 and stopped.stdout.startswith(
+        f"the serve on {argilla.data_dir} was gone (killed?); stopped what it left running: redis (pid {recorded['redis']}")
+    assert live_groups(recorded.values()) == [] and not port_in_use("127.0.0.1", argilla.port)
+    assert not (argilla.data_dir / "processes.json").exists() and not (argilla.data_dir / "serve.pid").exists()
+    argilla.start()  # without --database: the data directory remembers its database
     assert snapshot() == before
     described = {"sqlite": "database: SQLite)", "postgresql": "database: PostgreSQL (a local cluster in the data directory))"}
     assert described[argilla.database] in argilla.log_path.read_text()
