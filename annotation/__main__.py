@@ -1,4 +1,4 @@
-"""`python -m annotation <command>`: serve, stop, users add, status, push, generate, from-preferences, pull, install-server.
+"""`python -m annotation <command>`: serve, stop, users add, status, push, generate, from-preferences, pull, install-server, scripted-annotators.
 
 Client commands find the server through --data-dir DIR (the `credentials.json` that `serve`
 writes), else ARGILLA_API_URL / ARGILLA_API_KEY, else `.data/argilla`.
@@ -96,6 +96,22 @@ def _parser() -> argparse.ArgumentParser:
     _quality_options(pull)
     _client_options(pull)
     pull.set_defaults(run=_pull)
+
+    scripted = commands.add_parser(
+        "scripted-annotators",
+        help="SCRIPTED annotators, not people: accounts that answer a dataset's queue by a fixed rule "
+             "(to try the annotation path alone; pull marks their responses as scripted)",
+    )
+    scripted.add_argument("--dataset", required=True)
+    scripted.add_argument("--workspace", default=None)
+    scripted.add_argument("--users", type=int, default=2, help="scripted accounts, scripted-annotator-1..N (match push's --min-submitted)")
+    scripted.add_argument("--rule", choices=["chosen", "longer"], default="chosen",
+                          help="chosen: prefer the answer of --chosen-model (from-preferences' chosen answer); longer: the longer answer")
+    scripted.add_argument("--chosen-model", default="chosen", help="the model name the `chosen` rule prefers")
+    scripted.add_argument("--noise", type=float, default=0.1, help="share of records answered with a random label instead")
+    scripted.add_argument("--seed", type=int, default=0, help="seed of the noise (per account and record)")
+    _client_options(scripted)
+    scripted.set_defaults(run=_scripted_annotators)
 
     generate = commands.add_parser("generate", help="candidate answers for prompts, in push's input format")
     generate.add_argument("prompts", type=Path, help="JSONL rows {id?, prompt, metadata?}")
@@ -277,6 +293,37 @@ def _pull(args) -> int:
     print(f"  responses: {json.dumps(card['responses'])}")
     alpha = card["agreement"].get("krippendorff_alpha")
     print(f"  agreement: Krippendorff's alpha = {alpha if alpha is None else round(alpha, 3)}; card: {args.out / 'card.json'}")
+    return 0
+
+
+def _scripted_annotators(args) -> int:
+    from annotation.connection import connect
+    from annotation.simulate import answer_models, prefer_longer_answer, prefer_model, scripted_accounts, submit_scripted_responses
+    from annotation.users import add_user
+
+    _check_names(args)
+    if args.users < 1:
+        raise AnnotationError("--users must be at least 1")
+    if not 0 <= args.noise <= 1:
+        raise AnnotationError(f"--noise must be between 0 and 1, not {args.noise}")
+    client, address = connect(args.data_dir)
+    workspace = args.workspace or address.workspace
+    choose = prefer_longer_answer
+    if args.rule == "chosen":
+        models = answer_models(client, args.dataset, workspace)
+        if models and not any(args.chosen_model in pair.values() for pair in models.values()):
+            found = sorted({name for pair in models.values() for name in pair.values() if name})
+            raise AnnotationError(f"no record of {workspace}/{args.dataset} has an answer by model {args.chosen_model!r} "
+                                  f"(its models: {', '.join(found)}); pass --chosen-model NAME, or --rule longer")
+        choose = prefer_model(args.chosen_model, models)
+    annotators = scripted_accounts(address.api_key, args.users, args.noise)
+    for annotator in annotators:
+        add_user(client, annotator.username, annotator.password, "annotator", workspace)
+    submitted = submit_scripted_responses(address.api_url, args.dataset, workspace, annotators, choose=choose, seed=args.seed)
+    print(f"SCRIPTED annotators, not people: {len(annotators)} accounts answered {workspace}/{args.dataset} "
+          f"by the rule {choose.__name__} with noise {args.noise} (seed {args.seed}); responses submitted: "
+          + ", ".join(f"{name} {count}" for name, count in submitted.items()))
+    print("  pull counts these responses as scripted and its card warns: not human preference data")
     return 0
 
 

@@ -115,6 +115,14 @@ def record_pages(client, dataset) -> Iterator[list]:
         offset += LIST_PAGE
 
 
+def record_metadata(record: dict) -> dict:
+    """A record's metadata as a dict (a raw model of `record_pages` may carry a list of {name, value})."""
+    metadata = record.get("metadata") or {}
+    if isinstance(metadata, list):
+        metadata = {item["name"]: item["value"] for item in metadata}
+    return metadata
+
+
 def upsert_records(client, dataset, records: list) -> None:
     """Create or update up to RECORDS_PER_UPSERT `argilla.Record`s of `dataset` in one request."""
     models = []

@@ -51,9 +51,7 @@ def annotated_pair(record: dict, question_names: Dict[str, str], usernames: Dict
     missing = [name for name in (schema.PROMPT_FIELD, *schema.ANSWER_FIELDS) if not fields.get(name)]
     if missing:
         raise AnnotationError(f"record {record.get('external_id')}: field(s) {', '.join(missing)} are empty")
-    metadata = record.get("metadata") or {}
-    if isinstance(metadata, list):
-        metadata = {item["name"]: item["value"] for item in metadata}
+    metadata = argilla_adapter.record_metadata(record)
     votes = tuple(
         Vote(
             user=usernames.get(str(response["user_id"]), str(response["user_id"])),

@@ -1,7 +1,7 @@
 """The README's annotation commands, run as written (in a fresh directory): demo data, pairs from
-preference rows with gold pairs, `serve --detach`, a user, push, status, pull (nothing annotated
-yet: an empty dataset that says why), `stop`. Also the refusals of a second serve and of a stop
-where nothing runs."""
+preference rows with gold pairs, `serve --detach`, a user, push, status, the scripted annotators
+(issue #18 item 19), pull (a non-empty dataset in TRL's preference format, marked as scripted),
+`stop`. Also the refusals of a second serve and of a stop where nothing runs."""
 
 from __future__ import annotations
 
@@ -52,6 +52,10 @@ def test_readme_annotation_commands_run_as_written(tmp_path):
                 assert "created 29, updated 0, unchanged 0" in result.stdout
             if " status " in command:
                 assert "prefs-v1: 0/29 records completed (29 pending; 2 submitted response(s) complete a record)" in result.stdout
+            if " scripted-annotators " in command:
+                assert result.stdout.startswith("SCRIPTED annotators, not people: 2 accounts answered annotation/prefs-v1 "
+                                                "by the rule prefer_model(chosen) with noise 0.1 (seed 0)")
+                assert "scripted-annotator-1 29, scripted-annotator-2 29" in result.stdout
             if " stop " in command:
                 assert "stopped the Argilla on .data/argilla" in result.stdout
     finally:
@@ -59,9 +63,15 @@ def test_readme_annotation_commands_run_as_written(tmp_path):
     pairs = [json.loads(line) for line in (tmp_path / "runs/data/pairs.jsonl").read_text().splitlines()]
     assert sum("gold" in row for row in pairs) == 5
     card = json.loads((tmp_path / "runs/prefs-v1/card.json").read_text())
-    assert card["counts"] == {"records": 29, "kept": 0, "dropped": 29}
-    assert card["empty_reason"].startswith("no pair was kept of 29 records: 24 were dropped as not_annotated")
-    assert len(datasets.load_from_disk(str(tmp_path / "runs/prefs-v1"))) == 0
+    assert card["counts"]["records"] == 29 and card["counts"]["kept"] > 0
+    assert card["scripted_responses"] == 58 and "not from people" in card["warning"]
+    pulled = datasets.load_from_disk(str(tmp_path / "runs/prefs-v1"))
+    assert len(pulled) == card["counts"]["kept"]
+    row = pulled[0]  # TRL's conversational preference format, with an explicit prompt
+    assert row["prompt"][-1]["role"] == "user" and [m["role"] for m in row["chosen"]] == ["assistant"]
+    assert [m["role"] for m in row["rejected"]] == ["assistant"] and row["chosen"] != row["rejected"]
+    # the rule prefers the preference rows' chosen answers; 10% noise flips only a few
+    assert sum(model == "chosen" for model in pulled["chosen_model"]) >= 0.8 * len(pulled)
     assert not port_in_use("127.0.0.1", 6900) and not (data_dir / "serve.pid").exists()
     nothing = run("python -m annotation stop --data-dir .data/argilla", tmp_path)
     assert nothing.returncode == 0 and nothing.stdout.strip() == "no Argilla is running on .data/argilla"
