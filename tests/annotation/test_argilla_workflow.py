@@ -283,3 +283,14 @@ def test_restart_after_a_killed_serve_keeps_every_record_and_response(argilla, a
     described = {"sqlite": "database: SQLite)", "postgresql": "database: PostgreSQL (a local cluster in the data directory))"}
     assert described[argilla.database] in argilla.log_path.read_text()
     assert (argilla.data_dir / "argilla.db").exists() == (argilla.database == "sqlite")
+
+
+def test_scripted_annotators_refuse_a_model_no_record_has(argilla, tmp_path):
+    source = write_pairs(tmp_path / "pairs.jsonl", ["scripted rule check"])
+    assert argilla.cli("push", str(source), "--dataset", "scripted-rule").returncode == 0
+    refused = argilla.cli("scripted-annotators", "--dataset", "scripted-rule")  # the default rule prefers 'chosen'
+    assert refused.returncode == 2 and refused.stderr == (
+        "error: no record of annotation/scripted-rule has an answer by model 'chosen' (its models: model-good, "
+        "model-weak); pass --chosen-model NAME, or --rule longer\n")
+    noisy = argilla.cli("scripted-annotators", "--dataset", "scripted-rule", "--noise", "1.5")
+    assert noisy.returncode == 2 and noisy.stderr == "error: --noise must be between 0 and 1, not 1.5\n"
