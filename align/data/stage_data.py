@@ -4,17 +4,13 @@
     rows = decontaminate ... deduplicate  (align.data.hygiene, as the recipe's `data_hygiene` says)
     data = spec.prepare(...)              (tokenise, measure, ...: `datasets.map` over `dataset_num_proc`)
 
-The builder knows no stage. Each stage declares what its rows are in its own config module, beside its
-config class, and hands that `StageDataSpec` to `align.training.run.prepare_data`; a new stage adds files,
-not branches here. E.g. `align/rl/config.py`:
+The builder knows no stage. Each stage declares what its rows are in its own module (SFT and DPO beside
+their config class, `align/sft/config.py`, `align/dpo/config.py`; RL in `align/rl/data.py`) and hands that
+`StageDataSpec` to `align.training.run.prepare_data`; a new stage adds files, not branches here. E.g. RL:
 
-    @dataclass
-    class KlearRLConfig(KlearArguments, GRPOConfig):
-        ...                                          # the stage's own recipe fields
-
-    RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=check_prompt_rows)
+    RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=measure_prompt_rows)
     # read(sources, report, seed) -> prompt-only rows {"prompt", "answer" | "tests", "source", "location"}
-    # prepare(rows, tokenizer, args, report) -> what GRPOTrainer takes (prompts measured, long ones counted)
+    # prepare(rows, tokenizer, args, report) -> the rows GRPOTrainer takes, their prompt lengths measured
 
 and `align/rl/__main__.py` calls `prepare_data(RL_DATA, script_args, training_args, tokenizer)`.
 

@@ -18,7 +18,7 @@ from trl import ModelConfig, ScriptArguments, get_peft_config
 
 import align  # noqa: F401  (registers Klear)
 from align.rl.config import KlearGRPOConfig
-from align.rl.data import prepare_prompt_data
+from align.rl.data import RL_DATA
 from align.rl.rewards import resolve_reward_funcs
 from align.rl.trainer import KlearGRPOTrainer
 from align.training.cli import run_stage
@@ -27,6 +27,7 @@ from align.training.run import (
     finalize_data,
     load_model,
     load_tokenizer,
+    prepare_data,
     prepare_model_for_training,
     save_and_judge,
 )
@@ -39,7 +40,7 @@ def main(script_args: ScriptArguments, training_args: KlearGRPOConfig, model_arg
     check_output_dir(training_args)
     reward_funcs = resolve_reward_funcs(training_args.reward_funcs)  # an unknown reward fails before anything loads
     tokenizer = load_tokenizer(model_args)
-    data = prepare_prompt_data(script_args, training_args, tokenizer)  # main process reads; nothing written yet
+    data = prepare_data(RL_DATA, script_args, training_args, tokenizer)  # main process reads; nothing written yet
     model = prepare_model_for_training(load_model(model_args), training_args)
     data = finalize_data(training_args, data)  # data card, train_data, eval_data; every rank loads them
 

@@ -8,13 +8,11 @@ duplicate removal are the shared hygiene step (`align.data.hygiene`, recipe keys
 on the prompts; the counts go into `data_card.json`, with the prompts' token lengths.
 """
 
-from accelerate import PartialState
 from datasets import Dataset
 
 from align.data.chat import validate_messages
-from align.data.hygiene import clean_training_rows
 from align.data.sources import DataError, DataReport, Source, read_mixture
-from align.data.stage_data import StageData, eval_source
+from align.data.stage_data import StageDataSpec
 from align.rl.rewards_code import check_tests_column
 
 
@@ -64,25 +62,12 @@ def measure_prompts(rows: Dataset, tokenizer, report: DataReport) -> Dataset:
     return rows
 
 
-def build_prompt_data(args, dataset_name: str | None, tokenizer, test_split: str = "test") -> StageData:
-    """Read, validate, mix and clean the training prompts (and the eval prompts when the recipe evaluates)."""
-    report = DataReport()
-    rows = read_prompt_rows(args.mixture_sources(dataset_name), report, args.seed)
-    rows = measure_prompts(clean_training_rows(rows, args.data_hygiene, report), tokenizer, report)
+def measure_prompt_rows(rows: Dataset, tokenizer, args, report: DataReport) -> Dataset:
+    """The shared builder's `prepare` for RL: GRPOTrainer takes the prompt rows as they are (it tokenises per
+    rollout), so only their lengths go into the report, and every row is kept."""
     report.kept = len(rows)
-    evaluation = None
-    if args.eval_strategy != "no":
-        eval_report = DataReport()
-        evaluation = read_prompt_rows([eval_source(args, dataset_name, test_split)], eval_report, args.seed)
-        report.details["eval"] = eval_report.as_dict()
-    return StageData(rows, report, evaluation)
+    return measure_prompts(rows, tokenizer, report)
 
 
-def prepare_prompt_data(script_args, args, tokenizer) -> StageData | None:
-    """`build_prompt_data` on the main process only; the other ranks load what it saves (`finalize_data`)."""
-    state = PartialState()
-    data = None
-    if state.is_main_process:
-        data = build_prompt_data(args, script_args.dataset_name, tokenizer, script_args.dataset_test_split)
-    state.wait_for_everyone()
-    return data
+# Read, validate, mix, clean (hygiene) and measure, on the main process, by `align.training.run.prepare_data`.
+RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=measure_prompt_rows)
