@@ -101,14 +101,20 @@ def test_gradients_expert_bias_and_loads_equal_one_process(runs):
         grad_one, grad_sp = before[name] - after_one[name], before[name] - after_sp[name]
         assert grad_one.abs().max() > 1e-6, name  # the step moved it
         torch.testing.assert_close(grad_sp, grad_one, rtol=1e-4, atol=1e-6, msg=name)
-    for layer in range(2):  # aux-free update: the same loads, each token counted once across the group
+    # Aux-free update: bias += rate * sign(mean load - load), with tiny.yaml's rate 1e-3. The two runs
+    # reach it by separate float paths (sharded vs whole-sequence routing, a ZeRO-3 gather), so compare
+    # within half the rate: rounding stays far below it, while a real bug (a token counted twice or
+    # missed, so one expert's sign differs) moves that entry by the rate or twice it.
+    half_rate = 0.5e-3
+    for layer in range(2):
         bias = f"model.layers.{layer}.mlp.expert_bias"
-        assert torch.equal(after_sp[bias], after_one[bias]) and after_sp[bias].abs().sum() > 0
+        assert after_sp[bias].abs().sum() > 0, bias
+        torch.testing.assert_close(after_sp[bias], after_one[bias], rtol=0, atol=half_rate, msg=bias)
     one, sp = summary(root / "one"), summary(root / "sp")
     assert sp["expert_load"]["tokens_per_expert"] == one["expert_load"]["tokens_per_expert"]
     assert sp["data"] == one["data"]  # the data card's counts
     reloaded = AutoModelForCausalLM.from_pretrained(root / "sp", dtype=torch.float32)
-    assert torch.equal(reloaded.lm_head.weight, after_sp["lm_head.weight"])
+    assert torch.equal(reloaded.lm_head.weight, after_sp["lm_head.weight"])  # a reload of the same tensor: exact
 
 
 @pytest.mark.slow
