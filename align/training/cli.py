@@ -15,6 +15,12 @@ from align.data.sources import DataError
 
 # Errors a user fixes by changing the recipe, the data or a path; anything else is a bug: traceback.
 USER_ERRORS = (DataError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+class ReportedByMainProcess(ValueError):
+    """A user error the main process hit (e.g. a bad data row), raised on the other ranks with its message."""
+
+
 DEBUG_ENV = "KLEAR_DEBUG"
 EXIT_USER_ERROR = 1
 

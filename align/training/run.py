@@ -11,6 +11,7 @@ from align.data.sources import DataReport, check_local_path, from_hub
 from align.data.stage_data import StageData, StageDataSpec, build_stage_data
 
 from .autoep import register_klear_preset
+from .cli import USER_ERRORS, ReportedByMainProcess
 from .config import KlearArguments
 from .moe import freeze_routers, load_metrics
 
@@ -92,12 +93,31 @@ def prepare_model_for_training(model, args: KlearArguments):
 def prepare_data(spec: StageDataSpec, script_args, args, tokenizer) -> StageData | None:
     """Build the stage's data (as its `spec` reads and prepares it) on the main process only (the other ranks wait, then load what it saves in
     `finalize_data`). Nothing is written yet: a bad row fails the run before output_dir is touched."""
+    return on_main_process(lambda: build_stage_data(spec, args, script_args.dataset_name, tokenizer,
+                                                    script_args.dataset_test_split))
+
+
+def on_main_process(task):
+    """`task()` on the main process only (None elsewhere). Its user error (a bad row, a bad path) is sent to
+    every rank and raised there too: the other ranks would otherwise wait at the next collective for a
+    process that has exited, and die with gloo's "Connection closed by peer" traceback."""
+    from accelerate.utils import broadcast_object_list
+
     state = PartialState()
-    data = None
+    result, error = None, None
     if state.is_main_process:
-        data = build_stage_data(spec, args, script_args.dataset_name, tokenizer, script_args.dataset_test_split)
-    state.wait_for_everyone()
-    return data
+        try:
+            result = task()
+        except USER_ERRORS as caught:
+            error = caught
+    if state.num_processes > 1:
+        message = [str(error) if error is not None else None]
+        broadcast_object_list(message)  # a collective: the other ranks wait here for the main process
+        if not state.is_main_process and message[0] is not None:
+            raise ReportedByMainProcess(message[0])
+    if error is not None:
+        raise error
+    return result
 
 
 def finalize_data(args, data: StageData | None) -> StageData:

@@ -127,3 +127,24 @@ def test_flags_by_full_name_and_a_bad_flag_value_is_one_line(argv, message, tmp_
     line, = captured.err.splitlines()
     assert message in line and "usage:" not in captured.err + captured.out
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_data_row_under_two_processes_is_one_line_per_rank(tmp_path, tiny_klear_dir):
+    """Issue #18 item 3: rank 0 reads the data and printed the line; rank 1, waiting for it at a barrier,
+    died with gloo's "Connection closed by peer" traceback. One launch, stopped before the model loads."""
+    rows = tmp_path / "dpo.jsonl"
+    rows.write_text('{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\n{"prompt": "3+3?", "chosen": 6}\n')
+    done = subprocess.run(
+        launch_command(["-m", "align.dpo"], ["--config", "configs/dpo/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
+                                             "--dataset_name", str(rows),
+                                             "--output_dir", str(tmp_path / "out")]),
+        cwd=REPO_ROOT, env={**env(), "KLEAR_DEBUG": ""}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    ours = sorted(line for line in output.splitlines() if ": error: " in line)
+    assert [line.split(":")[0] for line in ours] == [f"align.dpo [rank {r}]" for r in (0, 1)], output[-3000:]
+    assert f"{rows}:2" in ours[0] and ours[0].split("]", 1)[1] == ours[1].split("]", 1)[1]
+    # what follows the lines is accelerate's own report that the ranks failed, as in the test above
+    assert "Connection closed by peer" not in output and "align/training/" not in output  # no rank's traceback
+    assert not (tmp_path / "out").exists()
