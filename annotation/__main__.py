@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=512)
     generate.add_argument("--batch-size", type=int, default=8)
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--tensor-parallel-size", type=int, default=None,
+                          help="vLLM engine processes for a local model (tensor parallel; default: every visible GPU, 1 on CPU)")
     generate.set_defaults(run=_generate)
 
     convert = commands.add_parser("from-preferences", help="preference rows (TRL formats, HH-RLHF) -> push's input")
@@ -349,6 +351,7 @@ def _generate(args) -> int:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         seed=args.seed,
+        tensor_parallel_size=args.tensor_parallel_size,
     )
     print(summary)
     return 0

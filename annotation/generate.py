@@ -90,18 +90,22 @@ def generate_candidates(
     max_new_tokens: int = 512,
     batch_size: int = 8,
     seed: int = 0,
+    tensor_parallel_size: Optional[int] = None,
 ) -> str:
     from align.judging.answers import EndpointBackend, generate_answers, local_backend, released
 
     if not Path(prompts_path).exists():
         raise AnnotationError(f"{prompts_path} does not exist")
+    if base_url and tensor_parallel_size is not None:
+        raise AnnotationError("--tensor-parallel-size sizes a local vLLM engine; with --base-url the endpoint answers")
     prompts = parse_prompts(read_input_rows(prompts_path))
     answers_by_model, stats, engines = {}, Counter(), set()
     for model in models:
         if base_url:
             backend = EndpointBackend(base_url, model)
         elif Path(model).is_dir():
-            backend = local_backend(model, batch_size=batch_size)  # vLLM when installed, else transformers
+            # vLLM when installed, else transformers; tensor_parallel_size: the judge's own option, passed through
+            backend = local_backend(model, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size)
         else:
             raise AnnotationError(f"--model {model!r} is not a local model directory (pass --base-url for an endpoint)")
         if backend.name in answers_by_model:

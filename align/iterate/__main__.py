@@ -47,7 +47,7 @@ def main(script_args: ScriptArguments, args: KlearIterateConfig, model_args: Mod
                          "which a LoRA adapter is not on its own)")
     set_seed(args.seed)
     if args.judge:  # a bad judge section fails now, not after the first round
-        from align.judging.after_training import check_judge_config
+        from align.judging.saved_model import check_judge_config
 
         print(f"judge: {check_judge_config(args.judge)}", flush=True)
     if args.scorer == "judge":

@@ -9,6 +9,10 @@
 
 The judge endpoint comes from JUDGE_BASE_URL / JUDGE_MODEL / JUDGE_API_KEY (or OPENAI_BASE_URL /
 OPENAI_API_KEY), or from --judge-base-url / --judge-model. See docs/judging.md.
+
+Exit status: 0 scores were written; 2 bad input or an endpoint that cannot serve the run (one line,
+"error: ..."); 3 the report was written but nothing was scored (every judgment failed or was
+unparseable: report.md says why); 1 an unexpected error (a traceback).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from align.data.benchmarks import DataError, load_alignbench, load_mt_bench
 from .config import JudgeConfig, JudgeConfigError, add_judge_arguments, judge_values
 
 logger = logging.getLogger("align.judging")
+TENSOR_PARALLEL_HELP = "vLLM engine processes (tensor parallel; default: every visible GPU, 1 on CPU)"
 
 
 def _judge_config(args: argparse.Namespace) -> JudgeConfig:
@@ -37,7 +42,8 @@ def _answer_backend(args: argparse.Namespace):
     if bool(args.model_dir) == bool(args.endpoint):
         raise ValueError("give exactly one of --model-dir or --endpoint")
     if args.model_dir:
-        return local_backend(args.model_dir, engine=args.answer_engine, batch_size=args.batch_size)
+        return local_backend(args.model_dir, engine=args.answer_engine, batch_size=args.batch_size,
+                             tensor_parallel_size=args.tensor_parallel_size)
     if not args.endpoint_model:
         raise ValueError("--endpoint needs --endpoint-model")
     return EndpointBackend(args.endpoint, args.endpoint_model, api_key=os.environ.get("ENDPOINT_API_KEY"),
@@ -101,11 +107,10 @@ def _print_report(report: Path) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import OPTION_KEYS
-    from .saved_model import judge_saved_model
+    from .saved_model import evaluate_saved_model
 
     options = {key: value for key, value in vars(args).items() if key in OPTION_KEYS}
-    report = judge_saved_model(args.model_dir, args.out, {**options, **judge_values(args)})
-    return 1 if report is None else _print_report(report)
+    return _print_report(evaluate_saved_model(args.model_dir, args.out, {**options, **judge_values(args)}))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model-dir", help="local model directory (transformers, Klear included)")
     gen.add_argument("--answer-engine", default="auto", choices=sorted(LOCAL_ENGINES),
                      help="how --model-dir is run (default auto: vLLM when installed, else transformers)")
+    gen.add_argument("--tensor-parallel-size", type=int, help=TENSOR_PARALLEL_HELP)
     gen.add_argument("--endpoint", help="OpenAI-compatible base URL to answer with (key: ENDPOINT_API_KEY)")
     gen.add_argument("--endpoint-model", help="model name at --endpoint")
     gen.add_argument("--model-name", help="name for the answers (default: directory or endpoint model name)")
@@ -195,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-new-tokens", type=int)
     evaluate.add_argument("--batch-size", type=int)
     evaluate.add_argument("--answer-engine", choices=sorted(LOCAL_ENGINES), help="how the model is run (default auto: vLLM when installed, else transformers)")
+    evaluate.add_argument("--tensor-parallel-size", type=int, help=TENSOR_PARALLEL_HELP)
     evaluate.add_argument("--answer-base-url", help="an endpoint serving the model answers instead of loading it here "
                                                     "(key: ENDPOINT_API_KEY)")
     evaluate.add_argument("--answer-model", help="the model's name at --answer-base-url (default: its directory)")
@@ -229,10 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     from .client import JudgeEndpointError
+    from .local_server import LocalServerError
 
     try:
         return args.func(args)
-    except (DataError, JudgeConfigError, JudgeEndpointError, ValueError, KeyError) as err:
+    except (DataError, JudgeConfigError, JudgeEndpointError, LocalServerError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -67,36 +67,45 @@ class AnswerBackend(Protocol):
     ) -> list[list[str]]: ...
 
 
-def local_backend(model_dir: str | Path, *, engine: str = "auto", batch_size: int = 8) -> AnswerBackend:
-    """The backend of a local engine (see LOCAL_ENGINES) for a model directory."""
+def local_backend(model_dir: str | Path, *, engine: str = "auto", batch_size: int = 8,
+                  tensor_parallel_size: int | None = None) -> AnswerBackend:
+    """The backend of a local engine (see LOCAL_ENGINES) for a model directory. `tensor_parallel_size`
+    sizes vLLM's engine (None: its default); transformers answers on one device and refuses more."""
     if engine not in LOCAL_ENGINES:
         raise ValueError(f"unknown answer engine {engine!r}; known: {sorted(LOCAL_ENGINES)}")
+    options = {} if tensor_parallel_size is None else {"tensor_parallel_size": tensor_parallel_size}
+    if engine == "transformers" and options:
+        if tensor_parallel_size > 1:
+            raise ValueError(f"tensor parallel size {tensor_parallel_size} needs the vLLM engine; "
+                             "transformers answers on one device")
+        options = {}
     module_name, class_name = LOCAL_ENGINES[engine].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class(model_dir, batch_size=batch_size)
+    return backend_class(model_dir, batch_size=batch_size, **options)
 
 
-def resolve_auto_engine(model_dir: str | Path | None) -> tuple[str, str]:
+def resolve_auto_engine(model_dir: str | Path | None, *, config: dict | None = None) -> tuple[str, str]:
     """(engine, why) for "auto": $ALIGN_ANSWER_ENGINE when set, else vLLM when it can run the model here
-    (with no model directory yet: when vLLM is installed), else transformers."""
+    (given by its directory, or its config before one is saved; with neither: when vLLM is installed),
+    else transformers."""
     from align.serve.environment import vllm_unsupported
 
     if os.environ.get(ANSWER_ENGINE_ENV):
         engine = os.environ[ANSWER_ENGINE_ENV]
         reason = f"{ANSWER_ENGINE_ENV}={engine}"
     else:
-        reason = vllm_unsupported(model_dir)
+        reason = vllm_unsupported(model_dir, config=config)
         engine, reason = ("transformers", reason) if reason else ("vllm", "vLLM is installed")
     if engine not in LOCAL_ENGINES or engine == "auto":
         raise ValueError(f"{ANSWER_ENGINE_ENV}={engine!r}: expected one of {sorted(set(LOCAL_ENGINES) - {'auto'})}")
     return engine, reason
 
 
-def auto_backend(model_dir: str | Path, *, batch_size: int = 8) -> AnswerBackend:
+def auto_backend(model_dir: str | Path, *, batch_size: int = 8, tensor_parallel_size: int | None = None) -> AnswerBackend:
     """The engine `resolve_auto_engine` picks; says which, and why."""
     engine, reason = resolve_auto_engine(model_dir)
     logger.warning("answering with %s (%s)", engine, reason)
-    return local_backend(model_dir, engine=engine, batch_size=batch_size)
+    return local_backend(model_dir, engine=engine, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size)
 
 
 @contextmanager

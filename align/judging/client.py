@@ -11,7 +11,11 @@ and requested again, then overwritten.
 An endpoint that cannot serve the run at all stops it at once with the reason, rather than
 failing every item after minutes of retries: `JudgeClient.preflight` makes one request before
 judging, and a refused connection, an unknown host, a timeout or HTTP 401/403 raise
-`JudgeEndpointError` ("could not connect to http://... (connection refused)").
+`JudgeEndpointError` ("could not connect to http://... (connection refused)"). So does an endpoint
+that has answered no request at all when one request has used up its retries on server errors
+("... failed every request: HTTP 500 ..."), or that never answers within `timeout_s` ("no answer
+from ... within 5 s"). A request still unanswered after `slow_request_s(timeout)` is logged with
+what it waits for (URL, model, timeout, attempt n of m).
 """
 
 from __future__ import annotations
@@ -38,10 +42,17 @@ Messages = list[dict[str, str]]
 RETRYABLE_STATUS = {408, 409, 429}
 FATAL_STATUS = {401: "authentication failed: check JUDGE_API_KEY / OPENAI_API_KEY", 403: "permission denied"}
 PREFLIGHT_TIMEOUT_S = 10.0
+SLOW_REQUEST_S = 30.0  # a request unanswered this long is logged (sooner when the timeout is shorter)
 
 
 class JudgeAPIError(RuntimeError):
-    """The endpoint failed for good: a non-retryable status, or retries exhausted."""
+    """The endpoint failed for good: a non-retryable status, or retries exhausted (`status`, `body`:
+    the last HTTP answer's, None for connection errors)."""
+
+    def __init__(self, message: str, status: int | None = None, body: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 class JudgeEndpointError(JudgeAPIError):
@@ -59,6 +70,16 @@ def connection_problem(err: openai.APIConnectionError) -> str:
     if "name or service not known" in lowered or "nodename nor servname" in lowered or "name resolution" in lowered:
         return f"host name not found: {detail}"
     return detail
+
+
+def body_start(error: openai.APIStatusError, limit: int = 120) -> str:
+    """The start of an error response's body, on one line."""
+    text = error.response.text if error.response is not None else str(error.body)
+    return " ".join(text.split())[:limit]
+
+
+def slow_request_s(timeout_s: float) -> float:
+    return min(SLOW_REQUEST_S, timeout_s / 2)
 
 
 def fatal_status_error(base_url: object, status: int, message: str) -> JudgeEndpointError:
@@ -125,24 +146,41 @@ def create_with_backoff(
     sleep: Callable[[float], None] = time.sleep,
 ):
     """`chat.completions.create` retried with exponential backoff and full jitter (Retry-After wins)
-    on rate limits, timeouts, conflicts, server errors and connection failures."""
+    on rate limits, timeouts, conflicts, server errors and connection failures. An attempt still
+    unanswered after `slow_request_s(client.timeout)` is logged with what it waits for."""
+    timeout_s, where = float(client.timeout), str(client.base_url).rstrip("/")
     for attempt in range(retries + 1):
+        slow = threading.Timer(slow_request_s(timeout_s), logger.warning, args=(
+            "waiting for %s (model %s): no answer yet, timeout %.0f s, attempt %d of %d",
+            where, request.get("model"), timeout_s, attempt + 1, retries + 1))
+        slow.daemon = True
+        slow.start()
         try:
             return client.chat.completions.create(**request)
         except openai.APIStatusError as err:
             if err.status_code in FATAL_STATUS:
-                raise fatal_status_error(client.base_url, err.status_code, err.message) from None
+                raise fatal_status_error(where, err.status_code, err.message) from None
             retryable = err.status_code in RETRYABLE_STATUS or err.status_code >= 500
             if not retryable or attempt == retries:
-                raise JudgeAPIError(f"HTTP {err.status_code} from {client.base_url}: {err.message}") from None
+                raise JudgeAPIError(f"HTTP {err.status_code} from {where}: {err.message}",
+                                    status=err.status_code, body=body_start(err)) from None
             delay = _retry_after_seconds(err)
             reason = f"HTTP {err.status_code}"
-        except openai.APIConnectionError as err:  # includes timeouts
+        except openai.APITimeoutError:
             if attempt == retries:
                 raise JudgeEndpointError(
-                    f"could not connect to {client.base_url} ({connection_problem(err)}) in {retries + 1} attempt(s)"
+                    f"no answer from {where} (model {request.get('model')}) within {timeout_s:g} s, "
+                    f"in {retries + 1} attempt(s) (timeout_s / --timeout-s, api_retries / --api-retries)"
+                ) from None
+            delay, reason = None, "timeout"
+        except openai.APIConnectionError as err:
+            if attempt == retries:
+                raise JudgeEndpointError(
+                    f"could not connect to {where} ({connection_problem(err)}) in {retries + 1} attempt(s)"
                 ) from None
             delay, reason = None, type(err).__name__
+        finally:
+            slow.cancel()
         if delay is None:
             delay = random.uniform(0, min(max_s, base_s * 2**attempt))
         on_retry(reason)
@@ -175,6 +213,7 @@ class JudgeClient:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self.stats: Counter[str] = Counter()  # api_calls, cache_hits, cache_corrupt, api_retries, api_errors
+        self._answered = threading.Event()  # set by the first response: the endpoint works, at least sometimes
 
     def preflight(self) -> str:
         """One cheap request (GET /models) before judging. Raises JudgeEndpointError when the endpoint
@@ -182,13 +221,16 @@ class JudgeClient:
         where = self.config.base_url
         # A client of its own: a server that fails this request may drop the connection, which the
         # judge calls must not inherit from a shared pool.
-        quick = make_openai_client(where, self.config.api_key, PREFLIGHT_TIMEOUT_S)
+        wait_s = min(PREFLIGHT_TIMEOUT_S, self.config.timeout_s)
+        quick = make_openai_client(where, self.config.api_key, wait_s)
         try:
             listed = [model.id for model in quick.models.list().data]
         except openai.APIStatusError as err:
             if err.status_code in FATAL_STATUS:
                 raise fatal_status_error(where, err.status_code, err.message) from None
             return f"{where} is up (GET /models answered HTTP {err.status_code}; not every server lists models)"
+        except openai.APITimeoutError:
+            raise JudgeEndpointError(f"no answer from {where} within {wait_s:g} s (GET /models)") from None
         except openai.APIConnectionError as err:
             raise JudgeEndpointError(f"could not connect to {where} ({connection_problem(err)})") from None
         finally:
@@ -235,9 +277,18 @@ class JudgeClient:
             self._count("api_errors")
             self._stopped.set()
             raise
-        except JudgeAPIError:
+        except JudgeAPIError as err:
             self._count("api_errors")
-            raise
+            retried = err.status is not None and (err.status in RETRYABLE_STATUS or err.status >= 500)
+            if not retried or self._answered.is_set():
+                raise  # this request's own failure (e.g. 400), or an endpoint that works at times
+            self._stopped.set()
+            with self._lock:
+                attempts = self.stats["api_calls"] + self.stats["api_retries"]
+            raise JudgeEndpointError(
+                f"{self.config.base_url} failed every request: HTTP {err.status} each time, no answer in {attempts} "
+                f"attempt(s) so far ({self.config.api_retries + 1} per request); its body starts {err.body!r}"
+            ) from None
         if not hasattr(response, "choices"):  # the SDK hands back the body as text when it is not JSON
             self._count("api_errors")
             self._stopped.set()
@@ -247,6 +298,7 @@ class JudgeClient:
         if not response.choices:
             self._count("api_errors")
             raise JudgeAPIError(f"{self.config.base_url} answered with no choices")
+        self._answered.set()
         choice = response.choices[0]
         content = choice.message.content or ""
         if self.cache is not None:

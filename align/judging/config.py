@@ -65,19 +65,28 @@ class JudgeConfig:
     # None: as upstream (FastChat sends 2048; THUDM sends no limit)
     max_tokens: int | None = _option(None, "judge max_tokens (default: FastChat 2048, THUDM none)",
                                      "--judge-max-tokens", int)
-    timeout_s: float = _option(600.0, "seconds to wait for one judge response")
-    api_retries: int = _option(6, "retries on 429, 408, 409, 5xx and connection errors, with backoff")
+    timeout_s: float = _option(600.0, "seconds to wait for one judge response (default 600)", "--timeout-s", float)
+    api_retries: int = _option(6, "retries of a judge request on 429, 408, 409, 5xx, timeouts and connection "
+                                  "errors, with backoff (default 6)", "--api-retries", int)
     backoff_base_s: float = _option(1.0, "first backoff delay (doubles per retry, full jitter)")
     backoff_max_s: float = _option(60.0, "longest backoff delay")
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)
+        for option in _FLAGGED:  # a list or a string where a number belongs fails here, in one line
+            value, kind = getattr(self, option.name), option.metadata["type"]
+            accepted = (int, float) if kind is float else kind
+            if value is not None and (isinstance(value, bool) or not isinstance(value, accepted)):
+                what = {float: "a number", int: "an integer", str: "a string"}[kind]
+                raise JudgeConfigError(f"judge config: {option.name} must be {what}, got {value!r}")
         for name in ("concurrency", "repeats"):
             if getattr(self, name) < 1:
                 raise JudgeConfigError(f"judge config: {name} must be >= 1, got {getattr(self, name)}")
         for name in ("parse_retries", "api_retries"):
             if getattr(self, name) < 0:
                 raise JudgeConfigError(f"judge config: {name} must be >= 0, got {getattr(self, name)}")
+        if not self.timeout_s > 0:
+            raise JudgeConfigError(f"judge config: timeout_s must be > 0, got {self.timeout_s}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise JudgeConfigError(f"judge config: max_tokens must be >= 1, got {self.max_tokens}")
 
@@ -150,6 +159,7 @@ class AfterTrainingOptions:
     max_new_tokens: int | None = None  # answer length (default 1024 MT-Bench, 2048 AlignBench)
     batch_size: int = 8  # local generation batch
     answer_engine: str = "auto"  # a key of LOCAL_ENGINES; auto = vLLM when installed, else transformers
+    tensor_parallel_size: int | None = None  # vLLM engine processes (default: every visible GPU; 1 on CPU)
     answer_base_url: str | None = None  # an endpoint serving the saved model answers instead (key: ENDPOINT_API_KEY)
     answer_model: str | None = None  # the model's name there (default: the model directory's absolute path)
     mode: str = "single"  # MT-Bench: single, pairwise or both
@@ -169,6 +179,17 @@ class AfterTrainingOptions:
             raise ValueError(f"judge config: unknown answer_engine {self.answer_engine!r}; known: {sorted(LOCAL_ENGINES)}")
         if self.answer_base_url is not None:
             check_base_url(self.answer_base_url, "judge config: answer_base_url")
+        for name in ("questions_per_category", "max_new_tokens", "batch_size", "tensor_parallel_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"judge config: {name} must be an integer >= 1, got {value!r}")
+        if self.tensor_parallel_size is not None:
+            if self.answer_base_url is not None:
+                raise ValueError("judge config: tensor_parallel_size sizes the local vLLM engine, but answers come "
+                                 f"from answer_base_url ({self.answer_base_url}); give one of the two")
+            if self.answer_engine == "transformers" and self.tensor_parallel_size > 1:
+                raise ValueError("judge config: tensor_parallel_size > 1 needs answer_engine vllm (or auto with vLLM "
+                                 "installed); transformers answers on one device")
 
 
 OPTION_KEYS = frozenset(f.name for f in fields(AfterTrainingOptions))
@@ -223,5 +244,6 @@ class JudgeSection:
             return "judging disabled"
         judge = self.judge_config()
         if judge is None:
-            return "no judge configured: the model will judge itself through a local transformers serve (meaningless scores)"
+            return ("NO JUDGE CONFIGURED: the model will judge its own answers, through a local transformers serve, "
+                    "so its scores are meaningless (JUDGE_BASE_URL and JUDGE_MODEL name a real judge)")
         return f"judge {judge.model} at {judge.base_url}"

@@ -40,8 +40,9 @@ from align.data.benchmarks import DataError, alignbench_available, load_alignben
 
 from .answers import AnswerBackend, EndpointBackend, answer_benchmark, local_backend, released, resolve_auto_engine
 from .config import AfterTrainingOptions, JudgeConfig, JudgeSection
+from .client import JudgeAPIError
 from .judgments import JudgeRequest, judge_answers
-from .local_server import serve_model
+from .local_server import LocalServerError, serve_model
 from .tasks import select_questions
 
 logger = logging.getLogger("align.judging")
@@ -59,14 +60,13 @@ def judge_section(judge: JudgeSection | Mapping | str | None) -> JudgeSection:
     return judge if isinstance(judge, JudgeSection) else JudgeSection.parse(judge)
 
 
-def vllm_engine_ready(options: AfterTrainingOptions) -> bool:
-    """Whether answers will come from vLLM (which can spread a model over several GPUs): the engine
-    asked for, with "auto" resolved as answers.auto_backend resolves it, and vLLM importable."""
-    installed = importlib.util.find_spec("vllm") is not None
-    engine = options.answer_engine
-    if engine == "auto":
-        engine, _ = resolve_auto_engine(None)  # at startup there is no saved model yet
-    return engine == "vllm" and installed
+def answer_engine(options: AfterTrainingOptions, *, model_dir: Path | None = None,
+                  config: dict | None = None) -> tuple[str, str]:
+    """(engine, why): the local engine that answers, the one asked for or auto's choice for this model
+    (its directory, or its config before training has saved it)."""
+    if options.answer_engine != "auto":
+        return options.answer_engine, f"answer_engine: {options.answer_engine}"
+    return resolve_auto_engine(model_dir, config=config)
 
 
 def bf16_weight_bytes(model_config) -> int:
@@ -92,12 +92,20 @@ def answer_device() -> tuple[str, int]:
 
 
 def check_answering_fits(options: AfterTrainingOptions, model_config, device: tuple[str, int] | None = None) -> str:
-    """Where the answers will come from; raises ValueError when the model cannot be loaded on one
-    device for answering and nothing else is configured to answer."""
+    """Which engine answers, and why, in one phrase; raises ValueError when that engine cannot: vLLM not
+    installed, or the model not loadable on one device for transformers (with nothing else configured)."""
     if options.answer_base_url:
         return f"answers from {options.answer_base_url}"
-    if vllm_engine_ready(options):
-        return "answers from vLLM"
+    engine, why = answer_engine(options, config=model_config.to_dict())
+    size = options.tensor_parallel_size
+    if engine == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError("judge config: answer_engine vllm, but vLLM is not installed (pip install "
+                             "'klear-align[vllm]'), or answer_engine: transformers")
+        return f"answers with vllm{f', tensor parallel {size}' if size else ''} ({why})"
+    if size is not None and size > 1:
+        raise ValueError(f"judge config: tensor_parallel_size {size} needs the vLLM engine, but transformers "
+                         f"answers here ({why})")
     name, available = device or answer_device()
     needed = bf16_weight_bytes(model_config)
     if needed > available:
@@ -107,7 +115,7 @@ def check_answering_fits(options: AfterTrainingOptions, model_config, device: tu
             "endpoint serving the saved model (e.g. vLLM over several GPUs), or answer_engine: vllm with vLLM "
             "installed, or enabled: false (and run `python -m align.judging evaluate` later elsewhere)"
         )
-    return f"answers with {options.answer_engine} on {name} ({needed / 1e9:.1f} of {available / 1e9:.1f} GB)"
+    return f"answers with transformers on {name} ({why}; {needed / 1e9:.1f} of {available / 1e9:.1f} GB)"
 
 
 def check_judge_config(judge: JudgeSection | Mapping | str | None, model_config=None) -> str:
@@ -158,18 +166,40 @@ def _answer_backend(model_dir: Path, options: AfterTrainingOptions) -> AnswerBac
     if options.answer_base_url:
         return EndpointBackend(options.answer_base_url, options.answer_model or str(model_dir.resolve()),
                                api_key=os.environ.get("ENDPOINT_API_KEY"), concurrency=options.batch_size)
-    return local_backend(model_dir, engine=options.answer_engine, batch_size=options.batch_size)
+    engine, _ = answer_engine(options, model_dir=model_dir)  # said once, in the "judging ..." line
+    return local_backend(model_dir, engine=engine, batch_size=options.batch_size,
+                         tensor_parallel_size=options.tensor_parallel_size)
 
 
-def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, benchmarks: list[str],
+def _questions(options: AfterTrainingOptions, benchmarks: list[str]) -> dict[str, tuple]:
+    """benchmark -> (its data, the questions to answer)."""
+    chosen = {}
+    for benchmark in benchmarks:
+        bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.alignbench_dir)
+        chosen[benchmark] = (bench, select_questions(bench.questions, options.questions_per_category))
+    return chosen
+
+
+def workload(questions: dict[str, tuple], options: AfterTrainingOptions) -> str:
+    """How much answering and judging is ahead, e.g. "80 mt_bench questions (160 answers, 160 judgments)"."""
+    parts = []
+    for benchmark, (_, chosen) in questions.items():
+        per_question = 2 if benchmark == "mt_bench" else 1  # MT-Bench: two turns, each judged
+        parts.append(f"{len(chosen)} {benchmark} questions ({per_question * len(chosen)} answers, "
+                     f"{per_question * len(chosen)} judgments)")
+    text = ", ".join(parts)
+    if options.questions_per_category is None:
+        text += "; --questions-per-category 1 (questions_per_category: 1) answers one question per category"
+    return text
+
+
+def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, questions: dict[str, tuple],
             model_id: str) -> dict[str, Path]:
     paths = {}
     with released(_answer_backend(model_dir, options)) as backend:  # a vLLM engine's memory, freed for the judge
-        for benchmark in benchmarks:
-            bench = load_mt_bench() if benchmark == "mt_bench" else load_alignbench(options.alignbench_dir)
-            questions = select_questions(bench.questions, options.questions_per_category)
-            logger.info("answering %d %s questions with %s", len(questions), benchmark, model_dir)
-            paths[benchmark] = answer_benchmark(benchmark, bench, questions, backend, out_dir, model_id,
+        for benchmark, (bench, chosen) in questions.items():
+            logger.info("answering %d %s questions with %s", len(chosen), benchmark, model_dir)
+            paths[benchmark] = answer_benchmark(benchmark, bench, chosen, backend, out_dir, model_id,
                                                 max_new_tokens=options.max_new_tokens)
     return paths
 
@@ -186,46 +216,55 @@ def _mt_bench_answers(paths: dict[str, Path], options: AfterTrainingOptions) -> 
     return paths["mt_bench"].parent
 
 
-def judge_saved_model(model_dir: str | Path, out_dir: str | Path,
-                      judge: JudgeSection | Mapping | str | None) -> Path | None:
-    """Answer, judge and report; returns report.md, or None when disabled, not rank 0, or failed.
-
-    A bad `judge` section raises at once (the stages parse it with the recipe). A failure while judging
-    is logged with its traceback and returns None: the saved model is not affected, and the caller decides.
-    """
+def evaluate_saved_model(model_dir: str | Path, out_dir: str | Path,
+                         judge: JudgeSection | Mapping | str | None) -> Path | None:
+    """Answer, judge and report; returns report.md, or None when disabled or not rank 0. Raises on
+    failure (the `evaluate` command's one line and exit code); training stages call judge_saved_model."""
     section = judge_section(judge)
     options = section.options
     if not options.enabled or not _is_rank_zero():
         return None
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
     # `evaluate` gets here without the stage's startup check: a model too big to answer is refused now
-    description = check_judge_config(section, model_config=_saved_config(Path(model_dir)))
-    logger.info("judging %s: %s", model_dir, description)
+    description = check_judge_config(section, model_config=_saved_config(model_dir))
     benchmarks = list(options.benchmarks or ["mt_bench"] + (
         ["alignbench"] if alignbench_available(options.alignbench_dir) else []
     ))
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    questions = _questions(options, benchmarks)
+    judge = section.judge_config()
+    logger.log(logging.INFO if judge else logging.WARNING, "judging %s: %s; %s", model_dir, description,
+               workload(questions, options))
     model_id = options.model_name or model_dir.resolve().name
+    paths = _answer(model_dir, out_dir, options, questions, model_id)
+    request = JudgeRequest(
+        mt_bench_answers=_mt_bench_answers(paths, options),
+        alignbench_answers=paths.get("alignbench"),
+        mode=options.mode,
+        baseline=Path(options.baseline_answers).stem if options.baseline_answers else "gpt-3.5-turbo",
+        models=(model_id,),  # DIR/answers may hold other models' answers from earlier runs
+        questions_per_category=options.questions_per_category,
+        alignbench_dir=options.alignbench_dir,
+        note=f"after training {model_dir}",
+        training_data=training_data_facts(model_dir),
+    )
+    if judge is not None:
+        return judge_answers(out_dir, request, judge)
+    tuning = {k: v for k, v in section.endpoint.items() if k not in ("base_url", "model", "api_key")}
+    with serve_model(model_dir, out_dir / "local_judge_server.log") as server:
+        judge = JudgeConfig(base_url=server.base_url, model=server.model, **{**LOCAL_JUDGE_DEFAULTS, **tuning})
+        return judge_answers(out_dir, replace(request, warning=LOCAL_JUDGE_WARNING), judge)
+
+
+def judge_saved_model(model_dir: str | Path, out_dir: str | Path,
+                      judge: JudgeSection | Mapping | str | None) -> Path | None:
+    """evaluate_saved_model for the training stages: a bad `judge` section raises at once (the stages parse
+    it with the recipe); a failure while judging is logged (one line when it is the endpoint's or the
+    data's, a traceback otherwise) and returns None: the saved model is not affected, and the caller decides."""
+    section = judge_section(judge)
     try:
-        paths = _answer(model_dir, out_dir, options, benchmarks, model_id)
-        request = JudgeRequest(
-            mt_bench_answers=_mt_bench_answers(paths, options),
-            alignbench_answers=paths.get("alignbench"),
-            mode=options.mode,
-            baseline=Path(options.baseline_answers).stem if options.baseline_answers else "gpt-3.5-turbo",
-            models=(model_id,),  # DIR/answers may hold other models' answers from earlier runs
-            questions_per_category=options.questions_per_category,
-            alignbench_dir=options.alignbench_dir,
-            note=f"after training {model_dir}",
-            training_data=training_data_facts(model_dir),
-        )
-        judge = section.judge_config()
-        if judge is not None:
-            return judge_answers(out_dir, request, judge)
-        logger.warning("NO JUDGE CONFIGURED: %s", LOCAL_JUDGE_WARNING)
-        tuning = {k: v for k, v in section.endpoint.items() if k not in ("base_url", "model", "api_key")}
-        with serve_model(model_dir, out_dir / "local_judge_server.log") as server:
-            judge = JudgeConfig(base_url=server.base_url, model=server.model, **{**LOCAL_JUDGE_DEFAULTS, **tuning})
-            return judge_answers(out_dir, replace(request, warning=LOCAL_JUDGE_WARNING), judge)
+        return evaluate_saved_model(model_dir, out_dir, section)
+    except (JudgeAPIError, DataError, LocalServerError) as err:
+        logger.error("judging %s failed: %s; the saved model is unaffected", model_dir, err)
     except Exception:
         logger.exception("judging %s failed; the saved model is unaffected", model_dir)
-        return None
+    return None

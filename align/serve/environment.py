@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 # The vLLM versions align.serve.vllm_adapter was written for (it touches vLLM internals).
@@ -36,14 +37,16 @@ def cpu_build() -> bool:
     return True
 
 
-def vllm_unsupported(model_dir: str | Path | None) -> str | None:
+def vllm_unsupported(model_dir: str | Path | None = None, *, config: Mapping | None = None) -> str | None:
     """Why vLLM cannot answer with this model here, or None: not installed, or (CPU build) a head size
-    its CPU attention has no kernel for, e.g. the tiny factory's 16. No model_dir: installed or not."""
+    its CPU attention has no kernel for, e.g. the tiny factory's 16. The model is its directory or its
+    config (a mapping: before training has saved one); with neither, whether vLLM is installed."""
     if not vllm_installed():
         return "vLLM is not installed"
     config_path = Path(model_dir) / "config.json" if model_dir is not None else None
-    if cpu_build() and config_path is not None and config_path.is_file():
+    if config is None and config_path is not None and config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8"))
+    if cpu_build() and config is not None:
         head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
         if head_dim not in CPU_ATTENTION_HEAD_SIZES:
             return f"vLLM's CPU attention has no kernel for head_dim {head_dim}"

@@ -6,9 +6,11 @@ model's chat template with add_generation_prompt=True, tokenized the same way (s
 are the same tokens), temperature below 1e-4 = greedy (decoded once, repeated n times), the same
 stop tokens, answers that stop at max_new_tokens kept and counted in `stats["truncated"]`.
 
-On GPUs it uses every visible GPU: tensor parallelism over all of them, with expert parallelism
-for the MoE layers when there is more than one (Klear-46B: 8 GPUs of a node, after training has
-released them). On vLLM's CPU build the KV cache is bounded (align.serve.environment) and the
+`tensor_parallel_size` (the judge's `tensor_parallel_size`, `--tensor-parallel-size` on `align.judging
+evaluate|generate` and `annotation generate`) is the number of engine processes; by default every
+visible GPU (1 on CPU), with expert parallelism for the MoE layers when there is more than one GPU
+(Klear-46B: 8 GPUs of a node, after training has released them). `close()` stops the engine and
+waits until its processes have exited (their memory, GPUs included, is then free), and says so. On vLLM's CPU build the KV cache is bounded (align.serve.environment) and the
 engine runs eagerly (no torch.compile warm-up) unless `enforce_eager=False` is passed.
 """
 
@@ -24,6 +26,24 @@ from .environment import cpu_build, vllm_environment
 logger = logging.getLogger("align.judging")
 
 GREEDY_BELOW = 1e-4  # align.judging.answers.GREEDY_BELOW (FastChat's rule)
+
+
+ENGINE_EXIT_TIMEOUT_S = 60.0
+
+
+def _descendants() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _process(pid: int):
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:  # already gone
+        return None
 
 
 def visible_gpus() -> int:
@@ -53,9 +73,11 @@ class VLLMBackend:
         expert_parallel, note = resolve_expert_parallel(tensor_parallel_size, expert_parallel)
         if note:
             logger.warning("%s", note)
+        before = _descendants()
         self.llm = LLM(model=str(model_dir), tensor_parallel_size=tensor_parallel_size,
                        enable_expert_parallel=expert_parallel, dtype=dtype, max_model_len=max_model_len,
                        seed=seed, **engine_args)
+        self._engine_processes = _descendants() - before  # the engine core and its workers
         self.tokenizer = self.llm.get_tokenizer()
         eos = self.llm.llm_engine.model_config.hf_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
@@ -92,5 +114,14 @@ class VLLMBackend:
         """Stop the engine and free its memory (GPUs included) for whatever runs next, e.g. the judge."""
         from .vllm_adapter import shutdown_engine
 
+        import psutil
+
         shutdown_engine(self.llm)
         self.llm = None
+        processes = [p for p in map(_process, self._engine_processes) if p is not None]
+        _, alive = psutil.wait_procs(processes, timeout=ENGINE_EXIT_TIMEOUT_S)
+        if alive:
+            raise RuntimeError(f"vLLM engine processes {sorted(p.pid for p in alive)} still run "
+                               f"{ENGINE_EXIT_TIMEOUT_S:.0f} s after shutdown; their memory is not free")
+        logger.info("vLLM engine stopped: its %d process(es) have exited and their memory is free",
+                    len(self._engine_processes))

@@ -159,3 +159,107 @@ def test_an_html_page_instead_of_a_completion_stops_the_run_in_one_line(tmp_path
     assert code == 2
     assert f"{url} answered HTTP 200 with a body that is not an OpenAI chat completion" in stderr
     assert "Welcome to nginx!" in stderr and "AttributeError" not in stderr
+
+
+class _BrokenJudge(BaseHTTPRequestHandler):
+    """Lists the judge model, answers every completion with HTTP 500 and a body saying why."""
+
+    def do_GET(self):  # noqa: N802
+        body = json.dumps({"object": "list", "data": [{"id": "gpt-4", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b"upstream model crashed: CUDA error: out of memory"
+        self.send_response(500)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _SilentJudge(_BrokenJudge):
+    """Accepts every request and never answers (until the test ends); GET too when `silent_get`."""
+
+    released: threading.Event  # one per server (loopback_judge)
+    silent_get = False
+
+    def do_GET(self):  # noqa: N802
+        if self.silent_get:
+            self.released.wait()
+        else:
+            super().do_GET()
+
+    def do_POST(self):  # noqa: N802
+        self.released.wait()
+
+
+@pytest.fixture
+def loopback_judge():
+    servers, released = [], threading.Event()
+
+    def start(handler) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), type(handler.__name__, (handler,), {"released": released}))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    released.set()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_judge_failing_every_request_is_named_with_its_status_and_body(tmp_path, run_cli, loopback_judge):
+    url = loopback_judge(_BrokenJudge)
+    code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                           "--judge-base-url", url, "--judge-model", "gpt-4", "--api-retries", "1")
+    assert code == 2
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {url} failed every request: HTTP 500 each time, no answer in ")
+    assert "(2 per request)" in line and "its body starts 'upstream model crashed: CUDA error: out of memory'" in line
+    assert "retried" not in stderr
+
+
+def test_a_judge_that_never_answers_stops_within_the_flags_bounds(tmp_path, run_cli, loopback_judge):
+    """--timeout-s 1 --api-retries 1: two attempts of a second each plus one backoff of at most a second
+    (the defaults would wait 600 s x 7). Bounded by an order of magnitude, not timed to the second."""
+    import time
+
+    url = loopback_judge(_SilentJudge)
+    started = time.monotonic()
+    code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                           "--judge-base-url", url, "--judge-model", "gpt-4", "--timeout-s", "1", "--api-retries", "1")
+    elapsed = time.monotonic() - started
+    assert code == 2 and elapsed < 60
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert line == (f"error: no answer from {url} (model gpt-4) within 1 s, in 2 attempt(s) "
+                    "(timeout_s / --timeout-s, api_retries / --api-retries)")
+    assert f"waiting for {url} (model gpt-4): no answer yet, timeout 1 s, attempt 1 of 2" in stderr
+    assert "attempt 2 of 2" in stderr
+    # the same names in a recipe's judge: section
+    config = JudgeConfig.from_mapping({"base_url": url, "model": "gpt-4", "timeout_s": 1, "api_retries": 1}, env={})
+    assert (config.timeout_s, config.api_retries) == (1, 1)
+    with pytest.raises(JudgeConfigError, match=r"timeout_s must be a number, got \[1\]"):
+        JudgeConfig.from_mapping({"base_url": url, "model": "gpt-4", "timeout_s": [1]}, env={})
+
+
+def test_a_judge_that_never_answers_its_model_list_stops_at_the_preflight(tmp_path, run_cli, loopback_judge):
+    class Silent(_SilentJudge):
+        silent_get = True
+
+    url = loopback_judge(Silent)
+    code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
+                           "--judge-base-url", url, "--judge-model", "gpt-4", "--timeout-s", "1")
+    assert code == 2
+    assert f"error: no answer from {url} within 1 s (GET /models)" in stderr
+    assert not (tmp_path / "judge" / "runs").exists()

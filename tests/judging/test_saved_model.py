@@ -2,12 +2,16 @@
 
 import importlib.util
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 from transformers import AutoConfig
 
 from align.data.benchmarks import DataError
-from align.judging.config import AfterTrainingOptions, JudgeConfigError
+from align.judging.__main__ import main
+from align.judging.answers import local_backend
+from align.judging.config import AfterTrainingOptions, JudgeConfigError, JudgeSection
 from align.judging.saved_model import (
     LOCAL_JUDGE_WARNING,
     check_answering_fits,
@@ -17,6 +21,7 @@ from align.judging.saved_model import (
 )
 from align.judging.report import _training_data_blocks
 from align.models.klear.configuration_klear import KlearConfig
+from align.serve.environment import cpu_build
 
 
 def test_bad_or_disabled_config(tmp_path, monkeypatch):
@@ -85,14 +90,16 @@ def test_a_model_too_big_for_one_device_is_refused_at_startup(tiny_klear_dir, mo
     on_transformers = AfterTrainingOptions(answer_engine="transformers")
     with pytest.raises(ValueError, match=r"bf16 weights \(92.4 GB\) do not fit GPU 0 \(A100 80GB\) \(80.0 GB\)"):
         check_answering_fits(on_transformers, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9))
-    assert check_answering_fits(on_transformers, klear_46b, ("GPU 0 (H200)", 141 * 10**9)).endswith("(92.4 of 141.0 GB)")
+    assert check_answering_fits(on_transformers, klear_46b, ("GPU 0 (H200)", 141 * 10**9)).endswith(
+        "(answer_engine: transformers; 92.4 of 141.0 GB)")
     elsewhere = AfterTrainingOptions(answer_engine="transformers", answer_base_url="http://10.0.0.5:8000/v1")
     assert check_answering_fits(elsewhere, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == "answers from http://10.0.0.5:8000/v1"
     vllm = AfterTrainingOptions(answer_engine="vllm")
     if importlib.util.find_spec("vllm") is not None:
-        assert check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == "answers from vLLM"
+        assert check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == \
+            "answers with vllm (answer_engine: vllm)"
     else:
-        with pytest.raises(ValueError, match="do not fit"):
+        with pytest.raises(ValueError, match="vLLM is not installed"):
             check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9))
     # at a stage's startup, with this machine's own device: the tiny model fits and is described
     tiny = AutoConfig.from_pretrained(tiny_klear_dir)
@@ -101,18 +108,65 @@ def test_a_model_too_big_for_one_device_is_refused_at_startup(tiny_klear_dir, mo
     assert described.startswith("judge m at http://127.0.0.1:1/v1; answers with transformers on ")
 
 
+def test_tensor_parallel_size_is_checked_with_the_recipe_and_the_engine_is_named_once(tiny_klear_dir, monkeypatch):
+    monkeypatch.delenv("ALIGN_ANSWER_ENGINE", raising=False)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=f"tensor_parallel_size must be an integer >= 1, got {bad!r}"):
+            JudgeSection.parse({"tensor_parallel_size": bad})
+    with pytest.raises(ValueError, match="tensor_parallel_size sizes the local vLLM engine, but answers come from"):
+        JudgeSection.parse({"tensor_parallel_size": 2, "answer_base_url": "http://10.0.0.5:8000/v1"})
+    with pytest.raises(ValueError, match="tensor_parallel_size > 1 needs answer_engine vllm"):
+        JudgeSection.parse({"tensor_parallel_size": 2, "answer_engine": "transformers"})
+    section = JudgeSection.parse({"tensor_parallel_size": 2, "enabled": True})
+    assert section.options.tensor_parallel_size == 2
+    # auto, told the model before it is saved: the same engine the answering will use, said once
+    tiny = AutoConfig.from_pretrained(tiny_klear_dir)  # head_dim 16: vLLM's CPU build has no kernel for it
+    auto = AfterTrainingOptions()
+    if importlib.util.find_spec("vllm") is not None and cpu_build():
+        assert "answers with transformers on " in check_answering_fits(auto, tiny)
+        assert "(vLLM's CPU attention has no kernel for head_dim 16;" in check_answering_fits(auto, tiny)
+        with pytest.raises(ValueError, match="tensor_parallel_size 2 needs the vLLM engine, but transformers "
+                                             "answers here \\(vLLM's CPU attention has no kernel for head_dim 16\\)"):
+            check_answering_fits(section.options, tiny)
+        wide = AutoConfig.from_pretrained(tiny_klear_dir, head_dim=64)
+        assert check_answering_fits(section.options, wide) == "answers with vllm, tensor parallel 2 (vLLM is installed)"
+    with pytest.raises(ValueError, match="tensor parallel size 2 needs the vLLM engine"):
+        local_backend(tiny_klear_dir, engine="transformers", tensor_parallel_size=2)
+
+
+def readme_try_command() -> list[str]:
+    """The README's "try it without an endpoint" command, as written (continuation lines joined)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    text = readme.split("To try it without an endpoint", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    words = shlex.split(text.replace("\\\n", " "))
+    assert words[:4] == ["python", "-m", "align.judging", "evaluate"]
+    return words[3:]
+
+
 @pytest.mark.slow
-def test_without_a_judge_it_serves_the_model_locally_and_says_the_scores_mean_nothing(tiny_klear_dir, tmp_path, monkeypatch):
-    for name in ("JUDGE_BASE_URL", "OPENAI_BASE_URL", "JUDGE_API_KEY", "OPENAI_API_KEY"):
+def test_the_readmes_try_without_an_endpoint_runs_as_written(tiny_klear_dir, tmp_path, monkeypatch, caplog):
+    """The model judges itself through a local transformers serve; the log says so first, with the count."""
+    for name in ("JUDGE_BASE_URL", "OPENAI_BASE_URL", "JUDGE_API_KEY", "OPENAI_API_KEY", "ALIGN_ANSWER_ENGINE"):
         monkeypatch.delenv(name, raising=False)
-    config = {"benchmarks": ["mt_bench"], "questions_per_category": 1, "max_new_tokens": 6, "max_tokens": 4}
-    report = judge_saved_model(tiny_klear_dir, tmp_path / "judge", config)
-    assert report is not None
-    text = report.read_text()
+    monkeypatch.chdir(tmp_path)
+    model_dir = tmp_path / "runs" / "sft-tiny"  # the README's model: a tiny Klear (head_dim 16)
+    model_dir.mkdir(parents=True)
+    for path in tiny_klear_dir.iterdir():  # the session's checkpoint stays clean of this run's files
+        (model_dir / path.name).symlink_to(path)
+    code = main(readme_try_command())
+    assert code in (0, 3)  # 3: a tiny model rarely writes "[[rating]]"; the report is written either way
+    log = caplog.text
+    (line,) = [line for line in log.splitlines() if "judging runs/sft-tiny: " in line]
+    assert "NO JUDGE CONFIGURED: the model will judge its own answers" in line and "meaningless" in line
+    assert "8 mt_bench questions (16 answers, 16 judgments)" in line
+    engine = "transformers" if importlib.util.find_spec("vllm") is None or cpu_build() else "vllm"
+    assert f"answers with {engine}" in line and "answering with" not in log and "answers from vLLM" not in log
+    out = tmp_path / "runs" / "sft-tiny" / "judge-try"
+    text = (out / "report.md").read_text()
     assert text.splitlines()[2].startswith("> **Warning:** No judge endpoint was configured")
     assert "These scores mean nothing" in text and "These scores mean nothing" in LOCAL_JUDGE_WARNING
-    summary = json.loads((tmp_path / "judge" / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["warning"] == LOCAL_JUDGE_WARNING
     assert summary["judge"]["base_url"].startswith("http://127.0.0.1:")
     assert summary["counts"]["judgments"] == 16 and summary["counts"]["api_calls"] == 16
-    assert (tmp_path / "judge" / "local_judge_server.log").is_file()
+    assert (out / "local_judge_server.log").is_file()

@@ -92,7 +92,10 @@ def test_annotation_generate_answers_through_the_vllm_server(served, conversatio
 
 def test_judge_hook_answers_with_vllm_when_installed(served, sft_klear, tmp_path):
     """`align.judging evaluate` (the after-training hook) with the default engine, auto: vLLM's offline
-    engine answers MT-Bench; the served model judges (a tiny model: its scores mean nothing)."""
+    engine answers MT-Bench; the served model judges (a tiny model: its scores mean nothing). The engine
+    is named once, with its tensor-parallel size, and its processes have exited before the judge is asked.
+    (Size 1: a second offline engine of 2 processes would add about a minute to CI; TP 2 itself is
+    tested through align.serve in test_vllm_tensor_parallel.py.)"""
     out = tmp_path / "judge"
     env = {**os.environ, **VLLM_ENV}
     env.pop("ALIGN_ANSWER_ENGINE", None)  # tests/conftest.py defaults it to transformers
@@ -100,10 +103,16 @@ def test_judge_hook_answers_with_vllm_when_installed(served, sft_klear, tmp_path
         [sys.executable, "-m", "align.judging", "evaluate", str(sft_klear[0]), "--out", str(out),
          "--benchmark", "mt_bench", "--questions-per-category", "1", "--max-new-tokens", "8",
          "--judge-base-url", served["base_url"], "--judge-model", served["model"], "--judge-max-tokens", "8",
-         "--parse-retries", "0"],
+         "--parse-retries", "0", "--tensor-parallel-size", "1"],
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600,
     )
-    assert "answering with vllm (vLLM is installed)" in result.stderr, result.stderr[-3000:]
+    log = result.stderr
+    assert "answers with vllm, tensor parallel 1 (vLLM is installed); 8 mt_bench questions (16 answers, 16 judgments)" \
+        in log, log[-3000:]
+    assert "answering with transformers" not in log and "answers from vLLM" not in log
+    stopped = log.index("vLLM engine stopped: its ")
+    assert "process(es) have exited and their memory is free" in log[stopped:stopped + 120]
+    assert stopped < log.index("judge endpoint: ")  # released before the judge's first request
     stats = json.loads(next((out / "answers" / "mt_bench").glob("*.stats.json")).read_text())
     assert stats["engine"] == "vllm" and stats["answers"] == 2 * stats["questions"] == 16
     # 3: no score came out, the tiny judge's replies carry no "[[rating]]"; the report is written either way
