@@ -143,13 +143,13 @@ def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_ar
 def judging_phase(round_dir: RoundDir, args) -> None:
     def run():
         started = time.time()
-        if args.judge and args.judge.get("enabled", True):
+        if args.judge_section is not None and args.judge_section.enabled:
             from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
-            from align.judging.after_training import judge_after_training
+            from align.judging.saved_model import judge_saved_model
 
             unset_hf_deepspeed_config()  # the judge loads the saved model on this rank alone
-            if judge_after_training(round_dir.dpo, round_dir.judge, args.judge) is None:
+            if judge_saved_model(round_dir.dpo, round_dir.judge, args.judge_section) is None:
                 raise RuntimeError(f"judging {round_dir.dpo} failed (the traceback is above); the round's model is "
                                    "saved, and the same command judges it again")
         round_dir.mark("judged", {"seconds": round(time.time() - started, 3)})
