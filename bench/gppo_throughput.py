@@ -1,21 +1,23 @@
 """Benchmark: GPPO (`loss_type: gppo`, align.rl's loss) against stock TRL GRPO (`loss_type: dapo`, TRL's own
 `_compute_loss`), same model, data, rewards, batch and generation settings.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/gppo_throughput.py [--rounds 5] [--steps 8]
+    PYTHONPATH=$PWD .venv/bin/python bench/gppo_throughput.py [--rounds 5] [--warmup-rounds 0] [--steps 8]
 
 One process, CPU, fp32, the tiny Klear (align.models.klear.tiny) on the demo's RL prompts with the demo
 reward; the tiny recipe's batch (8 per device, 4 generations, steps_per_generation 2, 16 completion tokens).
-Rounds are interleaved (gppo, dapo, gppo, dapo, ...; each run a fresh trainer from the same checkpoint and
-seed); a run's figure is optimiser steps per second over `train()` (TRL's train_runtime, rollouts included).
-Prints each round's ratio gppo/dapo, the median and the spread (min-max), and a JSON line.
+Rounds are interleaved by bench/harness.py (order rotated each round; each run a fresh trainer from the same
+checkpoint and seed); a run's figure is optimiser steps per second over `train()` (TRL's train_runtime,
+rollouts included). Prints the harness's table (medians, spreads, per-round ratio gppo/dapo, load averages)
+and a JSON line.
 """
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+import harness  # bench/ is on the path when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -53,7 +55,7 @@ def run(loss_type: str, model_dir: Path, data: Path, out: Path, steps: int) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    harness.add_arguments(parser, rounds=5)
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
 
@@ -64,18 +66,16 @@ def main() -> None:
         root = Path(tmp)
         model_dir = build_tiny_klear(root / "model", seed=0)
         data = write_demo_data(root / "data", n_train=64, n_eval=4)["rl"]
-        results = {"gppo": [], "dapo": []}
-        for i in range(args.rounds):
-            for loss_type in ("gppo", "dapo"):
-                results[loss_type].append(run(loss_type, model_dir, data, root / f"{loss_type}-{i}", args.steps))
-    ratios = [g / d for g, d in zip(results["gppo"], results["dapo"])]
-    print(f"{'round':>5}  {'gppo steps/s':>12}  {'dapo steps/s':>12}  {'ratio':>6}")
-    for i, (g, d, r) in enumerate(zip(results["gppo"], results["dapo"], ratios)):
-        print(f"{i:>5}  {g:>12.3f}  {d:>12.3f}  {r:>6.3f}")
-    print(f"median ratio gppo/dapo {statistics.median(ratios):.3f} (spread {min(ratios):.3f}-{max(ratios):.3f})")
-    print(json.dumps({"gppo_steps_per_s": results["gppo"], "dapo_steps_per_s": results["dapo"], "ratios": ratios,
-                      "median_ratio": statistics.median(ratios)}))
+        runs = iter(range(10**9))  # a fresh output_dir per run
 
+        def variant(loss_type: str):
+            return lambda: {"steps_per_s": run(loss_type, model_dir, data, root / f"{loss_type}-{next(runs)}", args.steps)}
+
+        comparison = harness.compare({"dapo": variant("dapo"), "gppo": variant("gppo")}, baseline="dapo",
+                                     rounds=args.rounds, warmup_rounds=args.warmup_rounds,
+                                     metrics={"steps_per_s": "higher"})
+    print(comparison.table())
+    print(json.dumps(comparison.as_dict()))
 
 if __name__ == "__main__":
     main()
