@@ -19,7 +19,8 @@ from trl import ModelConfig, ScriptArguments, get_peft_config
 import align  # noqa: F401  (registers Klear)
 from align.rl.config import KlearGRPOConfig
 from align.rl.data import RL_DATA
-from align.rl.rewards import resolve_reward_funcs
+from align.rl.rewards import code_reward, resolve_reward_funcs
+from align.rl.sandbox import check_sandbox
 from align.rl.trainer import KlearGRPOTrainer
 from align.training.cli import run_stage
 from align.training.run import (
@@ -39,6 +40,8 @@ def main(script_args: ScriptArguments, training_args: KlearGRPOConfig, model_arg
 
     check_output_dir(training_args)
     reward_funcs = resolve_reward_funcs(training_args.reward_funcs)  # an unknown reward fails before anything loads
+    if code_reward in reward_funcs:
+        check_sandbox()  # a machine whose sandbox cannot start stops here in one line, not as hours of zeros
     tokenizer = load_tokenizer(model_args)
     data = prepare_data(RL_DATA, script_args, training_args, tokenizer)  # main process reads; nothing written yet
     model = prepare_model_for_training(load_model(model_args), training_args)

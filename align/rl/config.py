@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from align.training.autoep import expert_parallel_section
 from align.training.config import KlearArguments
 
 # TRL 1.16's GRPOTrainer losses; `gppo` is computed by align.rl.gppo.
@@ -87,6 +88,7 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} "
                              "reward_funcs")
+        check_generation_backend(self)
         if self.loss_type == "gppo":
             check_gppo_options(self)
         else:
@@ -95,6 +97,19 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
                 if unused:
                     raise ValueError(f"{name} is set but loss_type is {self.loss_type!r}: it applies to "
                                      "loss_type gppo only")
+
+
+def check_generation_backend(args) -> None:
+    """Refuse vLLM generation under DeepSpeed expert parallelism. The DeepSpeed config is the parsed arguments'
+    (`--deepspeed`, or the one `accelerate launch` names in its environment), so this runs before anything loads."""
+    plugin = args.deepspeed_plugin
+    if args.use_vllm and expert_parallel_section(plugin.deepspeed_config if plugin else None):
+        raise ValueError(
+            "use_vllm with DeepSpeed expert parallelism (AutoEP) is not supported: TRL syncs weights to vLLM one "
+            "parameter at a time, and under AutoEP each rank holds only its own experts, fused and renamed, so "
+            "vLLM would get partial experts. Generate with transformers (use_vllm: false), or drop "
+            "expert_parallel from the DeepSpeed config (ZeRO-3 alone syncs whole parameters)."
+        )
 
 
 def check_gppo_options(args) -> None:

@@ -12,8 +12,9 @@ groups were dropped (`rewards/zero_variance_groups`, and the fraction); the run'
 
 Weight sync to vLLM: TRL's `use_vllm` sends vLLM one parameter at a time under its Hugging Face name. Under
 DeepSpeed AutoEP each rank holds only its share of the experts, fused and renamed, so that sync would hand
-vLLM partial experts under names it does not know: that combination is refused at startup (vLLM with ZeRO-3
-and no expert parallelism, or in one process, is TRL's own path).
+vLLM partial experts under names it does not know: that combination is refused when the recipe is parsed
+(`align.rl.config.check_generation_backend`; vLLM with ZeRO-3 and no expert parallelism, or in one process, is
+TRL's own path).
 """
 
 import math
@@ -24,7 +25,6 @@ from trl import GRPOTrainer
 
 from align.common.files import write_jsonl
 from align.rl.gppo import gppo_per_token_loss
-from align.training.autoep import expert_parallel_section
 from align.training.compat import GRPOHooks
 from align.training.trainer import KlearTrainerMixin
 
@@ -45,14 +45,6 @@ def group_flags(totals: torch.Tensor, num_generations: int, threshold: float) ->
 class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        plugin = self.accelerator.state.deepspeed_plugin
-        if self.use_vllm and expert_parallel_section(plugin.deepspeed_config if plugin else None):
-            raise ValueError(
-                "use_vllm with DeepSpeed expert parallelism (AutoEP) is not supported: TRL syncs weights to vLLM one "
-                "parameter at a time, and under AutoEP each rank holds only its own experts, fused and renamed, so "
-                "vLLM would get partial experts. Generate with transformers (use_vllm: false), or drop "
-                "expert_parallel from the DeepSpeed config (ZeRO-3 alone syncs whole parameters)."
-            )
         self.rl_counts = {"groups": 0, "zero_variance_groups": 0, "rollouts": 0, "correct_rollouts": 0}
         self._rollout_batches = 0
 
@@ -68,6 +60,9 @@ class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
         totals = torch.where(torch.isnan(rewards).all(dim=1), torch.nan, weighted.nansum(dim=1))
         zero_variance, correct = group_flags(totals, self.num_generations, self.args.correct_reward_threshold)
 
+        # Each rollout's prompt tokens and completion tokens (those in the loss mask), every rank's, in group order.
+        lengths = self.accelerator.gather(torch.stack([batch["prompt_mask"].sum(dim=1),
+                                                       batch["completion_mask"].sum(dim=1)], dim=1)).cpu()
         local = batch["completion_ids"].size(0)
         mine = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
         device = batch["completion_mask"].device
@@ -76,6 +71,10 @@ class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
             keep = ~zero_variance[mine].to(device)
             batch["completion_mask"] = batch["completion_mask"] * keep.unsqueeze(1).to(batch["completion_mask"].dtype)
             batch["num_items_in_batch"] = self.accelerator.gather(batch["completion_mask"].sum()).sum()
+        # The tokens trained on (the summary's train_tokens): prompt + completion tokens of the kept rollouts.
+        kept = ~zero_variance if self.args.drop_zero_variance_groups else torch.ones_like(zero_variance)
+        self.state.num_input_tokens_seen += int(lengths[kept].sum())
+        self._set_metric("num_tokens", self.state.num_input_tokens_seen)
         batch["correct"] = (correct[mine].to(device) & keep).float()
         batch["num_correct_items"] = self.accelerator.gather(
             (batch["completion_mask"] * batch["correct"].unsqueeze(1)).sum()).sum()
@@ -89,14 +88,15 @@ class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
                            ("correct_rollouts", int(correct.sum()))):
             self.rl_counts[key] += value
         if self.args.record_rollouts and self.accelerator.is_main_process:
-            self._write_rollouts(rollouts, totals, zero_variance, correct)
+            self._write_rollouts(rollouts, totals, zero_variance, correct, lengths.tolist())
         return batch
 
-    def _write_rollouts(self, rollouts, totals, zero_variance, correct) -> None:
+    def _write_rollouts(self, rollouts, totals, zero_variance, correct, lengths) -> None:
         self._rollout_batches += 1
         step = self.state.global_step
         for i, row in enumerate(rollouts):
             row.update(step=step, group=i // self.num_generations, total_reward=_number(totals[i]),
+                       prompt_tokens=lengths[i][0], completion_tokens=lengths[i][1],
                        correct=bool(correct[i]), zero_variance_group=bool(zero_variance[i]))
         path = Path(self.args.output_dir) / "rollouts" / f"batch_{self._rollout_batches:06d}.jsonl"
         write_jsonl(path, rollouts)

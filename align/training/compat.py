@@ -12,8 +12,10 @@ warns once, naming each difference, when the installed versions are others. What
 - TRL's GRPOTrainer (`GRPOHooks`): `_compute_loss` is answered for `loss_type: gppo` (TRL's own losses go to
   TRL), from TRL's `_get_per_token_logps_and_entropies`; `_generate_and_score_completions` is wrapped so
   the RL trainer sees each scored batch (zero-variance groups, correct rollouts, rollout records) and
-  `_generate` so generation runs with the router logits off and the model in eval mode (Klear's aux loss
-  over a KV-cached step crashes; expert loads count training forwards only). Metrics go into TRL's
+  `_generate_single_turn` so generation runs with the router logits off and the model in eval mode (Klear's aux
+  loss over a KV-cached step crashes; expert loads count training forwards only) while TRL's `_generate` still
+  books the rollouts as training ones. `state.num_input_tokens_seen` counts the tokens trained on (the RL
+  trainer's count, not TRL's every-rollout one). Metrics go into TRL's
   `_metrics`, rollouts are read back from its `_logs` (the last generation batch, gathered over ranks).
 - DeepSpeed AutoEP: presets are registered in `auto_ep_presets.registry` (`PRESET_MODELS` and the
   private `_PRESET_ADAPTERS`); `AutoEPMoELayer`, its router (`TokenChoiceTopKRouter`) and
@@ -182,9 +184,15 @@ class GRPOHooks:
         return self._gppo_loss(inputs, per_token_logps, entropies, aux_loss)
 
     def _generate_and_score_completions(self, inputs):
-        return self._on_scored_batch(super()._generate_and_score_completions(inputs))
+        # TRL adds every rollout's tokens to num_input_tokens_seen; `_on_scored_batch` adds the ones trained on.
+        tokens_seen = self.state.num_input_tokens_seen
+        batch = super()._generate_and_score_completions(inputs)
+        self.state.num_input_tokens_seen = tokens_seen
+        return self._on_scored_batch(batch)
 
-    def _generate(self, prompts):
+    def _generate_single_turn(self, *args, **kwargs):
+        # Eval mode (and no router logits) around the generation forwards only: TRL's `_generate` reads
+        # `self.model.training` for its train/eval bookkeeping (metrics, token count, num_generations).
         model = self.accelerator.unwrap_model(self.model)
         config = model.config.get_text_config()
         router_logits = getattr(config, "output_router_logits", None)
@@ -193,7 +201,7 @@ class GRPOHooks:
             config.output_router_logits = False
         model.eval()
         try:
-            return super()._generate(prompts)
+            return super()._generate_single_turn(*args, **kwargs)
         finally:
             if router_logits:
                 config.output_router_logits = router_logits
@@ -201,6 +209,10 @@ class GRPOHooks:
 
     def _record_metric(self, name: str, value: float) -> None:
         self._metrics["train" if self.model.training else "eval"][name].append(value)
+
+    def _set_metric(self, name: str, value: float) -> None:
+        """A running total's current value (TRL averages what a metric collected since the last log)."""
+        self._metrics["train" if self.model.training else "eval"][name] = [value]
 
     def _last_rollouts(self) -> list[dict]:
         """The generation batch just scored, over all ranks: prompt, completion, each reward, advantage, and the

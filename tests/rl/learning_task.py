@@ -33,3 +33,10 @@ def pays_rare(completions, **kwargs) -> list[float]:
     """1.0 for a completion that gives the rare answer, else 0.0 (the reward GPPO learns from)."""
     texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
     return [float(t.strip().lower().startswith(RARE)) for t in texts]
+
+
+def even_length(completions, **kwargs) -> list[float]:
+    """1.0 for a completion whose text has an even number of characters: an untrained model's completions are
+    random text, so its groups differ in this reward and a short run has rollouts to train on."""
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [float(len(t) % 2 == 0) for t in texts]

@@ -27,7 +27,10 @@ def rl_run(tmp_path_factory, tiny_klear_dir):
         ["-m", "align.rl"],
         ["--config", "configs/rl/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
          "--dataset_name", str(data["rl"]), "--output_dir", str(out), "--max_steps", str(STEPS),
-         "--router_aux_loss_coef", "0.001"],
+         "--router_aux_loss_coef", "0.001",
+         # the untrained model never names the answer; a second reward gives its groups variance to train on
+         "--reward_funcs", "align.rl.demo.mentions_answer", "tests.rl.learning_task.even_length",
+         "--reward_weights", "1.0", "1.0"],
         log=root / "launch.log",
     )
     return out
@@ -42,8 +45,22 @@ def test_training_summary_counts_the_rollouts_and_groups(rl_run):
     assert rl["zero_variance_policy"] == "dropped from the loss"
     assert [r["experts_held"] for r in summary["expert_parallel_layout"]] == [4, 4]
     rows = [json.loads(line) for p in sorted((rl_run / "rollouts").glob("*.jsonl")) for line in p.read_text().splitlines()]
-    assert len(rows) == rl["rollouts"] and all("mentions_answer" in r["rewards"] for r in rows)
+    assert len(rows) == rl["rollouts"] and all({"mentions_answer", "even_length"} <= set(r["rewards"]) for r in rows)
     assert summary["data"]["kept"] == 64 and "prompt_tokens" in summary["data"]
+
+
+def test_train_tokens_are_the_kept_rollouts_prompt_and_completion_tokens(rl_run):
+    summary = json.loads((rl_run / "training_summary.json").read_text())
+    rows = [json.loads(line) for p in sorted((rl_run / "rollouts").glob("*.jsonl")) for line in p.read_text().splitlines()]
+    tokenizer = AutoTokenizer.from_pretrained(rl_run)
+    for row in rows:  # each recorded count against the tokenizer's own rendering of the prompt
+        rendered = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"]
+        assert row["prompt_tokens"] == len(rendered)
+        assert 1 <= row["completion_tokens"] <= 16  # max_completion_length in configs/rl/tiny.yaml
+    kept = [r for r in rows if not r["zero_variance_group"]]
+    assert kept, "every group had zero variance: nothing was trained on"
+    assert summary["train_tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in kept)
 
 
 def test_rl_metrics_and_the_aux_loss_reach_tensorboard(rl_run):

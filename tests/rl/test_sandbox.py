@@ -55,6 +55,16 @@ def test_the_sandbox_works_here(sandbox):
     check_sandbox(sandbox)
 
 
+def test_a_sandbox_that_cannot_start_fails_the_check_with_its_reason():
+    broken = Sandbox(LIMITS, workers=1, python="/opt/no-such-python/bin/python3")
+    try:
+        with pytest.raises(ValueError, match="the code sandbox does not work here: sandbox_error: exit status 1: "
+                                             "bwrap: Can't find source path /opt/no-such-python"):
+            check_sandbox(broken)
+    finally:
+        broken.close()
+
+
 def test_no_network_even_to_a_loopback_server(sandbox):
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
