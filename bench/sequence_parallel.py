@@ -1,6 +1,6 @@
 """Benchmark: peak memory per rank and tokens/s of SFT on one long sequence, with and without sequence parallelism.
 
-    .venv/bin/python bench/sequence_parallel.py [--tokens 8192] [--rounds 3] [--steps 3]
+    .venv/bin/python bench/sequence_parallel.py [--tokens 8192] [--rounds 3] [--warmup-rounds 0] [--steps 3]
 
 Both variants are `accelerate launch -m align.sft` with 2 CPU processes (gloo), DeepSpeed ZeRO-3 without expert
 parallelism (configs/deepspeed/zero3-sp.json), float32, one conversation of `--tokens` tokens per micro-batch,
@@ -9,19 +9,21 @@ no gradient checkpointing:
   sp   configs/accelerate/cpu-2proc-sp.yaml: the two ranks form one Ulysses group and train one sequence together
 The model is a random Klear at reduced width (hidden 256, 4 layers, 16 heads, 4 k/v heads, 8 experts, 2 per token)
 so that activations, not weights, dominate. Peak memory is each rank's rise in resident memory over the run
-(PeakRSS); tokens/s is the summary's trained tokens over its train runtime. The variants alternate, round by
-round; printed are medians and the spread (min-max) over the rounds, and a JSON line.
+(PeakRSS); tokens/s is the summary's trained tokens over its train runtime. Rounds are interleaved by
+bench/harness.py (order rotated each round); printed is the harness's table (medians, spreads, per-round sp/dp
+ratios, load averages) and a JSON line.
 """
 
 import argparse
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import harness  # bench/ is on the path when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = "the quick brown fox jumps over the lazy dog experts route every token to a few of many".split()
@@ -69,7 +71,7 @@ def build_inputs(root: Path, tokens: int) -> tuple[Path, Path]:
     return model_dir, data
 
 
-def launch(variant: str, root: Path, model_dir: Path, data: Path, tokens: int, steps: int, round_: int) -> dict:
+def launch(variant: str, root: Path, model_dir: Path, data: Path, tokens: int, steps: int, run: int) -> dict:
     launcher = REPO / "configs/accelerate/cpu-2proc-sp.yaml"
     if variant == "dp":
         text = launcher.read_text()
@@ -77,8 +79,8 @@ def launch(variant: str, root: Path, model_dir: Path, data: Path, tokens: int, s
         end = text.index("num_machines:")
         launcher = root / "cpu-2proc-dp.yaml"
         launcher.write_text(text[:start] + text[end:])
-    out = root / f"{variant}-{round_}"
-    probe = root / f"{variant}-{round_}-rss"
+    out = root / f"{variant}-{run}"
+    probe = root / f"{variant}-{run}-rss"
     from align.common.ports import free_loopback_port
 
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launcher),
@@ -103,35 +105,26 @@ def main() -> None:
     if "--worker" in sys.argv:
         argv = [a for a in sys.argv[1:] if a != "--worker"]
         return worker(argv)
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=8192)
-    parser.add_argument("--rounds", type=int, default=3)
+    harness.add_arguments(parser, rounds=3)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir, data = build_inputs(root, args.tokens)
-        results = {"dp": [], "sp": []}
-        for round_ in range(args.rounds):
-            for variant in ("dp", "sp") if round_ % 2 == 0 else ("sp", "dp"):
-                results[variant].append(launch(variant, root, model_dir, data, args.tokens, args.steps, round_))
-    report = {}
-    for variant, runs in results.items():
-        report[variant] = {key: {"median": statistics.median(r[key] for r in runs),
-                                 "min": min(r[key] for r in runs), "max": max(r[key] for r in runs)}
-                           for key in runs[0]}
-    memory = report["sp"]["peak_rise_gib_per_rank"]["median"] / report["dp"]["peak_rise_gib_per_rank"]["median"]
-    speed = report["sp"]["tokens_per_s"]["median"] / report["dp"]["tokens_per_s"]["median"]
-    for variant in ("dp", "sp"):
-        r = report[variant]
-        print(f"{variant}: peak rise per rank {r['peak_rise_gib_per_rank']['median']:.3f} GiB "
-              f"({r['peak_rise_gib_per_rank']['min']:.3f}-{r['peak_rise_gib_per_rank']['max']:.3f}), "
-              f"{r['tokens_per_s']['median']:.0f} tokens/s ({r['tokens_per_s']['min']:.0f}-"
-              f"{r['tokens_per_s']['max']:.0f}), {r['tokens_per_sequence']['median']:.0f} tokens per sequence")
-    print(f"sp/dp: peak memory per rank x{memory:.3f}, tokens/s x{speed:.3f}")
-    print(json.dumps({"args": vars(args), "report": report, "memory_ratio": memory, "speed_ratio": speed}))
+        runs = iter(range(10**9))  # a fresh output folder per launch
 
+        def variant(name: str):
+            return lambda: launch(name, root, model_dir, data, args.tokens, args.steps, next(runs))
+
+        comparison = harness.compare({"dp": variant("dp"), "sp": variant("sp")}, baseline="dp",
+                                     rounds=args.rounds, warmup_rounds=args.warmup_rounds,
+                                     metrics={"peak_rise_gib_per_rank": "lower", "tokens_per_s": "higher",
+                                              "tokens_per_sequence": "higher"})
+    print(comparison.table())
+    print(json.dumps({"args": vars(args), **comparison.as_dict()}))
 
 if __name__ == "__main__":
     main()
