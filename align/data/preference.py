@@ -26,7 +26,8 @@ so nothing disappears without a number in the data card.
 from datasets import Dataset
 
 from .chat import validate_messages
-from .sources import NAMED_DROPS, DataError, DataReport, SkipRow, Source, cache_file, fingerprint, read_mixture
+from .sources import (NAMED_DROPS, DataError, DataReport, SkipRow, Source, cache_file, fingerprint, load_mixture,
+                      read_mixture)
 from .transcripts import (TRANSCRIPT_LAYOUT, TranscriptError, looks_like_transcript, mentions_speakers,
                           split_transcript_pair)
 
@@ -132,8 +133,8 @@ class _PairsOfOneFile:
     """`validate` and `settle` for `load_mixture`: unmarked text pairs wait until their whole file is read,
     then are dropped (an HH file), refused (damaged HH markers) or read as TRL's implicit prompt."""
 
-    def __init__(self, report: DataReport):
-        self.report = report
+    def __init__(self, report: DataReport, validate_pair=validate_preference_row):
+        self.report, self.validate_pair = report, validate_pair
         self._reset()
 
     def _reset(self) -> None:
@@ -149,7 +150,7 @@ class _PairsOfOneFile:
             self.first_transcript = self.first_transcript or where
         else:
             self.first_other = self.first_other or where
-        return validate_preference_row(row, where)
+        return self.validate_pair(row, where)
 
     def settle(self, source: Source, rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
         first_transcript, first_other, unmarked = self.first_transcript, self.first_other, self.unmarked
@@ -171,13 +172,31 @@ class _PairsOfOneFile:
                             f"({damaged}) but no row starts with a turn marker; expected {TRANSCRIPT_LAYOUT}")
         self.report.notes.append(f"{source.path}: no Human/Assistant turn markers, read as TRL's implicit-prompt "
                                  "format (the prompt is the text chosen and rejected share)")
-        return [(where, validate_preference_row(row, where) if where in unmarked else row) for where, row in rows]
+        kept = []
+        for where, row in rows:
+            if where in unmarked:
+                try:
+                    row = self.validate_pair(row, where)
+                except SkipRow as skip:
+                    self.report.drop(skip.reason, skip.where)
+                    continue
+            kept.append((where, row))
+        return kept
 
 
 def read_preference_rows(sources: list[Source], report: DataReport, seed: int = 0) -> Dataset:
     """Validated, mixed pairs with an explicit prompt: columns `prompt`, `chosen`, `rejected`, `source`, `location`."""
     pairs = _PairsOfOneFile(report)
     return read_mixture(sources, pairs.validate, report, seed=seed, settle=pairs.settle)
+
+
+def load_preference_pairs(sources: list[Source], report: DataReport, validate_pair=validate_preference_row,
+                          ) -> list[tuple[str, str, dict]]:
+    """`(source path, location, pair)` per row, read as `read_preference_rows` reads them (HH decided per file),
+    for readers outside training. `validate_pair(row, where)` replaces `validate_preference_row` for a reader
+    with rules of its own; it may raise `SkipRow` (counted in `report`) or `DataError`."""
+    pairs = _PairsOfOneFile(report, validate_pair)
+    return load_mixture(sources, pairs.validate, report, settle=pairs.settle)
 
 
 def measure_preference_rows(

@@ -16,13 +16,14 @@ DPO policy. Reported:
 
 import argparse
 import json
+import sys
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import align  # noqa: F401
-from align.data.preference import validate_preference_row
-from align.data.sources import Source, read_rows
+from align.data.preference import load_preference_pairs
+from align.data.sources import DataError, DataReport, Source
 
 
 def _answer_spans(tokenizer, pairs: list[dict]) -> list[tuple[list[int], int]]:
@@ -88,8 +89,13 @@ def describe(result: dict, chosen: str = "the chosen answer", rejected: str = "t
     )
 
 
-def load_pairs(path: str) -> list[dict]:
-    return [validate_preference_row(row, where) for where, row in read_rows(Source(path))]
+def load_pairs(path: str, report: DataReport | None = None) -> list[dict]:
+    """The pairs of `path` as `align.dpo` reads them (an HH file is recognised as a whole, its rows without
+    turn markers dropped); what was dropped or decided is counted in `report`. `DataError` on a bad row."""
+    report = report if report is not None else DataReport()
+    pairs = [pair for _, _, pair in load_preference_pairs([Source(path)], report)]
+    report.kept = len(pairs)
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,10 +105,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="held-out preference pairs (any format align.dpo reads)")
     parser.add_argument("--beta", type=float, default=0.1)
     args = parser.parse_args(argv)
+    report = DataReport()
+    try:  # before any model is loaded: a bad file stops in one line, at once
+        pairs = load_pairs(args.data, report)
+    except DataError as error:
+        sys.exit(f"align.dpo.evaluate: {error}")
+    if report.dropped or report.notes:
+        print(f"held-out pairs read from {args.data}:\n{report.summary()}")
     tokenizer = AutoTokenizer.from_pretrained(args.policy)
     result = preference_change(
         AutoModelForCausalLM.from_pretrained(args.policy), AutoModelForCausalLM.from_pretrained(args.reference),
-        tokenizer, load_pairs(args.data), args.beta,
+        tokenizer, pairs, args.beta,
     )
     print(describe(result))
     print(json.dumps(result, indent=2))

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HH.exists(), reason=f"{HH
 @functools.lru_cache(maxsize=1)
 def hh_subset() -> tuple:
     """50 HH pairs: the longest, the one with the most turns, then the first ones, as push rows."""
-    pairs = [row for _, row in read_pairs_to_reannotate(HH) if not isinstance(row, str)]
+    pairs = [row for _, row in read_pairs_to_reannotate(HH)[0]]
     longest = max(pairs, key=lambda row: len(json.dumps(row)))
     most_turns = max(pairs, key=lambda row: len(row["prompt"]))
     chosen = [longest, most_turns] + [row for row in pairs if row is not longest and row is not most_turns]

@@ -8,8 +8,10 @@ import json
 
 import pytest
 
+from align.data.preference import UNMARKED_IN_HH_FILE, UNPARSEABLE_TRANSCRIPT
+from align.data.transcripts import TRANSCRIPT_LAYOUT
 from annotation.connection import write_private_json
-from annotation.convert import convert_file, read_pairs_to_reannotate, to_push_rows
+from annotation.convert import NO_PAIR, convert_file, read_pairs_to_reannotate, to_push_rows
 from annotation.errors import AnnotationError
 from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
 from annotation.server.lifecycle import ServeConfig, server_environment
@@ -66,46 +68,76 @@ def test_an_hh_row_gives_annotation_the_turns_training_reads(tmp_path):
     expected_prompt = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
                        {"role": "user", "content": "A question."}]  # by hand: the text between markers, stripped
 
-    annotation_rows = list(read_pairs_to_reannotate(source))
+    annotation_rows, annotation_report = read_pairs_to_reannotate(source)
     report = DataReport()
     training = read_preference_rows([Source(str(source))], report)
-    assert annotation_rows[0] == (f"{source}:1", {"prompt": expected_prompt, "chosen": [{"role": "assistant", "content": "An answer"}],
-                                                  "rejected": [{"role": "assistant", "content": "Other"}]})
+    assert annotation_rows == [(f"{source}:1", {"prompt": expected_prompt, "chosen": [{"role": "assistant", "content": "An answer"}],
+                                                "rejected": [{"role": "assistant", "content": "Other"}]})]
     assert len(training) == 1 and training[0]["prompt"] == expected_prompt
     assert (training[0]["chosen"], training[0]["rejected"]) == (annotation_rows[0][1]["chosen"], annotation_rows[0][1]["rejected"])
-    where, refusal = annotation_rows[1]
-    assert isinstance(refusal, str) and refusal.startswith(f"{source}:2") and "turn 2 is Human" in refusal
-    assert f"{source}:2" in json.dumps(report.as_dict())  # training drops the same row and names it
+    # both drop the same row for the same reason and name it
+    assert annotation_report.data.dropped_rows == report.dropped_rows
+    [refusal] = report.dropped_rows[UNPARSEABLE_TRANSCRIPT]
+    assert refusal.startswith(f"{source}:2") and "turn 2 is Human" in refusal
+
+
+def write_jsonl_gz(path, rows) -> None:
+    with gzip.open(path, "wt") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def test_preference_files_become_push_input_with_everything_counted(tmp_path):
     hh = tmp_path / "hh.jsonl.gz"
-    rows = [
+    write_jsonl_gz(hh, [
         {"chosen": "\n\nHuman: Q1\n\nAssistant: good 1", "rejected": "\n\nHuman: Q1\n\nAssistant: bad 1"},
         {"chosen": "\n\nHuman: Q1\n\nAssistant: good 1b", "rejected": "\n\nHuman: Q1\n\nAssistant: bad 1b"},  # same prompt
         {"chosen": "\n\nHuman: Q2\n\nAssistant: A\n\nHuman: more\n\nAssistant: good 2",
          "rejected": "\n\nHuman: Q2\n\nAssistant: B"},  # the sides diverge before the last answer
         {"chosen": "\n\nHuman: Q3\n\nAssistant: same", "rejected": "\n\nHuman: Q3\n\nAssistant: same"},
-        {"prompt": [{"role": "user", "content": "Q4"}], "chosen": [{"role": "assistant", "content": "good 4"}],
-         "rejected": [{"role": "assistant", "content": "bad 4"}]},
-        {"prompt": "Q5", "chosen": "good 5", "rejected": "bad 5"},
-    ]
-    with gzip.open(hh, "wt") as handle:
-        handle.write("".join(json.dumps(row) + "\n" for row in rows))
+        {"chosen": "Q4 without markers: good", "rejected": "Q4 without markers: bad"},  # in an HH file: no transcript
+        {"chosen": "\n\nHuman: Q5\n\nAssistant: good 5", "rejected": "\n\nHuman: Q5\n\nAssistant: bad 5"},
+    ])
     out = tmp_path / "pairs.jsonl"
     report = convert_file(hh, out, gold=1, seed=0)
-    assert (report.read, report.written, report.gold) == (6, 3, 1)
-    assert (report.duplicate_prompts_skipped, report.not_a_pair_skipped) == (1, 2)
-    assert report.examples == [f"{hh}:3 (fields 'chosen' and 'rejected' differ before their last Assistant turn): "
-                               "HH transcript that cannot be cut into turns",
-                               f"{hh}:4: fields 'chosen' and 'rejected' hold the same answer"]
+    assert (report.read, report.written, report.gold) == (6, 2, 1)
+    assert (report.duplicate_prompts_skipped, report.not_a_pair_skipped) == (1, 3)
+    assert report.data.dropped_rows == {
+        UNPARSEABLE_TRANSCRIPT: [f"{hh}:3 (fields 'chosen' and 'rejected' differ before their last Assistant turn)"],
+        NO_PAIR: [f"{hh}:4: fields 'chosen' and 'rejected' hold the same answer"],
+        UNMARKED_IN_HH_FILE: [f"{hh}:5"],
+    }
+    line = report.line(hh, out)
+    assert f"  skipped ({UNMARKED_IN_HH_FILE}): 1 (first: {hh}:5)" in line.splitlines()
     written = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [row["prompt"] for row in written] == [[{"role": "user", "content": q}] for q in ("Q1", "Q4", "Q5")]
+    assert [row["prompt"] for row in written] == [[{"role": "user", "content": q}] for q in ("Q1", "Q5")]
     assert written[0]["completions"] == [{"model": "chosen", "content": "good 1"}, {"model": "rejected", "content": "bad 1"}]
     assert sum(row.get("gold") == "chosen" for row in written) == 1 and written[0]["metadata"] == {"source": "hh"}
     pairs, _ = make_pairs(parse_rows(read_input_rows(out)).rows)  # push accepts it as it is
-    assert len(pairs) == 3
+    assert len(pairs) == 2
+
+    trl = tmp_path / "trl.jsonl.gz"  # TRL's explicit-prompt rows, text and messages, become the same messages
+    write_jsonl_gz(trl, [{"prompt": [{"role": "user", "content": "Q6"}], "chosen": [{"role": "assistant", "content": "good 6"}],
+                          "rejected": [{"role": "assistant", "content": "bad 6"}]},
+                         {"prompt": "Q7", "chosen": "good 7", "rejected": "bad 7"}])
+    report = convert_file(trl, out)
+    assert (report.read, report.written, report.not_a_pair_skipped) == (2, 2, 0)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["prompt"] for row in written] == [[{"role": "user", "content": q}] for q in ("Q6", "Q7")]
     with pytest.raises(AnnotationError, match="--gold 4: only 3 pairs were converted"):
         to_push_rows([(f"x:{i}", row) for i, row in enumerate(
             {"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": "y"}],
              "rejected": [{"role": "assistant", "content": "n"}]} for i in range(3))], "x", gold=4)
+
+
+def test_a_file_of_damaged_hh_markers_stops_the_conversion_in_one_line(tmp_path):
+    """Speakers named but never in HH's layout (markers stripped to one newline): training's reader refuses
+    the file as a whole, and so does from-preferences, naming the layout it expected; nothing is written."""
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text("".join(json.dumps({"chosen": f"Human: Q{i}\nAssistant: good", "rejected": f"Human: Q{i}\nAssistant: bad"})
+                               + "\n" for i in range(3)))
+    out = tmp_path / "pairs.jsonl"
+    with pytest.raises(AnnotationError) as error:
+        convert_file(damaged, out)
+    assert str(error.value) == (f"{damaged}: does not look like HH transcripts: its texts name the speakers ({damaged}:1) "
+                                f"but no row starts with a turn marker; expected {TRANSCRIPT_LAYOUT}")
+    assert not out.exists()
