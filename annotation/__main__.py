@@ -238,13 +238,18 @@ def _status(args) -> int:
 
 def _push(args) -> int:
     from annotation.logic.pairs import make_pairs, parse_rows, read_input_rows
-    from annotation.push import push_pairs
+    from annotation.push import RECORDS_PER_BATCH, push_pairs
 
     _check_names(args)
     if not args.file.exists():
         raise AnnotationError(f"{args.file} does not exist")
     if args.min_submitted < 1:
         raise AnnotationError("--min-submitted must be at least 1")
+    if args.max_pairs_per_prompt is not None and args.max_pairs_per_prompt < 1:
+        raise AnnotationError(f"--max-pairs-per-prompt must be at least 1, not {args.max_pairs_per_prompt}")
+    if not 1 <= args.batch_size <= RECORDS_PER_BATCH:
+        raise AnnotationError(f"--batch-size must be between 1 and {RECORDS_PER_BATCH} (argilla-server's most records "
+                              f"per request), not {args.batch_size}")
     parsed = parse_rows(read_input_rows(args.file))
     pairs, capped = make_pairs(parsed.rows, seed=args.seed, max_pairs_per_prompt=args.max_pairs_per_prompt)
     print(

@@ -117,6 +117,10 @@ def to_push_rows(
     the reader's, completed here."""
     if chosen_model == rejected_model:
         raise AnnotationError("--chosen-model and --rejected-model must differ (gold pairs name the better one)")
+    if gold < 0:
+        raise AnnotationError(f"--gold must be 0 or more, not {gold}")
+    if limit is not None and limit < 1:
+        raise AnnotationError(f"--limit must be at least 1, not {limit}")
     rows = list(rows)
     report = report or ConvertReport(read=len(rows))
     out, seen = [], set()

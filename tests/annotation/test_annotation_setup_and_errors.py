@@ -150,3 +150,28 @@ def test_stop_leaves_a_reused_pid_alone_and_finds_a_group_that_outlived_its_lead
 def _zombie(pid: int) -> bool:
     stat_text = Path(f"/proc/{pid}/stat").read_text()
     return stat_text[stat_text.rindex(")") + 2] == "Z"
+
+
+@pytest.mark.parametrize("command, expected", [
+    (["push", "{pairs}", "--dataset", "d", "--max-pairs-per-prompt", "0"], "--max-pairs-per-prompt must be at least 1, not 0"),
+    (["push", "{pairs}", "--dataset", "d", "--batch-size", "501"],
+     "--batch-size must be between 1 and 500 (argilla-server's most records per request), not 501"),
+    (["from-preferences", "{rows}", "--out", "{out}", "--gold", "-1"], "--gold must be 0 or more, not -1"),
+    (["from-preferences", "{rows}", "--out", "{out}", "--limit", "0"], "--limit must be at least 1, not 0"),
+    (["generate", "{prompts}", "--out", "{out}", "--model", "m", "--samples", "0"], "--samples must be at least 1, not 0"),
+    (["generate", "{prompts}", "--out", "{out}", "--model", "m", "--temperature", "-1"], "--temperature must be at least 0, not -1.0"),
+])
+def test_cli_numbers_out_of_range_are_one_line_before_any_work(tmp_path, capsys, command, expected):
+    """Each was a traceback (`--gold -1`), an empty file written without a word (`--limit 0`, `--samples 0`),
+    a miscount (`--max-pairs-per-prompt -1` left out 2 of 1 pair) or a silent clamp (`--batch-size`)."""
+    from annotation.__main__ import main
+
+    files = {"pairs": tmp_path / "pairs.jsonl", "rows": tmp_path / "rows.jsonl", "prompts": tmp_path / "prompts.jsonl",
+             "out": tmp_path / "out.jsonl"}
+    files["pairs"].write_text(json.dumps({"prompt": "p", "completions": [{"model": "m", "content": "x"}, {"model": "n", "content": "y"}]}) + "\n")
+    files["rows"].write_text(json.dumps({"prompt": "p", "chosen": "x", "rejected": "y"}) + "\n")
+    files["prompts"].write_text(json.dumps({"prompt": "p"}) + "\n")
+    # checked before any file is read or any server asked (none runs at --data-dir)
+    assert main([part.format(**files) for part in command] + (["--data-dir", str(tmp_path / "absent")] if command[0] == "push" else [])) == 2
+    assert capsys.readouterr().err == f"error: {expected}\n"
+    assert not files["out"].exists()
