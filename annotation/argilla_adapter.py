@@ -16,6 +16,10 @@ the server a client command connects to (`connection.connect`). What is used, an
   request, retries a batch, and stops cleanly between two of them on Ctrl-C.
 - `client.api.datasets.get(id).distribution`: a listed dataset carries the SDK's default
   distribution, not the server's `min_submitted`.
+- `client.api.records.create_record_response` of an `argilla._models.UserResponseModel` for a record's
+  `_server_id` (`submit_response`): one annotator's response through the SDK, one request, as the team
+  tests submit theirs; the public route (`record.responses.add`, then `dataset.records.log`) sends the
+  whole record again.
 - `argilla._exceptions.ArgillaAPIError`: what the SDK raises for an HTTP error (with `status_code`),
   not exported by `argilla`.
 - the web UI's own REST endpoints (`/api/v1/token`, `/api/v1/me/...`): the scripted annotators
@@ -130,6 +134,15 @@ def upsert_records(client, dataset, records: list) -> None:
         record.dataset = dataset
         models.append(record.api_model())
     client.api.records.bulk_upsert(dataset.id, models)
+
+
+def submit_response(client, record, values: dict) -> None:
+    """Submit the response of `client`'s own user to one `argilla.Record`: {question name: value}."""
+    from argilla._models import UserResponseModel
+
+    response = UserResponseModel(values={name: {"value": value} for name, value in values.items()},
+                                 status="submitted", user_id=client.me.id)
+    client.api.records.create_record_response(record._server_id, response)
 
 
 def server_min_submitted(client, dataset) -> int:

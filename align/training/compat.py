@@ -6,9 +6,10 @@ warns once, naming each difference, when the installed versions are others. What
 
 - TRL: DPOTrainer calls the model as `model(..., fused_lm_head=True)` after `add_fused_lm_head`
   patched it (trl/trainer/utils.py), and expects a `FusedCausalLMOutput`. Packed pairs answer that
-  call (`route_fused_lm_head`). `DPOTrainer._precompute_ref_logps` is overridden
-  (`PrecomputeReferenceWithCopy`) because under AutoEP it would wrap the policy itself in a second
-  DeepSpeed engine. `trl.models.utils.prepare_deepspeed` wraps that reference copy.
+  call (`route_fused_lm_head`); tests build stock TRL's padded reference from `add_trl_fused_lm_head` and
+  `trl_preference_collator` (`DataCollatorForPreference`, not exported by `trl`).
+  `DPOTrainer._precompute_ref_logps` is overridden (`PrecomputeReferenceWithCopy`) because under AutoEP it
+  would wrap the policy itself in a second DeepSpeed engine. `trl.models.utils.prepare_deepspeed` wraps that reference copy.
 - TRL's GRPOTrainer (`GRPOHooks`): `_compute_loss` is answered for `loss_type: gppo` (TRL's own losses go to
   TRL), from TRL's `_get_per_token_logps_and_entropies`; `_generate_and_score_completions` is wrapped so
   the RL trainer sees each scored batch (zero-variance groups, correct rollouts, rollout records) and
@@ -124,6 +125,21 @@ def fused_lm_head_output(**fields):
     return FusedCausalLMOutput(**fields)
 
 
+def add_trl_fused_lm_head(model, **options) -> None:
+    """TRL's `add_fused_lm_head`: afterwards `model(..., fused_lm_head=True)` returns a `FusedCausalLMOutput`
+    (`options`, e.g. `outputs=(...)`, go to TRL)."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    add_fused_lm_head(model, **options)
+
+
+def trl_preference_collator(pad_token_id: int):
+    """Stock DPOTrainer's collator: padded prompt + completion batches with TRL's `completion_mask`."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    return DataCollatorForPreference(pad_token_id=pad_token_id)
+
+
 def route_fused_lm_head(model, fused_forward) -> None:
     """Send TRL's `model(..., fused_lm_head=True)` calls to `fused_forward(model, **kwargs)`; every
     other call (generation, plain forward) goes to the forward TRL left in place."""
@@ -150,10 +166,9 @@ class PrecomputeReferenceWithCopy:
         if self.ref_model is not None or not self._uses_expert_parallelism():
             return super()._precompute_ref_logps(dataset, name, batch_size)
         from trl.models.utils import prepare_deepspeed
-        from trl.trainer.utils import add_fused_lm_head
 
         reference = self._load_reference()
-        add_fused_lm_head(reference)
+        add_trl_fused_lm_head(reference)
         self._on_fused_lm_head(reference)
         self.ref_model = prepare_deepspeed(reference, self.accelerator)
         try:

@@ -16,6 +16,7 @@ import datasets
 import httpx
 import pytest
 
+from annotation.argilla_adapter import submit_response
 from annotation.connection import lookup
 from argilla_helpers import dataset_id, write_pairs
 
@@ -34,10 +35,7 @@ def sdk_client_of(argilla, username: str, password: str):
 
 
 def submit_with_sdk(annotator, record, label: str) -> None:
-    from argilla._models import UserResponseModel
-
-    response = UserResponseModel(values={"preference": {"value": label}}, status="submitted", user_id=annotator.me.id)
-    annotator.api.records.create_record_response(record._server_id, response)
+    submit_response(annotator, record, {"preference": label})
 
 
 def better_side(record) -> str:

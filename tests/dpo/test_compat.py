@@ -1,39 +1,11 @@
-"""The adapter module: the only place touching private TRL/DeepSpeed/torch APIs, and its version check."""
+"""The adapter modules of TRL/DeepSpeed/torch/transformers and datasets: what they read, and their version check
+(that no other module names those privates: tests/test_adapters.py)."""
 
-import re
 import warnings
-from pathlib import Path
 
 import pytest
 
 from align.training import compat
-
-REPO = Path(__file__).resolve().parents[2]
-PRIVATE = re.compile(
-    r"_PRESET_ADAPTERS|_precompute_ref_logps|trl\.trainer\.utils|trl\.models\.utils|deepspeed\.module_inject"
-    r"|deepspeed\.checkpoint|_current_graph_task_id|fused_lm_head=True|build_shm_op|FusedCausalLMOutput"
-)
-
-
-def test_no_training_module_but_compat_touches_private_apis():
-    files = [*(REPO / "align").glob("training/*.py"), *(REPO / "align").glob("sft/*.py"),
-             *(REPO / "align").glob("dpo/*.py"), *(REPO / "align").glob("models/**/*.py"),
-             REPO / "align/demo.py", REPO / "bench/dpo_throughput.py"]
-    offenders = {str(f.relative_to(REPO)) for f in files if f.name != "compat.py" and PRIVATE.search(f.read_text())}
-    assert not offenders
-
-
-# Privates of transformers, datasets, torch and TRL that the project needs; only their adapters name them.
-ADAPTED = re.compile(r"CONFIG_MAPPING|_model_mapping|\._fingerprint\b|_non_persistent_buffers_set|_CHUNKED_LOGPROB"
-                     r"|TOKEN_CHUNK_SIZE")
-ADAPTERS = {"align/training/compat.py", "align/data/datasets_compat.py"}
-
-
-def test_no_module_but_its_adapter_touches_a_dependencys_private_api():
-    files = [*(REPO / "align").rglob("*.py"), *(REPO / "annotation").rglob("*.py")]
-    offenders = {str(f.relative_to(REPO)) for f in files
-                 if str(f.relative_to(REPO)) not in ADAPTERS and ADAPTED.search(f.read_text())}
-    assert not offenders
 
 
 def test_the_adapters_read_what_the_dependencies_hold(tiny_klear_dir):

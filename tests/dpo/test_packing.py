@@ -5,11 +5,9 @@ import copy
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
-from trl.trainer.dpo_trainer import DataCollatorForPreference
-from trl.trainer.utils import add_fused_lm_head
-
 import align  # noqa: F401
 from align.dpo.packing import pack_pairs, packed_pair_forward
+from align.training.compat import add_trl_fused_lm_head, trl_preference_collator
 
 
 def preference_batch(vocab: int, seed: int = 0):
@@ -23,7 +21,7 @@ def preference_batch(vocab: int, seed: int = 0):
         {"prompt_ids": ids(3), "chosen_ids": ids(8), "rejected_ids": ids(2)},
         {"prompt_ids": ids(14), "chosen_ids": ids(1), "rejected_ids": ids(5)},
     ]
-    batch = DataCollatorForPreference(pad_token_id=0)(examples)
+    batch = trl_preference_collator(pad_token_id=0)(examples)
     batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
     return batch
 
@@ -31,7 +29,7 @@ def preference_batch(vocab: int, seed: int = 0):
 @pytest.fixture(scope="module")
 def models(tiny_klear_dir):
     padded = AutoModelForCausalLM.from_pretrained(tiny_klear_dir)
-    add_fused_lm_head(padded, outputs=("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs"))
+    add_trl_fused_lm_head(padded, outputs=("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs"))
     return padded, AutoModelForCausalLM.from_pretrained(tiny_klear_dir)
 
 
