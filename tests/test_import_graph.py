@@ -1,13 +1,14 @@
 """The packages' import graph, read statically from the source (every `import`, including those inside
 functions): `align.data` never imports `align.judging` (judging depends on data, not the reverse), and
-no modules import each other, directly or round a longer cycle."""
+no modules import each other, directly or round a longer cycle, in `align/`, `annotation/` and `bench/`."""
 
 import ast
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-PACKAGES = ("align", "annotation")
+PACKAGES = ("align", "annotation", "bench")
+SCRIPT_FOLDERS = ("bench", "bench.gpu")  # run as scripts: their folder is on sys.path, `import harness` is a sibling
 
 
 def module_name(path: Path) -> str:
@@ -34,6 +35,8 @@ def import_graph() -> dict[str, set[str]]:
                 candidates = [f"{base}.{alias.name}" for alias in node.names] + [base]
             else:
                 continue
+            if package in SCRIPT_FOLDERS and not getattr(node, "level", 0):
+                candidates += [f"{package}.{c}" for c in candidates]
             for candidate in candidates:
                 while candidate and candidate not in paths:  # `import a.b.c` of a package: its deepest module
                     candidate = candidate.rpartition(".")[0]
@@ -91,3 +94,6 @@ def test_the_walk_sees_imports_inside_functions():
     graph = import_graph()
     assert "align.data.benchmarks" in graph["align.data.contamination"]
     assert "align.judging.saved_model" in graph["align.training.run"]  # imported inside save_and_judge
+    # a bench script's `import harness` / `from generation_throughput import ...` is its sibling module
+    assert {"bench.harness", "bench.generation_throughput"} <= graph["bench.serve_compile"]
+    assert "bench.peak_rss" in graph["bench.decontamination"] and "align.data.contamination" in graph["bench.decontamination"]
