@@ -9,6 +9,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 # PostgreSQL's server binaries (initdb, postgres, pg_ctl) for `annotation serve --database postgresql`
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v setpriv >/dev/null || missing+=(util-linux)  # the sandbox starts bwrap as a slot uid with it
 # The sandbox runs programs with the interpreter under /usr (bound read-only), not the venv's.
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ ${#missing[@]} -eq 0 ] && exit 0

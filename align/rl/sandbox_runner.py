@@ -4,7 +4,7 @@ Started by bubblewrap as `python3 -I -S -B -c <this source>`, so it is plain sta
 that imports nothing of ours. It reads the job (program, tests, limits) as JSON on stdin, compiles
 the program once, and runs each test in a forked child of its own with the resource limits set:
 
-- the child's stdin is the test's input (a file on the sandbox's tmpfs), its stdout/stderr are pipes
+- the child's stdin is the test's input (a memory file, memfd), its stdout/stderr are pipes
   that the runner reads up to the output cap, and its result (a call's return value, or that the
   asserts passed) comes on fd 3; every other descriptor is closed before the program runs;
 - the child is the leader of a process group, killed whole (SIGKILL) when the test ends, passes
@@ -83,9 +83,12 @@ def _child(compiled, test, limits):
 
 
 def _run_test(compiled, test, index, timeout_s, limits):
-    stdin_path = f"/tmp/.stdin-{index}"
-    with open(stdin_path, "w", encoding="utf-8") as handle:
+    # The input in a memory file, not a named one: nothing of the test's is on the program's /tmp, and a
+    # runner started without the sandbox (bench/sandbox_cost.py's baseline) shares no path with another.
+    stdin_fd = os.memfd_create(f"stdin-{index}")
+    with open(stdin_fd, "w", encoding="utf-8", closefd=False) as handle:
         handle.write(test.get("input", "") if test["kind"] == "stdio" else "")
+    os.lseek(stdin_fd, 0, os.SEEK_SET)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe()
@@ -93,14 +96,13 @@ def _run_test(compiled, test, index, timeout_s, limits):
     if pid == 0:
         try:
             os.setpgid(0, 0)
-            stdin_fd = os.open(stdin_path, os.O_RDONLY)
             for source, target in ((stdin_fd, 0), (out_w, 1), (err_w, 2), (res_w, 3)):
                 os.dup2(source, target)
             os.closerange(4, 65536)
             _child(compiled, test, limits)
         finally:
             os._exit(70)
-    for fd in (out_w, err_w, res_w):
+    for fd in (stdin_fd, out_w, err_w, res_w):
         os.close(fd)
     try:
         os.setpgid(pid, pid)  # also here: the race with the child's own setpgid decides nothing then
@@ -143,7 +145,6 @@ def _run_test(compiled, test, index, timeout_s, limits):
     _, wait_status = os.waitpid(pid, 0)
     for fd in list(buffers) + [exited]:
         os.close(fd)
-    os.unlink(stdin_path)
     if status is not None:
         return {"status": status}
     if os.WIFSIGNALED(wait_status):
