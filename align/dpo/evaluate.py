@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import align  # noqa: F401
 from align.data.preference import load_preference_pairs
-from align.data.sources import DataError, DataReport, Source
+from align.data.sources import DataError, DataReport, Source, check_local_path
 
 
 def _answer_spans(tokenizer, pairs: list[dict]) -> list[tuple[list[int], int]]:
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beta", type=float, default=0.1)
     args = parser.parse_args(argv)
     report = DataReport()
-    try:  # before any model is loaded: a bad file stops in one line, at once
+    try:  # before any model is loaded: a bad file or a missing model stops in one line, at once
+        for flag, name in (("--policy", args.policy), ("--reference", args.reference)):
+            check_local_path(name, flag)
         pairs = load_pairs(args.data, report)
-    except DataError as error:
+    except (DataError, FileNotFoundError) as error:
         sys.exit(f"align.dpo.evaluate: {error}")
     if report.dropped or report.notes:
         print(f"held-out pairs read from {args.data}:\n{report.summary()}")

@@ -39,10 +39,14 @@ def test_a_row_without_markers_in_an_hh_file_is_dropped_counted_and_reported(tmp
     assert json.loads(out[out.index("{"):])["pairs"] == 2
 
 
-def test_a_file_of_damaged_markers_stops_in_one_line_before_any_model_loads(tmp_path):
+def test_a_file_of_damaged_markers_or_a_missing_model_stops_in_one_line_before_any_model_loads(tmp_path):
     damaged = tmp_path / "damaged.jsonl"
     write_jsonl(damaged, [{"chosen": f"Human: Q{i}\nAssistant: yes", "rejected": f"Human: Q{i}\nAssistant: no"} for i in range(2)])
-    with pytest.raises(SystemExit) as stop:  # the model paths do not exist: reading them would fail otherwise
-        main(["--policy", str(tmp_path / "absent"), "--reference", str(tmp_path / "absent"), "--data", str(damaged)])
+    with pytest.raises(SystemExit) as stop:
+        main(["--policy", str(tmp_path), "--reference", str(tmp_path), "--data", str(damaged)])  # no model loads
     assert stop.value.code == (f"align.dpo.evaluate: {damaged}: does not look like HH transcripts: its texts name the "
                                f"speakers ({damaged}:1) but no row starts with a turn marker; expected {TRANSCRIPT_LAYOUT}")
+    with pytest.raises(SystemExit) as stop:  # was transformers' OSError traceback ("Repo id must be in the form")
+        main(["--policy", str(tmp_path / "absent"), "--reference", str(tmp_path), "--data", str(damaged)])
+    assert stop.value.code == (f"align.dpo.evaluate: --policy '{tmp_path / 'absent'}': no such file or directory "
+                               "(it looks like a local path, so the Hub is not asked)")

@@ -230,17 +230,13 @@ def test_a_judge_failing_every_request_is_named_with_its_status_and_body(tmp_pat
     assert "retried" not in stderr
 
 
-def test_a_judge_that_never_answers_stops_within_the_flags_bounds(tmp_path, run_cli, loopback_judge):
-    """--timeout-s 1 --api-retries 1: two attempts of a second each plus one backoff of at most a second
-    (the defaults would wait 600 s x 7). Bounded by an order of magnitude, not timed to the second."""
-    import time
-
+def test_a_judge_that_never_answers_stops_after_the_flags_attempts(tmp_path, run_cli, loopback_judge):
+    """--timeout-s 1 --api-retries 1: two attempts of a second each (the defaults would wait 600 s x 7),
+    shown by what the run says it waited for and gave up on, not by a clock (no timed assertions)."""
     url = loopback_judge(_SilentJudge)
-    started = time.monotonic()
     code, stderr = run_cli("judge", str(tmp_path / "judge"), "--mt-bench-answers", str(ANSWERS), *SUBSET,
                            "--judge-base-url", url, "--judge-model", "gpt-4", "--timeout-s", "1", "--api-retries", "1")
-    elapsed = time.monotonic() - started
-    assert code == 2 and elapsed < 60
+    assert code == 2
     (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert line == (f"error: no answer from {url} (model gpt-4) within 1 s, in 2 attempt(s) "
                     "(timeout_s / --timeout-s, api_retries / --api-retries)")
