@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m annotation", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_server_commands(commands)
+    _add_client_commands(commands)
+    _add_file_commands(commands)
+    return parser
+
+
+def _add_server_commands(commands) -> None:
+    """serve, stop, install-server: the local Argilla's life cycle."""
     serve = commands.add_parser("serve", help="run a local Argilla (until Ctrl-C or `stop`; --detach: in the background)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=6900)
@@ -55,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     install = commands.add_parser("install-server", help="create argilla-server's own venv (done once)")
     install.set_defaults(run=_install_server)
 
+
+def _add_client_commands(commands) -> None:
+    """users, status, push, pull, scripted-annotators: they talk to a running server."""
     users = commands.add_parser("users", help="annotator accounts").add_subparsers(dest="users_command", required=True)
     add = users.add_parser("add", help="create a user and add it to a workspace")
     add.add_argument("name")
@@ -113,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(scripted)
     scripted.set_defaults(run=_scripted_annotators)
 
+
+def _add_file_commands(commands) -> None:
+    """generate, from-preferences: files and models, no server."""
     generate = commands.add_parser("generate", help="candidate answers for prompts, in push's input format")
     generate.add_argument("prompts", type=Path, help="JSONL rows {id?, prompt, metadata?}")
     generate.add_argument("--out", type=Path, required=True)
@@ -138,7 +152,6 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--source", default=None, help="metadata 'source' of the pairs (default: the file's name)")
     convert.add_argument("--seed", type=int, default=0)
     convert.set_defaults(run=_from_preferences)
-    return parser
 
 
 def _default_aspects():
