@@ -1,34 +1,40 @@
 """Benchmark: decontamination and duplicate removal of 100,000 chat rows against MT-Bench and AlignBench.
 
-    .venv/bin/python bench/decontamination.py [--rows 100000] [--alignbench-dir ../shared/data/alignbench]
+    .venv/bin/python bench/decontamination.py [--rows 100000] [--sample 5000] [--rounds 3] [--warmup-rounds 0]
+        [--compare contamination dedup] [--alignbench-dir ../shared/data/alignbench]
 
 Rows are real text (../shared/data): half are Anthropic HH conversations, half pair an HH question with one of
 the 4,960 MT-Bench model answers; every row is varied (a random word replaced, a random sentence appended) so
 that no two are identical, and 1% of the rows carry a planted, edited benchmark question or reference answer.
 
-Each measurement runs in its own subprocess, so its peak resident memory is its own (psutil, sampled every
-10 ms; the rows themselves are built first and counted in `data_rss_mb`). Wall and CPU seconds are both
-reported (on a shared machine the CPU time is the steadier figure); speedups are ratios of CPU time per row:
-  ngram        align.data.contamination: tokenise every row and scan it against both benchmarks
-  ngram+exact  align.data.hygiene.clean_training_rows with decontaminate and dedup: exact
-  ngram+near   the same with dedup: near (MinHash LSH, threshold 0.8)
-  substring    baseline: every normalised benchmark text of 13+ tokens searched in every normalised message
-               with `in` (what one writes first; whole-text matches only), on a sample, reported per row
-  lsh-default  baseline: datasketch as its README uses it (sha1 per shingle, default LSH balance) on a
-               sample, against align.data.dedup on the same sample
-Prints a table and a JSON line.
+Two comparisons, each through bench/harness.py (variants interleaved for --rounds rounds, order rotated each
+round, per-round ratios to the baseline with median and spread); every run is its own subprocess
+(`harness.run_worker`), so its peak resident memory is its own (psutil, sampled every 10 ms; the rows
+themselves are built first, untimed, and counted in `data_rss_mb`). Figures are milliseconds of CPU and of
+wall time per row (on a shared machine the CPU time is the steadier one), so that variants run on different
+row counts compare:
+  contamination  baseline `substring`: every normalised benchmark text of 13+ tokens searched in every
+                 normalised message with `in` (what one writes first; whole-text matches only), on --sample rows;
+                 against, on --rows rows:
+                   ngram        align.data.contamination: tokenise every row and scan it against both benchmarks
+                   ngram+exact  align.data.hygiene.clean_training_rows with decontaminate and dedup: exact
+                   ngram+near   the same with dedup: near (MinHash LSH, threshold 0.8)
+  dedup          baseline `lsh-default`: datasketch as its README uses it (sha1 per shingle, default LSH
+                 balance), against `lsh-align` (align.data.dedup), both on --sample rows
+Prints each comparison's table, what each variant found (round 1), and a JSON line.
 """
 
 import argparse
 import gzip
 import json
 import random
-import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from peak_rss import PeakRSS  # bench/ is on the path when a bench script runs
+import harness  # bench/ is on the path when a bench script runs
+from peak_rss import PeakRSS
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -79,6 +85,17 @@ def build_rows(n: int, alignbench_dir: str | None, seed: int = 0) -> tuple[list[
     return rows, planted
 
 
+@contextmanager
+def measured(result: dict):
+    """The block's wall and CPU seconds and its peak resident memory, into `result`; yields its start."""
+    with PeakRSS() as rss:
+        start, cpu = time.perf_counter(), time.process_time()
+        yield start
+        result["seconds"] = time.perf_counter() - start
+        result["cpu_seconds"] = time.process_time() - cpu
+    result["peak_rss_mb"] = round(rss.peak / 2**20)
+
+
 def measure(phase: str, args) -> dict:
     import psutil
 
@@ -88,19 +105,15 @@ def measure(phase: str, args) -> dict:
     if phase == "ngram":
         from align.data.contamination import ContaminationIndex, load_eval_texts, scan_rows
 
-        with PeakRSS() as rss:
-            start, cpu = time.perf_counter(), time.process_time()
+        with measured(result) as start:
             index = ContaminationIndex(load_eval_texts(against, args.alignbench_dir))
-            result["index_s"] = round(time.perf_counter() - start, 2)
+            result["index_s"] = time.perf_counter() - start
             _, flagged = scan_rows(index, rows)
-            result["seconds"] = round(time.perf_counter() - start, 2)
-            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
         found = {(e["row"], e["benchmark"], e["question_id"]) for e in flagged}
         result["planted"] = len(planted)
         result["planted_found"] = sum(1 for p in planted if p in found)
         result["rows_flagged"] = len({e["row"] for e in flagged})
     elif phase in ("ngram+exact", "ngram+near"):
-
         from datasets import Dataset
 
         from align.data.hygiene import DataHygiene, clean_training_rows
@@ -110,19 +123,15 @@ def measure(phase: str, args) -> dict:
         recipe = DataHygiene(decontaminate=tuple(against), action="drop", alignbench_dir=args.alignbench_dir,
                              dedup=phase.split("+")[1], threshold=0.8)
         report = DataReport()
-        with PeakRSS() as rss:
-            start, cpu = time.perf_counter(), time.process_time()
+        with measured(result):
             kept = clean_training_rows(dataset, recipe, report)
-            result["seconds"] = round(time.perf_counter() - start, 2)
-            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
         result["kept"] = len(kept)
         result["dropped"] = dict(report.dropped)
     elif phase == "substring":
         from align.data.contamination import load_eval_texts, tokens
 
         sample = rows[: args.sample]
-        with PeakRSS() as rss:
-            start, cpu = time.perf_counter(), time.process_time()
+        with measured(result):
             needles = [f" {' '.join(toks)} " for t in load_eval_texts(against, args.alignbench_dir)
                        if len(toks := tokens(t.text)) >= 13]
             hits = 0
@@ -130,16 +139,13 @@ def measure(phase: str, args) -> dict:
                 for message in row["messages"]:
                     haystack = f" {' '.join(tokens(message['content']))} "
                     hits += sum(1 for needle in needles if needle in haystack)
-            result["seconds"] = round(time.perf_counter() - start, 2)
-            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
         result["rows"] = len(sample)
         result["hits"] = hits
     elif phase in ("lsh-default", "lsh-align"):
         from align.data.contamination import tokens
 
         sample = rows[: args.sample]
-        with PeakRSS() as rss:
-            start, cpu = time.perf_counter(), time.process_time()
+        with measured(result):
             if phase == "lsh-align":
                 from align.data.dedup import find_duplicates
 
@@ -160,47 +166,48 @@ def measure(phase: str, args) -> dict:
                     else:
                         lsh.insert(i, minhash)
                 result["dropped"] = dropped
-            result["seconds"] = round(time.perf_counter() - start, 2)
-            result["cpu_seconds"] = round(time.process_time() - cpu, 2)
         result["rows"] = len(sample)
-    result["peak_rss_mb"] = round(rss.peak / 2**20)
+    result["cpu_ms_per_row"] = 1000 * result["cpu_seconds"] / result["rows"]
+    result["wall_ms_per_row"] = 1000 * result["seconds"] / result["rows"]
     return result
 
 
+COMPARISONS = {"contamination": ("substring", "ngram", "ngram+exact", "ngram+near"),
+               "dedup": ("lsh-default", "lsh-align")}  # the baseline first
+FOUND = ("planted", "planted_found", "rows_flagged", "kept", "dropped", "hits")  # what a run reports finding
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--sample", type=int, default=5_000, help="rows for the two baselines")
+    parser.add_argument("--sample", type=int, default=5_000, help="rows for the two baselines and lsh-align")
     default_alignbench = SHARED / "alignbench"
     parser.add_argument("--alignbench-dir", default=str(default_alignbench) if default_alignbench.is_dir() else None)
-    parser.add_argument("--phases", default="ngram,ngram+exact,ngram+near,substring,lsh-default,lsh-align",
-                        help="comma-separated subset to run")
-    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--compare", nargs="+", choices=list(COMPARISONS), default=list(COMPARISONS))
+    harness.add_arguments(parser, rounds=3)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one variant, emit its measurement
     args = parser.parse_args()
     if args.phase:
-        print(json.dumps(measure(args.phase, args)))
+        harness.emit(measure(args.phase, args))
         return
-    results = []
-    for phase in args.phases.split(","):
-        cmd = [sys.executable, __file__, "--phase", phase, "--rows", str(args.rows), "--sample", str(args.sample)]
+
+    def one_run(phase: str):
+        command = [sys.executable, __file__, "--phase", phase, "--rows", str(args.rows), "--sample", str(args.sample)]
         if args.alignbench_dir:
-            cmd += ["--alignbench-dir", args.alignbench_dir]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"{phase:12s} {results[-1]}", flush=True)
-    by = {r["phase"]: r for r in results}
-    if set(by) != {"ngram", "ngram+exact", "ngram+near", "substring", "lsh-default", "lsh-align"}:
-        return
-    per_row = {p: by[p]["cpu_seconds"] / by[p]["rows"] for p in by}
-    summary = {
-        "rows": args.rows,
-        "ngram_s": by["ngram"]["seconds"],
-        "ngram_cpu_s": by["ngram"]["cpu_seconds"],
-        "ngram_rows_per_s": round(args.rows / by["ngram"]["seconds"]),
-        "ngram_vs_substring_speedup": round(per_row["substring"] / per_row["ngram"], 1),
-        "lsh_align_vs_default_speedup": round(per_row["lsh-default"] / per_row["lsh-align"], 1),
-        "results": results,
-    }
+            command += ["--alignbench-dir", args.alignbench_dir]
+        return lambda: harness.run_worker(command, cwd=REPO)
+
+    summary = {"rows": args.rows, "sample": args.sample, "alignbench": bool(args.alignbench_dir)}
+    for name in args.compare:
+        baseline, *others = COMPARISONS[name]
+        comparison = harness.compare({phase: one_run(phase) for phase in (baseline, *others)}, baseline=baseline,
+                                     rounds=args.rounds, warmup_rounds=args.warmup_rounds,
+                                     metrics={"cpu_ms_per_row": "lower", "wall_ms_per_row": "lower", "peak_rss_mb": "lower"})
+        print(f"\n{name}: " + comparison.table())
+        for phase, result in comparison.rounds[0]["results"].items():
+            print(f"  {phase} (round 1): rows {result['rows']}, "
+                  + ", ".join(f"{key} {result[key]}" for key in FOUND if key in result))
+        summary[name] = comparison.as_dict()
     print(json.dumps(summary))
 
 

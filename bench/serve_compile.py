@@ -16,24 +16,18 @@ compiled/eager ratios, load averages); the greedy answers of the two modes are c
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import harness  # bench/ is on the path when a bench script runs
-from generation_throughput import MODEL
+from generation_throughput import METRICS, MODEL, identical_answers, one_run as engine_run
 
 ENGINES = {"eager": "vllm", "compiled": "vllm-compiled"}  # generation_throughput.py's engines
 
 
 def one_run(mode: str, model_dir: Path, args) -> dict:
-    with tempfile.TemporaryDirectory() as cache:
-        env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "VLLM_CACHE_ROOT": cache}
-        command = [sys.executable, str(Path(__file__).with_name("generation_throughput.py")),
-                   "--engine", ENGINES[mode], "--model-dir", str(model_dir),
-                   "--questions", str(args.questions), "--max-new-tokens", str(args.max_new_tokens)]
-        return harness.run_worker(command, env=env)
+    with tempfile.TemporaryDirectory() as cache:  # an empty vLLM cache: every compiled start compiles
+        return engine_run(ENGINES[mode], model_dir, args.questions, args.max_new_tokens, env={"VLLM_CACHE_ROOT": cache})
 
 
 def main() -> None:
@@ -48,12 +42,9 @@ def main() -> None:
         model_dir = build_tiny_klear(Path(tmp) / "klear-small", seed=0, output_router_logits=True, **MODEL)
         comparison = harness.compare({mode: (lambda mode=mode: one_run(mode, model_dir, args)) for mode in ENGINES},
                                      baseline="eager", rounds=args.rounds, warmup_rounds=args.warmup_rounds,
-                                     metrics={"tokens_per_s": "higher", "load_s": "lower", "generate_s": "lower"})
+                                     metrics=METRICS)
+    same = identical_answers(comparison, "compiled")
     print(comparison.table())
-    same = []
-    for r in comparison.rounds:
-        answers = {mode: result.pop("answers") for mode, result in r["results"].items()}
-        same.append(sum(a == b for a, b in zip(answers["compiled"], answers["eager"])))
     print(f"identical greedy answers, compiled vs eager: {same} of {args.questions} per round")
     print(json.dumps({**comparison.as_dict(), "identical_answers": same, "questions": args.questions,
                       "max_new_tokens": args.max_new_tokens, "model": MODEL}))
