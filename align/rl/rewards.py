@@ -74,7 +74,8 @@ def _math_verifier():
 
 
 def reference_answers(answer=None, reward_model=None, n: int = 0) -> list:
-    """The reference answer per row: the `answer` column, or the Klear sets' `reward_model.ground_truth`."""
+    """The reference answer per row: the `answer` column, or the Klear sets' `reward_model.ground_truth` (one
+    answer, or a list of acceptable ones)."""
     if answer is not None:
         return list(answer)
     if reward_model is not None:
@@ -88,7 +89,8 @@ def score_math(completions, references, verifier=None) -> list[dict]:
     verifier = verifier or _math_verifier()
     details = []
     for i, (completion, reference) in enumerate(zip(completions, references, strict=True)):
-        if reference is None or (isinstance(reference, str) and not reference.strip()):
+        acceptable = reference if isinstance(reference, list) else [reference]  # verl's ground_truth may list several
+        if not acceptable or any(r is None or (isinstance(r, str) and not r.strip()) for r in acceptable):
             raise DataError(f"math reward: row {i}: field `answer`: empty reference answer")
         answer = final_answer(completion_text(completion))
         boxed = None if answer is None else last_boxed(answer)
@@ -96,7 +98,10 @@ def score_math(completions, references, verifier=None) -> list[dict]:
             reason = "no_final_answer" if answer is None else "no_boxed_answer"
             details.append({"reward": 0.0, "reason": reason, "extracted": None})
             continue
-        verdict = verifier.check(boxed, str(reference))
+        for answer in acceptable:
+            verdict = verifier.check(boxed, str(answer))
+            if verdict.correct:
+                break
         details.append({"reward": 1.0 if verdict.correct else 0.0, "reason": verdict.reason, "extracted": boxed})
     return details
 

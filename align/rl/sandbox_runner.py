@@ -27,12 +27,83 @@ import time
 # How long the pipes of a test whose process has exited may stay open (held by a process it started).
 EXIT_GRACE_S = 0.2
 
+# What LeetCode-style solutions and their tests use without importing it: the standard-library names the
+# Klear team's verifier (code_r1_compute.py, BASE_IMPORTS) puts before call-based and assert-style tests,
+# without its numpy/pandas (not in the sandbox's interpreter), and LeetCode's list and tree helpers.
+# Stdin/stdout programs get none of it, as there.
+CALL_PRELUDE = """
+import bisect, collections, copy, datetime, functools, heapq, io, itertools, math, operator, os, random, re, string, sys
+from bisect import bisect, bisect_left, bisect_right, insort
+from collections import Counter, OrderedDict, defaultdict, deque
+from copy import deepcopy
+from functools import cache, cmp_to_key, lru_cache, partial, reduce
+from heapq import heapify, heappop, heappush, heapreplace, merge, nlargest, nsmallest
+from itertools import (accumulate, chain, combinations, count, cycle, groupby, islice, pairwise, permutations, product,
+                       repeat, zip_longest)
+from math import atan2, ceil, comb, factorial, floor, gcd, inf, isqrt, log, log2, log10, pi, prod, sqrt
+from operator import iand, itemgetter, or_, sub, xor
+from os.path import commonprefix
+from random import randrange, shuffle
+from re import search as re_search
+from string import ascii_lowercase, ascii_uppercase
+from time import time
+from typing import *
+
+
+class ListNode:
+    def __init__(self, val=0, next=None):
+        self.val, self.next = val, next
+
+
+class TreeNode:
+    def __init__(self, val=0, left=None, right=None):
+        self.val, self.left, self.right = val, left, right
+
+
+def list_node(values):
+    head = None
+    for value in reversed(values):
+        head = ListNode(value, head)
+    return head
+
+
+def tree_node(values):
+    # LeetCode's level order: children of the nodes present, None for an empty place.
+    if not values or values[0] is None:
+        return None
+    root = TreeNode(values[0])
+    parents, index = deque([root]), 1
+    while parents and index < len(values):
+        parent = parents.popleft()
+        for side in ("left", "right"):
+            if index < len(values) and values[index] is not None:
+                child = TreeNode(values[index])
+                setattr(parent, side, child)
+                parents.append(child)
+            index += 1
+    return root
+
+
+def is_same_list(a, b):
+    while a is not None and b is not None:
+        if a.val != b.val:
+            return False
+        a, b = a.next, b.next
+    return a is None and b is None
+
+
+def is_same_tree(a, b):
+    if a is None or b is None:
+        return a is b
+    return a.val == b.val and is_same_tree(a.left, b.left) and is_same_tree(a.right, b.right)
+"""
+
 
 def _limit(which, value):
     resource.setrlimit(which, (value, value))
 
 
-def _child(compiled, test, limits):
+def _child(compiled, test, limits, prelude):
     """In the forked child: run the program (and the call or the asserts), report on fd 3, exit."""
     _limit(resource.RLIMIT_AS, limits["memory_bytes"])
     if limits.get("process_limit"):
@@ -56,8 +127,8 @@ def _child(compiled, test, limits):
         os._exit(0)
 
     namespace = {"__name__": "__main__", "__builtins__": builtins}
-    if test["kind"] != "stdio":  # LeetCode-style signatures use List[int] & co. without importing them
-        exec("from typing import *", namespace)
+    if test["kind"] != "stdio":
+        namespace.update(prelude)
     try:
         try:
             exec(compiled, namespace)
@@ -82,7 +153,7 @@ def _child(compiled, test, limits):
         report(status="error", detail=f"{type(error).__name__}: {str(error)[:200]}")
 
 
-def _run_test(compiled, test, index, timeout_s, limits):
+def _run_test(compiled, test, index, timeout_s, limits, prelude):
     # The input in a memory file, not a named one: nothing of the test's is on the program's /tmp, and a
     # runner started without the sandbox (bench/sandbox_cost.py's baseline) shares no path with another.
     stdin_fd = os.memfd_create(f"stdin-{index}")
@@ -99,7 +170,7 @@ def _run_test(compiled, test, index, timeout_s, limits):
             for source, target in ((stdin_fd, 0), (out_w, 1), (err_w, 2), (res_w, 3)):
                 os.dup2(source, target)
             os.closerange(4, 65536)
-            _child(compiled, test, limits)
+            _child(compiled, test, limits, prelude)
         finally:
             os._exit(70)
     for fd in (stdin_fd, out_w, err_w, res_w):
@@ -185,13 +256,17 @@ def main():
     except (SyntaxError, ValueError) as error:
         out.write(json.dumps({"program": "syntax_error", "detail": str(error)[:200]}) + "\n")
         return
+    prelude = {}
+    if any(test["kind"] != "stdio" for test in job["tests"]):  # imported once here; each test's fork inherits it
+        exec(CALL_PRELUDE, prelude)
+        del prelude["__builtins__"]
     deadline = time.monotonic() + limits["program_timeout_s"]
     for index, test in enumerate(job["tests"]):
         left = deadline - time.monotonic()
         if left <= 0:
             out.write(json.dumps({"program": "program_timeout"}) + "\n")
             return
-        outcome = _run_test(compiled, test, index, min(limits["test_timeout_s"], left), limits)
+        outcome = _run_test(compiled, test, index, min(limits["test_timeout_s"], left), limits, prelude)
         if outcome["status"] == "timeout" and left < limits["test_timeout_s"]:  # cut short by the program limit
             out.write(json.dumps({"program": "program_timeout"}) + "\n")
             return

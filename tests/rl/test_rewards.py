@@ -99,6 +99,10 @@ def test_math_reward_equal_forms_and_wrong_answers():
 def test_math_reward_reads_the_klear_reward_model_column():
     rows = [{"ground_truth": "\\frac{3}{4}", "style": "rule"}]
     assert math_reward(completions=["</think>\\boxed{0.75}"], reward_model=rows) == [1.0]
+    # verl's ground_truth may list the acceptable answers (the team's math_dapo.py takes any of them)
+    several = [{"ground_truth": ["x = 2", "2"], "style": "rule"}] * 3
+    completions = ["</think>\\boxed{2}", "</think>\\boxed{x = 2}", "</think>\\boxed{3}"]
+    assert math_reward(completions=completions, reward_model=several) == [1.0, 1.0, 0.0]
 
 
 def test_a_pathological_expression_is_bounded_in_time():
