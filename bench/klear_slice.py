@@ -17,6 +17,9 @@ process): `peak_train` from the trainer's `on_train_begin` to `on_train_end`, an
 resident set after the imports, before the model is loaded: the interpreter, torch, transformers,
 TRL and DeepSpeed. The planner is given that runtime figure and predicts the rest. A watchdog
 stops the launch if the machine's available memory falls under 1.5 GiB (the machine is shared).
+
+One measurement per stage, not a comparison of variants: the figure is measured memory against the
+planner's prediction for the same run (no baseline to alternate with), so it does not use bench/harness.py.
 """
 
 import argparse

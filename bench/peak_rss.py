@@ -1,4 +1,6 @@
-"""Peak resident memory of the running process, for the bench scripts (`from peak_rss import PeakRSS`)."""
+"""Peak resident memory of the running process, for the bench scripts (`from peak_rss import PeakRSS`).
+
+A helper, not a benchmark: it measures inside a variant's run; the comparing is bench/harness.py's."""
 
 import threading
 
