@@ -230,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options that count something (answers, questions, tokens, processes): below 1 they would answer nothing or
+# fail deep inside (a thread pool's "max_workers must be greater than 0"), so they are refused by name first.
+COUNT_OPTIONS = ("n", "batch_size", "max_new_tokens", "questions_per_category", "tensor_parallel_size")
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    for name in COUNT_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request otherwise
@@ -239,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     from .local_server import LocalServerError
 
     try:
+        check_counts(args)
         return args.func(args)
     except (DataError, JudgeConfigError, JudgeEndpointError, LocalServerError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -68,12 +68,12 @@ class JudgeConfig:
     timeout_s: float = _option(600.0, "seconds to wait for one judge response (default 600)", "--timeout-s", float)
     api_retries: int = _option(6, "retries of a judge request on 429, 408, 409, 5xx, timeouts and connection "
                                   "errors, with backoff (default 6)", "--api-retries", int)
-    backoff_base_s: float = _option(1.0, "first backoff delay (doubles per retry, full jitter)")
-    backoff_max_s: float = _option(60.0, "longest backoff delay")
+    backoff_base_s: float = _option(1.0, "first backoff delay (doubles per retry, full jitter)", type=float)
+    backoff_max_s: float = _option(60.0, "longest backoff delay", type=float)
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url)
-        for option in _FLAGGED:  # a list or a string where a number belongs fails here, in one line
+        for option in _TYPED:  # a list or a string where a number belongs fails here, in one line
             value, kind = getattr(self, option.name), option.metadata["type"]
             accepted = (int, float) if kind is float else kind
             if value is not None and (isinstance(value, bool) or not isinstance(value, accepted)):
@@ -87,6 +87,9 @@ class JudgeConfig:
                 raise JudgeConfigError(f"judge config: {name} must be >= 0, got {getattr(self, name)}")
         if not self.timeout_s > 0:
             raise JudgeConfigError(f"judge config: timeout_s must be > 0, got {self.timeout_s}")
+        for name in ("backoff_base_s", "backoff_max_s"):
+            if not getattr(self, name) >= 0:
+                raise JudgeConfigError(f"judge config: {name} must be >= 0, got {getattr(self, name)}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise JudgeConfigError(f"judge config: max_tokens must be >= 1, got {self.max_tokens}")
 
@@ -121,7 +124,8 @@ class JudgeConfig:
 
 
 JUDGE_KEYS = frozenset(f.name for f in fields(JudgeConfig))
-_FLAGGED = [f for f in fields(JudgeConfig) if f.metadata.get("flag")]
+_TYPED = [f for f in fields(JudgeConfig) if f.metadata.get("type")]
+_FLAGGED = [f for f in _TYPED if f.metadata.get("flag")]
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:

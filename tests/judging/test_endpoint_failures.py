@@ -259,3 +259,16 @@ def test_a_judge_that_never_answers_its_model_list_stops_at_the_preflight(tmp_pa
     assert code == 2
     assert f"error: no answer from {url} within 1 s (GET /models)" in stderr
     assert not (tmp_path / "judge" / "runs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--n", "--batch-size", "--max-new-tokens", "--questions-per-category",
+                                  "--tensor-parallel-size"])
+def test_a_count_below_one_is_one_line_before_any_request(tmp_path, run_cli, flag):
+    """`--batch-size 0` was a thread pool's 'max_workers must be greater than 0', `--questions-per-category 0`
+    wrote an empty answer file, `--max-new-tokens 0` was sent to the endpoint."""
+    code, stderr = run_cli("generate", "--endpoint", f"http://127.0.0.1:{closed_port()}/v1", "--endpoint-model", "m",
+                           "--out", str(tmp_path / "judge"), flag, "0")
+    assert code == 2
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert line == f"error: {flag} must be at least 1, got 0"
+    assert "connect" not in stderr and not (tmp_path / "judge").exists()

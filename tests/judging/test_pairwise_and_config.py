@@ -110,6 +110,11 @@ def test_config_from_environment_and_explicit_values():
         JudgeConfig.from_mapping({"modle": "m"}, env=env)
     with pytest.raises(JudgeConfigError, match="repeats"):
         JudgeConfig.from_mapping({"repeats": 0}, env=env)
+    # the backoff keys have no flag but are checked as the flagged ones are (a list was a TypeError mid-run)
+    with pytest.raises(JudgeConfigError, match=r"judge config: backoff_max_s must be a number, got \[60\]"):
+        JudgeConfig.from_mapping({"backoff_max_s": [60]}, env=env)
+    with pytest.raises(JudgeConfigError, match="judge config: backoff_base_s must be >= 0, got -1"):
+        JudgeConfig.from_mapping({"backoff_base_s": -1}, env=env)
 
 
 def test_answer_files_errors_name_file_line_and_field(tmp_path):
