@@ -38,8 +38,24 @@ def run_2proc(target: list[str], args: list[str], log: Path, timeout: int = 600,
     return done
 
 
+def kill_hard(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process under it. Its process group is not enough: torch's elastic agent
+    starts each rank in a session of its own, and ranks outliving the launcher train on to the end."""
+    import psutil
+
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for worker in workers:
+        try:
+            worker.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(workers, timeout=30)
+    proc.wait()
+
+
 def run_2proc_until(target: list[str], args: list[str], log: Path, stop_when, timeout: int = 600) -> None:
-    """Start a run and kill it hard (SIGKILL to the whole process group) as soon as `stop_when()` holds."""
+    """Start a run and kill it hard (`kill_hard`: the launcher and its ranks) as soon as `stop_when()` holds."""
     with log.open("w") as out:
         proc = subprocess.Popen(
             launch_command(target, args), cwd=REPO_ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
@@ -50,11 +66,10 @@ def run_2proc_until(target: list[str], args: list[str], log: Path, stop_when, ti
             if proc.poll() is not None:
                 raise AssertionError(f"the run ended ({proc.returncode}) before it could be killed:\n" + tail(log))
             if time.time() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_hard(proc)
                 raise AssertionError("the kill condition never held:\n" + tail(log))
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_hard(proc)
 
 
 def tail(log: Path, lines: int = 40) -> str:

@@ -109,9 +109,10 @@ def scoring_phase(round_dir: RoundDir, args) -> None:
 
 
 def last_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    from align.training.checkpoints import last_complete_checkpoint
 
-    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    last, _ = last_complete_checkpoint(run_dir)  # a checkpoint a kill cut short is skipped
+    return str(last) if last is not None else None
 
 
 def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_args) -> None:

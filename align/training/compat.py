@@ -33,6 +33,8 @@ warns once, naming each difference, when the installed versions are others. What
 - TRL's LM-head tiles (`trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE`, the private
   `trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE`): align.plan's memory model reads them here
   (`trl_lm_head_tiles`) instead of copying them.
+- TRL's SFT and DPO trainers count `num_tokens` in the private `_total_train_tokens`, which their `__init__`
+  resets: `trained_token_count`/`restore_trained_token_count` carry it over a resume.
 - transformers: `CONFIG_MAPPING.register` gives a config class a second model_type ("klear" beside the
   official "Klear"; `AutoConfig.register` refuses a name other than the class's own), and
   `AutoModelForCausalLM._model_mapping` finds the class registered for a config (`causal_lm_class`).
@@ -454,3 +456,25 @@ def install_packed_sdpa() -> None:
     current = ALL_ATTENTION_FUNCTIONS["sdpa"]
     if not getattr(current, "packed", False):
         ALL_ATTENTION_FUNCTIONS["sdpa"] = packed_sdpa(current)
+
+
+# ---- TRL: the token count after a resume --------------------------------------------------------
+
+
+def trained_token_count(trainer) -> int:
+    """The count a TRL trainer logs as `num_tokens`: SFT's and DPO's private `_total_train_tokens` (their
+    `__init__` sets it to 0, so a resumed run would count from there), GRPO's `state.num_input_tokens_seen`
+    (the RL trainer's count, which the Trainer restores with the rest of its state)."""
+    from trl import GRPOTrainer
+
+    if isinstance(trainer, GRPOTrainer):
+        return int(trainer.state.num_input_tokens_seen)
+    return int(trainer._total_train_tokens)
+
+
+def restore_trained_token_count(trainer, tokens: int) -> None:
+    """Continue SFT's/DPO's `num_tokens` from a checkpoint's count (GRPO's comes back with the trainer state)."""
+    from trl import GRPOTrainer
+
+    if not isinstance(trainer, GRPOTrainer):
+        trainer._total_train_tokens = tokens

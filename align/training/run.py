@@ -11,40 +11,92 @@ from align.data.sources import DataReport, check_local_path, from_hub
 from align.data.stage_data import StageData, StageDataSpec, build_stage_data
 
 from .autoep import register_klear_preset
+from .checkpoints import checkpoint_problem, checkpoints_in, last_complete_checkpoint, skipped_phrase
 from .cli import USER_ERRORS, ReportedByMainProcess
 from .config import KlearArguments
 from .moe import freeze_routers, load_metrics
 
 
 def check_output_dir(args) -> None:
-    """Refuse to train into an output_dir that holds a finished run (its `training_summary.json`), unless
-    the run resumes (`resume_from_checkpoint`) or the recipe says `overwrite_output_dir: true`.
-    Called before anything is read or written."""
-    resume_from_last_checkpoint_if_asked(args)
-    finished = Path(args.output_dir) / "training_summary.json"
-    if finished.exists() and not (args.resume_from_checkpoint or args.overwrite_output_dir):
+    """Decide, before anything is read or written, where the run starts (`resume_point`): on the main
+    process, so that every rank resumes from the same checkpoint (another rank could see a checkpoint still
+    being written, or the main process's data step could change output_dir first); the others get its answer.
+    Sets `args.resume_from_checkpoint` to the checkpoint path or None."""
+    args.resume_from_checkpoint = on_main_process(lambda: resume_point(args), share_result=True)
+
+
+def resume_point(args) -> str | None:
+    """The checkpoint this run resumes from (None: it starts afresh), saying which in one line, or a
+    `ValueError` naming the choices. Checkpoints are taken only when complete (`checkpoint_problem`).
+
+    - `resume_from_checkpoint: PATH`: that checkpoint; `true`: the last complete one in output_dir (as in
+      transformers);
+    - output_dir holding an interrupted run (`checkpoint-N`, no `training_summary.json`), the flag not given:
+      its last complete checkpoint, as alignment-handbook's scripts do (`get_last_checkpoint`);
+    - `overwrite_output_dir: true`: afresh; the earlier run's checkpoints are removed once the data is read
+      (`finalize_data`), or a later resume could pick up one of its checkpoints beyond this run's;
+    - `resume_from_checkpoint: false` over an interrupted run: refused. transformers reads false as "do not
+      resume" and never deletes, so starting in place would overwrite the earlier checkpoints one by one and
+      leave its later ones for the next resume to take: the silent reuse of issue #18.7. Deleting a run's
+      checkpoints without `overwrite_output_dir` would surprise more than a refusal naming both choices.
+    """
+    out = Path(args.output_dir)
+    value = args.resume_from_checkpoint
+    said = value.strip().lower() if isinstance(value, str) else value
+    if said not in (None, True, False, "true", "yes", "1", "false", "no", "0", ""):  # a path
+        problem = checkpoint_problem(value) if Path(value).exists() else "does not exist"
+        if problem:
+            raise ValueError(f"resume_from_checkpoint {value!r} cannot be resumed from: {problem}")
+        print(f"resuming from {value}", flush=True)
+        return value
+    last, skipped = last_complete_checkpoint(out)
+    skipped_note = f"; {skipped_phrase(skipped)}" if skipped else ""
+    if said in (True, "true", "yes", "1"):
+        if last is None:
+            found = f" complete checkpoint ({skipped_phrase(skipped)})" if skipped else " checkpoint-N directory"
+            raise ValueError(f"resume_from_checkpoint is true but output_dir {args.output_dir!r} holds no{found} "
+                             "to resume from")
+        print(f"resuming from the last complete checkpoint in output_dir: {last}{skipped_note}", flush=True)
+        return str(last)
+    finished = out / "training_summary.json"
+    earlier = checkpoints_in(out)
+    if args.overwrite_output_dir:
+        if earlier or finished.exists():
+            names = ", ".join(p.name for p in reversed(earlier)) or "no checkpoints"
+            print(f"starting afresh (overwrite_output_dir: true): the earlier run in {args.output_dir} ({names}) "
+                  "is replaced, its checkpoints removed once the data is read", flush=True)
+        return None
+    if finished.exists():
         raise ValueError(
             f"output_dir {args.output_dir!r} holds a finished run ({finished.name}); choose another output_dir, "
             "resume with --resume_from_checkpoint true (its last checkpoint) or a checkpoint path, or replace it with "
             "--overwrite_output_dir true"
         )
+    if not earlier:
+        return None
+    interrupted = f"output_dir {args.output_dir!r} holds an interrupted run ({earlier[0].name}, no {finished.name})"
+    if said is not None:  # an explicit false
+        raise ValueError(f"{interrupted} and resume_from_checkpoint is false; resume it (leave resume_from_checkpoint "
+                         "out, or true), or start afresh with --overwrite_output_dir true (removes its checkpoints), "
+                         "or choose another output_dir")
+    if last is None:
+        raise ValueError(f"{interrupted} with no complete checkpoint ({skipped_phrase(skipped)}); start afresh with "
+                         "--overwrite_output_dir true (removes its checkpoints), or choose another output_dir")
+    print(f"{interrupted}: resuming from {last}, its last complete checkpoint{skipped_note} "
+          "(to start afresh instead: --overwrite_output_dir true)", flush=True)
+    return str(last)
 
 
-def resume_from_last_checkpoint_if_asked(args) -> None:
-    """`resume_from_checkpoint: true` means the last checkpoint in output_dir (as in transformers);
-    `false` means none."""
-    value = args.resume_from_checkpoint
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", ""):
-        args.resume_from_checkpoint = None
-    elif value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1")):
-        from transformers.trainer_utils import get_last_checkpoint
+def remove_replaced_run(args) -> None:
+    """With `overwrite_output_dir: true` and no resume: the earlier run's checkpoints and summary go (the
+    main process calls it once the data is good, so a bad row leaves the earlier run as it was)."""
+    if not args.overwrite_output_dir or args.resume_from_checkpoint:
+        return
+    import shutil
 
-        last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-        if last is None:
-            raise ValueError(f"resume_from_checkpoint is true but output_dir {args.output_dir!r} holds no "
-                             "checkpoint-N directory to resume from")
-        print(f"resuming from the last checkpoint in output_dir: {last}", flush=True)
-        args.resume_from_checkpoint = last
+    for checkpoint in checkpoints_in(args.output_dir):
+        shutil.rmtree(checkpoint)
+    (Path(args.output_dir) / "training_summary.json").unlink(missing_ok=True)
 
 
 def check_model_dir(name: str) -> None:
@@ -97,10 +149,11 @@ def prepare_data(spec: StageDataSpec, script_args, args, tokenizer) -> StageData
                                                     script_args.dataset_test_split))
 
 
-def on_main_process(task):
-    """`task()` on the main process only (None elsewhere). Its user error (a bad row, a bad path) is sent to
-    every rank and raised there too: the other ranks would otherwise wait at the next collective for a
-    process that has exited, and die with gloo's "Connection closed by peer" traceback."""
+def on_main_process(task, share_result: bool = False):
+    """`task()` on the main process only (None elsewhere, or its result on every rank with `share_result`).
+    Its user error (a bad row, a bad path) is sent to every rank and raised there too: the other ranks would
+    otherwise wait at the next collective for a process that has exited, and die with gloo's "Connection
+    closed by peer" traceback."""
     from accelerate.utils import broadcast_object_list
 
     state = PartialState()
@@ -111,10 +164,11 @@ def on_main_process(task):
         except USER_ERRORS as caught:
             error = caught
     if state.num_processes > 1:
-        message = [str(error) if error is not None else None]
+        message = [str(error) if error is not None else None, result if share_result else None]
         broadcast_object_list(message)  # a collective: the other ranks wait here for the main process
         if not state.is_main_process and message[0] is not None:
             raise ReportedByMainProcess(message[0])
+        result = message[1] if share_result else result
     if error is not None:
         raise error
     return result
@@ -128,6 +182,7 @@ def finalize_data(args, data: StageData | None) -> StageData:
     out = Path(args.output_dir)
     has_eval = args.eval_strategy != "no"
     if state.is_main_process:
+        remove_replaced_run(args)
         print(f"training data:\n{data.report.summary()}", flush=True)
         write_json(out / "data_card.json", data.report.as_dict())
         data.train.save_to_disk(str(out / "train_data"))
@@ -144,35 +199,43 @@ def finalize_data(args, data: StageData | None) -> StageData:
 
 
 def training_summary(trainer, started: float, data_report: DataReport) -> dict:
-    """Steps, tokens, losses, time, throughput and expert-load figures of a finished run."""
+    """Steps, tokens, losses, time, throughput and expert-load figures of a finished run. A resumed run's
+    counts are the whole run's (the checkpoint carried them over, `KlearTrainerMixin.restore_run_counts`);
+    its times and `tokens_per_s` are this launch's: the tokens trained since the resume over this launch's
+    train_runtime_s."""
     history = trainer.state.log_history
     steps = [entry for entry in history if "loss" in entry]
     losses = [entry["loss"] for entry in steps]
-    num_tokens = max((entry.get("num_tokens", 0) for entry in history), default=0)
+    # The last count, not the largest: a resume from a checkpoint without the run's counts restarts it.
+    num_tokens = next((entry["num_tokens"] for entry in reversed(history) if "num_tokens" in entry), 0)
     runtime = next((e["train_runtime"] for e in reversed(history) if "train_runtime" in e), None)
+    resumed = trainer.resumed_from or {"step": None, "train_tokens": 0, "counts_restored": True}
     summary = {
         "global_steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "aux_loss_last": next((e["aux_loss"] for e in reversed(history) if "aux_loss" in e), None),
         "train_tokens": num_tokens,
+        "resumed_from_step": resumed["step"],
         "train_runtime_s": runtime,
-        "tokens_per_s": num_tokens / runtime if runtime else None,
+        "tokens_per_s": (num_tokens - resumed["train_tokens"]) / runtime if runtime else None,
         "wall_time_s": time.time() - started,
         "world_size": trainer.accelerator.num_processes,
         "first_step": steps[0] if steps else None,  # every metric logged, e.g. rewards/*, logps/*, moe/*
         "last_step": steps[-1] if steps else None,
         "data": data_report.as_dict(),
     }
+    if not resumed["counts_restored"]:  # a checkpoint written without the run's counts
+        summary["counted_since_resume"] = ["train_tokens", "expert_load", "rl"]
     if hasattr(trainer, "rl_summary"):  # the RL stage: rollouts, accuracy, zero-variance groups
         summary["rl"] = trainer.rl_summary()
     if trainer.expert_load.expert_layout is not None:
         summary["expert_parallel_layout"] = trainer.expert_load.expert_layout
-    if trainer.expert_load.total is not None:
-        figures = load_metrics(trainer.expert_load.total)
+    counts = trainer.expert_load_total()
+    if counts is not None:
+        figures = load_metrics(counts)
         summary["expert_load"] = {k: v for k, v in figures.items() if "/layer_" not in k}
         # Each routed token counted once (training forwards only, not checkpointing's recompute).
-        counts = trainer.expert_load.total
         summary["expert_load"]["tokens_per_expert"] = counts.tolist()
         shares = counts.double() / counts.sum(-1, keepdim=True).clamp(min=1)
         summary["expert_load"]["share_per_expert"] = [[round(x, 4) for x in layer] for layer in shares.tolist()]

@@ -1,10 +1,30 @@
-"""What both stages add to TRL's trainers: MoE metrics and bias updates, and a gathering final save."""
+"""What the stages add to TRL's trainers: MoE metrics and bias updates, run counts that survive a resume,
+and a gathering final save."""
+
+import json
+from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from .autoep import check_expert_parallel_config, expert_parallel_section, gather_full_state_dict
-from .compat import autoep_layers
+from .checkpoints import last_complete_checkpoint
+from .compat import autoep_layers, restore_trained_token_count, trained_token_count
 from .moe import ExpertLoadCallback
+
+RUN_COUNTS = "KlearRunCounts"  # their key in a checkpoint's trainer_state.json (`stateful_callbacks`)
+
+
+class RunCountsInState(TrainerCallback):
+    """Keeps the run's counts (`KlearTrainerMixin.run_counts`) in the trainer state at every step end, so each
+    checkpoint's trainer_state.json holds them as of its step. The Trainer saves its state's
+    `stateful_callbacks` dict as it is; the counts TRL and our callbacks keep live only in memory otherwise."""
+
+    def __init__(self, read_counts):
+        self.read_counts = read_counts
+
+    def on_step_end(self, args, state, control, **kwargs):
+        state.stateful_callbacks[RUN_COUNTS] = self.read_counts()
 
 
 class KlearTrainerMixin:
@@ -31,6 +51,50 @@ class KlearTrainerMixin:
             )
         self.expert_load = ExpertLoadCallback(self.args.bias_update_rate)
         self.add_callback(self.expert_load)
+        self.add_callback(RunCountsInState(self.run_counts))  # after expert_load: it reads that step's loads
+        self.expert_load_before_resume: torch.Tensor | None = None
+        self.resumed_from: dict | None = None  # {"step", "train_tokens", "counts_restored"} of a resumed run
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:  # as transformers reads it, but only a complete checkpoint
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)[0] or True
+        if isinstance(resume_from_checkpoint, (str, Path)):
+            self.resumed_from = self.restore_run_counts(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def run_counts(self) -> dict:
+        """The whole run's counts so far: tokens trained (TRL's `num_tokens`), expert loads, RL's rollout counts."""
+        counts = {"train_tokens": trained_token_count(self)}
+        total = self.expert_load_total()
+        if total is not None:
+            counts["expert_load_total"] = total.tolist()
+        if hasattr(self, "rl_counts"):  # the RL trainer's
+            counts["rl_counts"] = dict(self.rl_counts)
+        return counts
+
+    def restore_run_counts(self, checkpoint: str) -> dict:
+        """Continue the counts from `checkpoint` (its `RUN_COUNTS`); one written without them leaves this
+        launch counting from zero, which the summary then says."""
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+        counts = state.get("stateful_callbacks", {}).get(RUN_COUNTS)
+        resumed = {"step": state["global_step"], "train_tokens": 0, "counts_restored": counts is not None}
+        if counts is None:
+            if self.accelerator.is_main_process:
+                print(f"{checkpoint} holds no run counts: train_tokens, expert loads and RL counts of the summary "
+                      "count from this resume on", flush=True)
+            return resumed
+        resumed["train_tokens"] = counts["train_tokens"]
+        restore_trained_token_count(self, counts["train_tokens"])
+        if "expert_load_total" in counts:
+            self.expert_load_before_resume = torch.tensor(counts["expert_load_total"], dtype=torch.int64)
+        if "rl_counts" in counts and hasattr(self, "rl_counts"):
+            self.rl_counts.update(counts["rl_counts"])
+        return resumed
+
+    def expert_load_total(self) -> torch.Tensor | None:
+        """Tokens routed to each expert (layers x experts, int64, on the CPU) over the whole run, resumes included."""
+        parts = [t.cpu() for t in (self.expert_load_before_resume, self.expert_load.total) if t is not None]
+        return sum(parts[1:], parts[0]) if parts else None
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs:  # training logs, not eval or the end-of-training summary

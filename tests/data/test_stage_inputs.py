@@ -14,6 +14,7 @@ from align.sft.__main__ import main as sft_main
 from align.dpo.config import KlearDPOConfig
 from align.sft.config import KlearSFTConfig
 from tests.conftest import REPO_ROOT
+from tests.training.checkpoint_files import write_checkpoint
 
 STAGES = {"sft": (sft_main, KlearSFTConfig), "dpo": (dpo_main, KlearDPOConfig)}
 
@@ -178,7 +179,7 @@ def test_resume_true_means_the_last_checkpoint_in_output_dir(tmp_path, tiny_klea
             "--output_dir", str(out), "--resume_from_checkpoint", "true")
     assert nothing_written(out)
     for step in (2, 10, 4):
-        (out / f"checkpoint-{step}").mkdir(parents=True)
+        write_checkpoint(out, step)
     _, args, _ = TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig)).parse_args_and_config(
         ["--config", str(REPO_ROOT / "configs/sft/tiny.yaml"), "--output_dir", str(out), "--resume_from_checkpoint", "true"])
     check_output_dir(args)
