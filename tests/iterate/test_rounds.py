@@ -46,7 +46,7 @@ def two_rounds(tmp_path_factory, sometimes_answer_sft_dir):
     work = tmp_path_factory.mktemp("iterate-reward")
     prompts = write_prompts(work / "prompts.jsonl", [sometimes_prompt(n) for n in range(48)])
     out = work / "run"
-    summaries = run_iterate(out, sometimes_answer_sft_dir, prompts, "--rounds", "2",
+    summaries = run_iterate(out, sometimes_answer_sft_dir, prompts, "--rounds", "2", "--learning_rate", "1e-3",
                             "--reward_funcs", "tests.iterate.rewards.says_paris")
     return out, prompts, summaries
 
