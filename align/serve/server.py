@@ -115,6 +115,11 @@ class VLLMServer:
         unsupported = vllm_unsupported(self.checkpoint)
         if unsupported:
             raise ServeError(f"{self.checkpoint}: {unsupported}; it cannot be served here")
+        # vLLM would refuse these deep in its own start-up (a pydantic traceback), or the bind probe (OverflowError)
+        if not 0 <= port <= 65535:
+            raise ServeError(f"--port must be between 0 (any free port) and 65535, not {port}")
+        if tensor_parallel_size < 1:
+            raise ServeError(f"--tensor-parallel-size must be at least 1, not {tensor_parallel_size}")
         self.host = host
         if port:
             check_port_free(host, port)

@@ -127,3 +127,15 @@ def test_a_port_another_http_server_answers_on_is_refused_in_one_line(tmp_path, 
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"align.serve: 127.0.0.1:{port} is already in use (")
     assert error.endswith("choose another --port, or 0 for any free one") and "\n" not in error
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+@pytest.mark.parametrize("flag, value, message", [
+    ("--port", "70000", "--port must be between 0 (any free port) and 65535, not 70000"),  # was bind()'s OverflowError
+    ("--port", "-1", "--port must be between 0 (any free port) and 65535, not -1"),
+    ("--tensor-parallel-size", "0", "--tensor-parallel-size must be at least 1, not 0"),  # was vLLM's pydantic traceback
+])
+def test_a_port_or_size_out_of_range_is_one_line_before_vllm_starts(tmp_path, capsys, flag, value, message):
+    (tmp_path / "config.json").write_text('{"hidden_size": 128, "num_attention_heads": 2}')  # head_dim 64
+    assert main([str(tmp_path), flag, value]) == 1
+    assert capsys.readouterr().err == f"align.serve: {message}\n"
