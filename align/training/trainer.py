@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from .autoep import check_expert_parallel_config, expert_parallel_section, gather_full_state_dict
 from .checkpoints import last_complete_checkpoint
-from .compat import autoep_layers, restore_trained_token_count, trained_token_count
+from .compat import ResumeThroughWeightConversion, autoep_layers, restore_trained_token_count, trained_token_count
 from .moe import ExpertLoadCallback
 
 RUN_COUNTS = "KlearRunCounts"  # their key in a checkpoint's trainer_state.json (`stateful_callbacks`)
@@ -27,13 +27,15 @@ class RunCountsInState(TrainerCallback):
         state.stateful_callbacks[RUN_COUNTS] = self.read_counts()
 
 
-class KlearTrainerMixin:
+class KlearTrainerMixin(ResumeThroughWeightConversion):
     """Put in front of a TRL trainer (`class T(KlearTrainerMixin, SFTTrainer)`).
 
     - refuses DeepSpeed expert-parallel settings that would change Klear's routing;
     - tracks expert loads every optimiser step (and updates the expert bias when the recipe says
       `expert_bias_update: aux_free`), adding `moe/*` metrics to the training logs;
-    - `save_final_model` writes the official Klear layout even from ZeRO-3 + expert-parallel shards.
+    - `save_final_model` writes the official Klear layout even from ZeRO-3 + expert-parallel shards;
+    - a resume continues the run's counts (`run_counts`) and, without DeepSpeed, reloads every weight of the
+      checkpoint (`ResumeThroughWeightConversion`).
     """
 
     def __init__(self, *args, **kwargs):
@@ -63,13 +65,15 @@ class KlearTrainerMixin:
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def run_counts(self) -> dict:
-        """The whole run's counts so far: tokens trained (TRL's `num_tokens`), expert loads, RL's rollout counts."""
+        """The whole run's counts so far: tokens trained (TRL's `num_tokens`), expert loads, RL's rollout counts
+        and record batches."""
         counts = {"train_tokens": trained_token_count(self)}
         total = self.expert_load_total()
         if total is not None:
             counts["expert_load_total"] = total.tolist()
-        if hasattr(self, "rl_counts"):  # the RL trainer's
+        if hasattr(self, "rl_counts"):  # the RL trainer's; its rollout records are numbered by batch
             counts["rl_counts"] = dict(self.rl_counts)
+            counts["rollout_batches"] = self._rollout_batches
         return counts
 
     def restore_run_counts(self, checkpoint: str) -> dict:
@@ -89,6 +93,7 @@ class KlearTrainerMixin:
             self.expert_load_before_resume = torch.tensor(counts["expert_load_total"], dtype=torch.int64)
         if "rl_counts" in counts and hasattr(self, "rl_counts"):
             self.rl_counts.update(counts["rl_counts"])
+            self._rollout_batches = counts["rollout_batches"]  # else the records of the first launch are overwritten
         return resumed
 
     def expert_load_total(self) -> torch.Tensor | None:
