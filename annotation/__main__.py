@@ -193,8 +193,10 @@ def _connect(args):
 
 
 def _serve(args) -> int:
-    from annotation.server.lifecycle import ServeConfig, serve_forever
+    from annotation.server.lifecycle import ServeConfig, check_bind_address, check_port, serve_forever
 
+    check_bind_address(args.host, args.allow_remote)  # here too: before --detach hands the options on
+    check_port(args.port)
     if args.detach:
         from annotation.server.background import detach
 

@@ -56,6 +56,12 @@ class ServeConfig:
     server_venv: Path = field(default_factory=default_server_venv)
 
 
+def check_port(port: int) -> None:
+    """1..65535: outside it the socket calls raise OverflowError, and 0 (any port) leaves no address to write down."""
+    if not 1 <= port <= 65535:
+        raise ServeError(f"--port must be between 1 and 65535, not {port}")
+
+
 def check_bind_address(host: str, allow_remote: bool) -> None:
     """Loopback only, unless the user asked for more: the owner's API key opens everything."""
     if host == "localhost":
@@ -300,6 +306,7 @@ def running_server(config: ServeConfig, log: Callable[[str], None] = print) -> I
     from annotation.server.background import claim_pid_file, live_serve_pid, release_pid_file
 
     check_bind_address(config.host, config.allow_remote)
+    check_port(config.port)
     running = live_serve_pid(config.data_dir)
     if running:
         raise ServeError(

@@ -29,6 +29,17 @@ def test_only_loopback_unless_asked():
         check_bind_address("example.org", allow_remote=False)
 
 
+@pytest.mark.parametrize("port", ["70000", "0", "-1"])
+def test_serve_refuses_a_port_out_of_range_in_one_line_detached_or_not(tmp_path, capsys, port):
+    """Was the socket's OverflowError traceback (70000, -1); 0 would leave credentials.json no address."""
+    from annotation.__main__ import main
+
+    for detach in ([], ["--detach"]):
+        assert main(["serve", "--port", port, "--data-dir", str(tmp_path / "argilla"), *detach]) == 2
+        assert capsys.readouterr().err == f"error: --port must be between 1 and 65535, not {port}\n"
+    assert not (tmp_path / "argilla").exists()
+
+
 def test_local_api_url():
     assert local_api_url("127.0.0.1", 6900) == "http://127.0.0.1:6900"
     assert local_api_url("0.0.0.0", 6900) == "http://127.0.0.1:6900"
