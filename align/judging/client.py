@@ -286,8 +286,8 @@ class JudgeClient:
             with self._lock:
                 attempts = self.stats["api_calls"] + self.stats["api_retries"]
             raise JudgeEndpointError(
-                f"{self.config.base_url} failed every request: HTTP {err.status} each time, no answer in {attempts} "
-                f"attempt(s) so far ({self.config.api_retries + 1} per request); its body starts {err.body!r}"
+                f"{self.config.base_url} failed every request: no answer in {attempts} attempt(s) so far "
+                f"({self.config.api_retries + 1} per request), the last HTTP {err.status}, its body starting {err.body!r}"
             ) from None
         if not hasattr(response, "choices"):  # the SDK hands back the body as text when it is not JSON
             self._count("api_errors")

@@ -225,8 +225,9 @@ def test_a_judge_failing_every_request_is_named_with_its_status_and_body(tmp_pat
                            "--judge-base-url", url, "--judge-model", "gpt-4", "--api-retries", "1")
     assert code == 2
     (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert line.startswith(f"error: {url} failed every request: HTTP 500 each time, no answer in ")
-    assert "(2 per request)" in line and "its body starts 'upstream model crashed: CUDA error: out of memory'" in line
+    assert line.startswith(f"error: {url} failed every request: no answer in ")
+    assert line.endswith("attempt(s) so far (2 per request), the last HTTP 500, its body starting "
+                         "'upstream model crashed: CUDA error: out of memory'")
     assert "retried" not in stderr
 
 
