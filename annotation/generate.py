@@ -97,8 +97,9 @@ def generate_candidates(
     if not Path(prompts_path).exists():
         raise AnnotationError(f"{prompts_path} does not exist")
     for flag, value, least in (("--samples", samples, 1), ("--max-new-tokens", max_new_tokens, 1),
-                               ("--batch-size", batch_size, 1), ("--temperature", temperature, 0)):
-        if not value >= least:
+                               ("--batch-size", batch_size, 1), ("--temperature", temperature, 0),
+                               ("--tensor-parallel-size", tensor_parallel_size, 1)):
+        if value is not None and not value >= least:
             raise AnnotationError(f"{flag} must be at least {least}, not {value}")
     if base_url and tensor_parallel_size is not None:
         raise AnnotationError("--tensor-parallel-size sizes a local vLLM engine; with --base-url the endpoint answers")

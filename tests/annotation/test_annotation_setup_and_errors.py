@@ -171,6 +171,8 @@ def _zombie(pid: int) -> bool:
     (["from-preferences", "{rows}", "--out", "{out}", "--limit", "0"], "--limit must be at least 1, not 0"),
     (["generate", "{prompts}", "--out", "{out}", "--model", "m", "--samples", "0"], "--samples must be at least 1, not 0"),
     (["generate", "{prompts}", "--out", "{out}", "--model", "m", "--temperature", "-1"], "--temperature must be at least 0, not -1.0"),
+    (["generate", "{prompts}", "--out", "{out}", "--model", "m", "--tensor-parallel-size", "0"],
+     "--tensor-parallel-size must be at least 1, not 0"),
 ])
 def test_cli_numbers_out_of_range_are_one_line_before_any_work(tmp_path, capsys, command, expected):
     """Each was a traceback (`--gold -1`), an empty file written without a word (`--limit 0`, `--samples 0`),
