@@ -70,14 +70,18 @@ def answer_engine(options: AfterTrainingOptions, *, model_dir: Path | None = Non
 
 
 def bf16_weight_bytes(model_config) -> int:
-    """Bytes of the model's weights in bf16, counted on the meta device (no memory used, no download)."""
+    """Bytes of the model's weights in bf16, counted on the meta device (no memory used, no download).
+
+    The model class is built directly, not through `from_config`: at a ZeRO-3 stage's startup (the judge
+    is checked before the policy loads) `from_config` would enter `deepspeed.zero.Init`, which cannot
+    partition meta tensors ("Cannot copy out of meta tensor")."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 
     import align  # noqa: F401  (registers Klear)
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config)
+        model = MODEL_FOR_CAUSAL_LM_MAPPING[type(model_config)](model_config)
     return 2 * sum(parameter.numel() for parameter in model.parameters())
 
 

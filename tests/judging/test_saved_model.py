@@ -14,6 +14,7 @@ from align.judging.answers import local_backend
 from align.judging.config import AfterTrainingOptions, JudgeConfigError, JudgeSection
 from align.judging.saved_model import (
     LOCAL_JUDGE_WARNING,
+    bf16_weight_bytes,
     check_answering_fits,
     check_judge_config,
     judge_saved_model,
@@ -106,6 +107,24 @@ def test_a_model_too_big_for_one_device_is_refused_at_startup(tiny_klear_dir, mo
     described = check_judge_config({"base_url": "http://127.0.0.1:1/v1", "model": "m", "answer_engine": "transformers"},
                                    model_config=tiny)
     assert described.startswith("judge m at http://127.0.0.1:1/v1; answers with transformers on ")
+
+
+def test_the_size_check_runs_under_an_active_zero3_config(tiny_klear_dir):
+    """A ZeRO-3 stage checks its judge before the policy loads, with DeepSpeed's config already active
+    (what `make demo`'s DPO does): the meta-device count must not enter zero.Init."""
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    tiny = AutoConfig.from_pretrained(tiny_klear_dir)
+    expected = 2 * sum(p.numel() for p in AutoModelForCausalLM.from_config(tiny).parameters())
+    zero3 = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    try:
+        assert is_deepspeed_zero3_enabled()
+        assert bf16_weight_bytes(tiny) == expected
+    finally:
+        unset_hf_deepspeed_config()
+    del zero3
 
 
 def test_tensor_parallel_size_is_checked_with_the_recipe_and_the_engine_is_named_once(tiny_klear_dir, monkeypatch):
