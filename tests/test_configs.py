@@ -104,38 +104,21 @@ def test_a_bad_judge_section_fails_when_the_recipe_is_parsed(judge, message, tmp
     assert message in str(error.value)
 
 
-def test_a_judge_typo_is_reported_before_any_data_is_read(tmp_path, monkeypatch, capsys, tiny_klear_dir):
+def test_a_judge_typo_is_reported_before_any_data_is_read(tmp_path, monkeypatch, capsys):
     """The CLI, with a judge typo in the recipe file and a training file that does not exist: the judge's
-    error is the one line (had the data been read first, the missing file would be), nothing is written,
-    and the failing run takes less time than the data step alone takes on a larger set (ordering only)."""
-    import time
-
-    from align.data.demo import write_demo_data
-    from align.data.stage_data import build_stage_data
+    error is the one line (had the data been read first, the missing file would be), and nothing is written.
+    The order is shown by which error wins, not by a clock (no timed assertions in tests)."""
     from align.sft.__main__ import main as sft_main
-    from align.sft.config import SFT_DATA
-    from transformers import AutoTokenizer
-
     from align.training.cli import run_stage
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text((CONFIGS / "sft/tiny.yaml").read_text() + f"judge: {JUDGE_TYPO}\n")
     monkeypatch.delenv("KLEAR_DEBUG", raising=False)
     out = tmp_path / "out"
-    started = time.perf_counter()
     with pytest.raises(SystemExit) as exit_:
         run_stage("align.sft", sft_main, KlearSFTConfig, ["--config", str(recipe), "--output_dir", str(out),
                                                           "--dataset_name", str(tmp_path / "missing.jsonl")])
-    failing_run = time.perf_counter() - started
     assert exit_.value.code == 1
     line, = capsys.readouterr().err.splitlines()
     assert "judge config: unknown key(s) ['benchmark']" in line and "missing.jsonl" not in line
     assert not out.exists()
-
-    files = write_demo_data(tmp_path / "data", n_train=2000, n_eval=1)
-    _, args, _ = parse_sft("--output_dir", str(tmp_path / "other"))
-    tokenizer = AutoTokenizer.from_pretrained(tiny_klear_dir)
-    started = time.perf_counter()
-    build_stage_data(SFT_DATA, args, str(files["sft"]), tokenizer)
-    data_step = time.perf_counter() - started
-    assert failing_run < data_step, (failing_run, data_step)
