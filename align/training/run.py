@@ -153,18 +153,22 @@ def on_main_process(task, share_result: bool = False):
     """`task()` on the main process only (None elsewhere, or its result on every rank with `share_result`).
     Its user error (a bad row, a bad path) is sent to every rank and raised there too: the other ranks would
     otherwise wait at the next collective for a process that has exited, and die with gloo's "Connection
-    closed by peer" traceback."""
+    closed by peer" traceback. Any other exception (a bug) is re-raised with its traceback on the main
+    process, and the other ranks stop with one line that points at it."""
     from accelerate.utils import broadcast_object_list
 
     state = PartialState()
-    result, error = None, None
+    result, error, reported = None, None, None
     if state.is_main_process:
         try:
             result = task()
         except USER_ERRORS as caught:
+            error, reported = caught, str(caught)
+        except Exception as caught:
             error = caught
+            reported = f"the main process failed ({type(caught).__name__}: {caught}); its traceback is above"
     if state.num_processes > 1:
-        message = [str(error) if error is not None else None, result if share_result else None]
+        message = [reported, result if share_result else None]
         broadcast_object_list(message)  # a collective: the other ranks wait here for the main process
         if not state.is_main_process and message[0] is not None:
             raise ReportedByMainProcess(message[0])
