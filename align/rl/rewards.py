@@ -31,8 +31,7 @@ from collections.abc import Callable
 
 from align.data.sources import DataError
 
-from .completions import THINK_END, THINK_START, completion_text, final_answer, last_boxed, last_python_block  # noqa: F401
-from .rewards_code import check_tests_column  # noqa: F401  (the RL data reader validates rows with it)
+from .completions import THINK_END, THINK_START, completion_text, final_answer, last_boxed
 
 # The Klear team's penalties (verl/utils/reward_score/reward_config.py, ScoringConfig, in
 # suu990901/KlearReasoner): a completion without the closing tag, and one without the opening tag.

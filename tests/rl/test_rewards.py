@@ -11,14 +11,13 @@ import pytest
 from align.data.sources import DataError
 from align.rl.rewards import (
     code_reward,
-    final_answer,
-    last_boxed,
-    last_python_block,
     math_reward,
     resolve_reward_funcs,
     score_math,
     think_format,
 )
+from align.rl.completions import final_answer, last_boxed, last_python_block
+from align.rl.rewards_code import check_tests_column
 from align.rl.rewards_math import MathVerifier
 
 
@@ -204,7 +203,6 @@ def test_code_reward_reads_taco_apps_and_klear_formats_as_they_come():
 
 
 def test_check_tests_column_names_the_row_and_field():
-    from align.rl.rewards import check_tests_column
 
     assert check_tests_column(TWO_TESTS, "train.jsonl line 1: field `tests`") == 2
     assert check_tests_column("assert f(1) == 2\nassert f(2) == 3", "x") == 1
