@@ -23,6 +23,7 @@ stock server with median and spread). Only the push should differ: the other ste
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -133,7 +134,7 @@ def main() -> None:
         tmp.chmod(0o711)  # under root, PostgreSQL's own account must reach its cluster in here
         source = tmp / "pairs.jsonl"
         write_input(source, args.pairs)
-        runs = iter(range(10**9))  # a fresh server folder per run
+        runs = itertools.count()  # a fresh server folder per run
 
         def variant(stock: bool):
             def run() -> dict:

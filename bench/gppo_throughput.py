@@ -12,6 +12,7 @@ and a JSON line.
 """
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -66,7 +67,7 @@ def main() -> None:
         root = Path(tmp)
         model_dir = build_tiny_klear(root / "model", seed=0)
         data = write_demo_data(root / "data", n_train=64, n_eval=4)["rl"]
-        runs = iter(range(10**9))  # a fresh output_dir per run
+        runs = itertools.count()  # a fresh output_dir per run
 
         def variant(loss_type: str):
             return lambda: {"steps_per_s": run(loss_type, model_dir, data, root / f"{loss_type}-{next(runs)}", args.steps)}

@@ -20,6 +20,7 @@ Prints the harness's table, the requests each variant sent, and a JSON line.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import subprocess
@@ -76,7 +77,7 @@ def main() -> None:
         tmp = Path(tmp)
         process, base_url = start_scripted_judge(tmp)
         try:
-            runs = iter(range(10**9))  # a fresh output folder per run
+            runs = itertools.count()  # a fresh output folder per run
             cache = tmp / "filled-cache"
             filled = judged(tmp / "fill", request, base_url, args.concurrency[-1], cache)
             variants = {f"c{c}": (lambda c=c: judged(tmp / f"run-{next(runs)}", request, base_url, c))

@@ -15,6 +15,7 @@ ratios, load averages) and a JSON line.
 """
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -114,7 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir, data = build_inputs(root, args.tokens)
-        runs = iter(range(10**9))  # a fresh output folder per launch
+        runs = itertools.count()  # a fresh output folder per launch
 
         def variant(name: str):
             return lambda: launch(name, root, model_dir, data, args.tokens, args.steps, next(runs))
