@@ -194,13 +194,15 @@ def score_with_judge(rows: list[dict], args, round_number: int, cache_dir: Path)
 def score_with_annotators(rows: list[dict], args, round_number: int, round_dir: Path) -> Scored:
     """The round's pairs (one per prompt: its first two different samples) pushed to Argilla with the gold
     pairs, if any; once every pair has `min_submitted` responses (waiting up to `wait_s`), the consensus is
-    pulled (annotation pull's rules) and becomes the round's pairs. Not finished: `AwaitingAnnotations`."""
+    pulled (annotation pull's rules) and becomes the round's pairs. Not finished: `AwaitingAnnotations`
+    (`wait_s` 0: push, look once, stop)."""
     from annotation.connection import connect
-    from annotation.logic.pairs import Completion, PromptRow, make_pairs, parse_rows, read_rows
+    from annotation.errors import AnnotationError
+    from annotation.logic.pairs import Completion, PromptRow, make_pairs, parse_rows, read_input_rows
+    from annotation.logic.resolve import Policy
     from annotation.pull import pull_preferences
     from annotation.push import push_pairs
-    from annotation.logic.resolve import Policy
-    from annotation.status import dataset_status
+    from annotation.status import wait_until_annotated
 
     settings = args.annotator_settings
     dataset = f"{settings.dataset_prefix}-round-{round_number}"
@@ -214,22 +216,16 @@ def score_with_annotators(rows: list[dict], args, round_number: int, round_dir: 
         prompt_rows.append(PromptRow(row["location"], str(row["prompt_id"]), tuple(row["prompt"]), completions))
     pairs, _ = make_pairs(prompt_rows, seed=args.seed)
     if settings.gold_pairs:
-        gold = parse_rows(read_rows(Path(settings.gold_pairs))).rows
+        gold = parse_rows(read_input_rows(Path(settings.gold_pairs))).rows
         pairs += make_pairs(gold, seed=args.seed)[0]
     client, _ = connect(Path(settings.data_dir) if settings.data_dir else None)
-    if pairs:
+    if pairs:  # pushing again on resume sends nothing: push finds the records by their ids
         push_pairs(client, pairs, dataset, settings.workspace, min_submitted=settings.min_submitted, progress=False)
-    deadline = time.time() + settings.wait_s
-    while True:
-        status = dataset_status(client, settings.workspace, dataset)[dataset] if pairs else None
-        if status is None or status["completed"] >= status["total"]:
-            break
-        if time.time() >= deadline:
-            raise AwaitingAnnotations(
-                f"round {round_number}: {status['completed']} of {status['total']} pairs in Argilla "
-                f"({settings.workspace}/{dataset}) have {settings.min_submitted} submitted response(s); annotate the "
-                "rest, then run the same command again to resume (or set annotators.wait_s to wait)")
-        time.sleep(settings.poll_s)
+        try:
+            wait_until_annotated(client, settings.workspace, dataset, timeout_s=settings.wait_s, poll_s=settings.poll_s)
+        except AnnotationError as waited:
+            raise AwaitingAnnotations(f"round {round_number}: {waited}; annotate the rest, then run the same command "
+                                      "again to resume (or set annotators.wait_s to wait)") from None
     pairs_out = []
     if pairs:
         card = pull_preferences(client, dataset, settings.workspace, round_dir / "annotations",

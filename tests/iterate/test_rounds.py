@@ -6,38 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from trl import ModelConfig, ScriptArguments, TrlParser
 
 from align.data.preference import read_preference_rows
 from align.data.sources import DataReport, Source
-from align.iterate.__main__ import main
-from align.iterate.config import KlearIterateConfig
 from align.iterate.scorers import NoUsablePairs
-from align.judging.answers import TransformersBackend, generate_answers
-from tests.conftest import REPO_ROOT, SOMETIMES_ANSWER, SOMETIMES_OTHER, sometimes_prompt
-from tests.judging.judging_support import start_scripted_judge, stop
+from tests.conftest import SOMETIMES_ANSWER, SOMETIMES_OTHER, sometimes_prompt
+from tests.iterate.support import greedy, run_iterate, write_prompts
 
 pytestmark = pytest.mark.slow
 HELD_OUT = [sometimes_prompt(n) for n in range(100, 106)]
-
-
-def write_prompts(path: Path, prompts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
-    return path
-
-
-def run_iterate(out: Path, policy: Path, prompts: Path, *extra: str) -> list[dict]:
-    argv = ["--config", str(REPO_ROOT / "configs/iterate/tiny.yaml"), "--model_name_or_path", str(policy),
-            "--prompts_dataset", str(prompts), "--output_dir", str(out), "--bf16", "false", "--dtype", "float32",
-            "--sampling_engine", "transformers", *extra]
-    return main(*TrlParser((ScriptArguments, KlearIterateConfig, ModelConfig)).parse_args_and_config(argv))
-
-
-def greedy(model_dir: Path, prompts: list[str]) -> list[str]:
-    backend = TransformersBackend(model_dir)
-    answers = generate_answers([[{"role": "user", "content": p}] for p in prompts], backend,
-                               temperature=0.0, max_new_tokens=16)
-    return [a[0] for a in answers]
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +68,6 @@ def test_a_larger_rounds_runs_only_the_new_round(two_rounds):
     assert {path: path.stat().st_mtime_ns for path in before} == before  # finished rounds untouched
     assert summaries[2]["policy"] == str(out / "round-2/dpo")
     assert (out / "round-3/dpo/training_summary.json").is_file()
-
-
-@pytest.fixture(scope="module")
-def paris_judge(tmp_path_factory):
-    judge = start_scripted_judge(tmp_path_factory.mktemp("paris-judge"), 0.0, "--prefer", "Paris")
-    yield judge
-    stop(judge.process)
 
 
 def test_a_judge_biased_by_position_stops_the_round(tmp_path, sometimes_answer_sft_dir, paris_judge):
