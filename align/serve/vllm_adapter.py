@@ -40,6 +40,11 @@ vLLM internals used (check each one when moving to another vLLM version):
 4. `LLM.llm_engine.engine_core.shutdown()`, to free an offline engine's memory at once (`shutdown_engine`).
 5. `vllm.model_executor.layers.fused_moe.expert_map_manager.determine_expert_map`, the global-to-local
    expert map each expert-parallel rank's fused-MoE layer uses (`expert_map`; read by the tests).
+6. `vllm.model_executor.model_loader.reload` (`initialize_layerwise_reload`, `finalize_layerwise_reload`) and
+   `LLM.llm_engine.model_executor.driver_worker.model_runner` (`get_model()`, `vllm_config`): an RL trainer's
+   in-place weight sync into a colocated engine (`reload_weights`).
+7. `support_torch_compile`'s instance flag `do_not_compile` (vllm/compilation/decorators.py), set on a
+   trainer's model that a colocated engine's class decoration caught (`keep_trainer_model_eager`).
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ from vllm.model_executor.models.transformers import TransformersMoEForCausalLM  
 
 # Internal 3: the fuser that would move routing into vLLM.
 from vllm.model_executor.models.transformers.moe import MoEBlockFuser  # noqa: E402
+
+# Internal 6: the in-place reload a colocated RL engine's weight sync uses.
+from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload  # noqa: E402
 
 # Internal 2: the weight-name mapper type that `Base.load_weights` applies.
 from vllm.model_executor.models.utils import WeightsMapper  # noqa: E402
@@ -118,3 +126,36 @@ def shutdown_engine(llm) -> None:
     Internal 4: `LLM.llm_engine.engine_core` is the engine-core client, whose `shutdown` stops it.
     """
     llm.llm_engine.engine_core.shutdown()
+
+
+def reload_weights(llm, named_weights) -> None:
+    """Load new weights (Hugging Face names, as `save_pretrained` writes them) into a colocated engine in place,
+    e.g. after each RL step. TRL's own sync calls `model.load_weights` one parameter at a time, which vLLM's CPU
+    build cannot take: after the first load, `UnquantizedLinearMethod.process_weights_after_loading`
+    (vllm/model_executor/layers/linear.py:216) packs each linear weight into a kernel handle and leaves an empty
+    parameter without a `weight_loader` (`dispatch_cpu_unquantized_gemm`, layers/utils.py), so the next load
+    fails ("'Parameter' object has no attribute 'weight_loader'"). vLLM's layerwise reload restores the
+    parameters, loads and packs again. A name vLLM's Klear does not have fails in `load_weights`; a vLLM
+    parameter the weights did not cover (an expert left out or renamed) fails here: nothing is half-synced."""
+    runner = llm.llm_engine.model_executor.driver_worker.model_runner
+    model = runner.get_model()
+    expected = {name for name, _ in model.named_parameters()}
+    initialize_layerwise_reload(model)
+    loaded = model.load_weights(named_weights)
+    finalize_layerwise_reload(model, runner.vllm_config.model_config)
+    missing = sorted(expected - set(loaded))
+    if missing:
+        raise ValueError(
+            f"weight sync to vLLM left {len(missing)} of its parameters unloaded: {', '.join(missing[:8])}"
+        )
+
+
+def keep_trainer_model_eager(model) -> None:
+    """vLLM's Transformers backend decorates the decoder class itself for torch.compile (`support_torch_compile`
+    replaces `KlearModel.__init__` and `__call__`, vllm/compilation/decorators.py:756), so a trainer's model built
+    before a colocated engine (TRL builds the engine after the policy) lacks the instance state the new `__call__`
+    reads and fails at its first forward ("'KlearModel' object has no attribute 'do_not_compile'"). Marked not to
+    compile, that `__call__` runs the module's `forward` (the module's own hooks are skipped; its submodules' run)."""
+    for module in model.modules():
+        if not hasattr(module, "do_not_compile") and type(module).__call__.__module__ == "vllm.compilation.decorators":
+            module.do_not_compile = True

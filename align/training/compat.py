@@ -18,6 +18,9 @@ warns once, naming each difference, when the installed versions are others. What
   books the rollouts as training ones. `state.num_input_tokens_seen` counts the tokens trained on (the RL
   trainer's count, not TRL's every-rollout one). Metrics go into TRL's
   `_metrics`, rollouts are read back from its `_logs` (the last generation batch, gathered over ranks).
+  In colocate mode `GRPOHooks.__init__` replaces the instance's `vllm_generation.sync_weights`
+  (`sync_colocated_weights`: TRL's `VLLMGeneration` `_iter_named_params`, `enable_sleep_mode`,
+  `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) so vLLM's CPU build can take the sync.
 - DeepSpeed AutoEP: presets are registered in `auto_ep_presets.registry` (`PRESET_MODELS` and the
   private `_PRESET_ADAPTERS`); `AutoEPMoELayer`, its router (`TokenChoiceTopKRouter`) and
   `autoep_experts_for_rank` are internal modules. Our preset adapter also makes the replacement
@@ -46,7 +49,7 @@ warns once, naming each difference, when the installed versions are others. What
 """
 
 import importlib
-from functools import cache
+from functools import cache, partial
 from types import MethodType
 
 import torch
@@ -184,9 +187,35 @@ class PrecomputeReferenceWithCopy:
         """Called after TRL's fused LM head is added to the copy (packed pairs hook in here)."""
 
 
+def sync_colocated_weights(generation) -> None:
+    """`VLLMGeneration.sync_weights` for colocate mode: its sleep-mode wake-up, its `_iter_named_params` (ZeRO-3
+    gathers, PEFT merges, vLLM names) and its prefix-cache reset, with the weights loaded by one in-place reload."""
+    from trl.generation.vllm_generation import empty_cache
+
+    from align.serve.vllm_adapter import reload_weights
+
+    if generation.enable_sleep_mode:
+        empty_cache()
+        generation.llm.wake_up(tags=["weights"])
+        generation._llm_weights_sleeping = False
+    reload_weights(generation.llm, generation._iter_named_params())
+    generation.llm.reset_prefix_cache()
+
+
 class GRPOHooks:
     """GRPOTrainer mixin (put it right before `GRPOTrainer`). The subclass provides `_gppo_loss(inputs,
     per_token_logps, entropies, aux_loss)` and `_on_scored_batch(batch) -> batch`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.use_vllm and self.vllm_mode == "colocate":
+            # TRL's colocated sync hands vLLM one parameter at a time (`VLLMGeneration.sync_weights`), which vLLM's CPU
+            # build cannot take (see `align.serve.vllm_adapter.reload_weights`) and which never notices a weight it
+            # did not send: the whole model is reloaded in one pass instead, every vLLM parameter accounted for.
+            self.vllm_generation.sync_weights = partial(sync_colocated_weights, self.vllm_generation)
+            from align.serve.vllm_adapter import keep_trainer_model_eager
+
+            keep_trainer_model_eager(self.accelerator.unwrap_model(self.model))
 
     def _compute_loss(self, model, inputs):
         if self.loss_type != "gppo":
