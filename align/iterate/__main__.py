@@ -24,21 +24,23 @@ from align.iterate.config import KlearIterateConfig
 from align.iterate.prompts import PromptSet, load_prompt_set
 from align.iterate.rounds import read_jsonl, run_rounds
 from align.training.cli import run_stage
+from align.training.run import on_main_process
 
 
 def shared_prompt_set(args) -> PromptSet:
-    """Read and clean the prompts on the main process; every rank then reads the same shuffled set."""
-    state = PartialState()
+    """Read and clean the prompts on the main process (a bad row: one line on every rank); every rank then
+    reads the same shuffled set."""
     output_dir = Path(args.output_dir)
-    if state.is_main_process:
+
+    def load():
         prompt_set = load_prompt_set(args)
         print(f"prompts:\n{prompt_set.report.summary()}", flush=True)
         write_json(output_dir / "prompts_card.json", prompt_set.report.as_dict())
         write_jsonl(output_dir / "prompts.jsonl", prompt_set.rows)
-    state.wait_for_everyone()
-    if state.is_main_process:
         return prompt_set
-    return PromptSet(read_jsonl(output_dir / "prompts.jsonl"), report=None)
+
+    loaded = on_main_process(load)
+    return loaded if loaded is not None else PromptSet(read_jsonl(output_dir / "prompts.jsonl"), report=None)
 
 
 def main(script_args: ScriptArguments, args: KlearIterateConfig, model_args: ModelConfig) -> list[dict]:
@@ -46,14 +48,17 @@ def main(script_args: ScriptArguments, args: KlearIterateConfig, model_args: Mod
         raise ValueError("use_peft: on-policy rounds train the full model (round N+1 samples round N's policy, "
                          "which a LoRA adapter is not on its own)")
     set_seed(args.seed)
+    main_process = PartialState().is_main_process
     if args.judge:  # a bad judge section fails now, not after the first round
         from align.judging.saved_model import check_judge_config
 
-        print(f"judge: {check_judge_config(args.judge)}", flush=True)
-    if args.scorer == "judge":
+        checked = check_judge_config(args.judge)
+        if main_process:
+            print(f"judge: {checked}", flush=True)
+    if args.scorer == "judge" and main_process:
         print(f"scorer: judge {args.judge_config().model} at {args.judge_config().base_url}", flush=True)
     summaries = run_rounds(shared_prompt_set(args), script_args, args, model_args)
-    if PartialState().is_main_process and summaries:
+    if main_process and summaries:
         last = summaries[-1]
         print(f"align.iterate: {len(summaries)} round(s) in {args.output_dir} (rounds.json, rounds.md); "
               f"the policy of round {last['round']}: {last['trained_policy']}", flush=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from align.common.files import write_json, write_jsonl
+from align.training.run import on_main_process
 
 from .prompts import PromptSet
 from .sampling import sample_round
@@ -59,34 +60,41 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def on_main_process(round_dir: RoundDir, phase: str, run) -> None:
-    """Run `run()` on the main process only, unless `phase` is done; the other ranks wait and then see the
-    marker, or stop too when the main process failed (its error is the one printed)."""
-    state = PartialState()
-    if phase in round_dir.done():
-        return
-    failed = None
-    if state.is_main_process:
-        try:
+def main_process_phase(round_dir: RoundDir, phase: str, run) -> None:
+    """`run()` on the main process only, unless its marker says `phase` is done: the main process decides,
+    so every rank does the same (align.training.run.on_main_process: the other ranks wait, and its user
+    error, e.g. a round without usable pairs, is raised on every rank)."""
+    def task():
+        if phase not in round_dir.done():
             run()
-        except BaseException as error:  # the other ranks must not wait forever for a marker
-            failed = error
-    state.wait_for_everyone()
-    if failed is not None:
-        raise failed
-    if phase not in round_dir.done():
-        raise RuntimeError(f"round {round_dir.number}: the main process stopped during {phase} (its error is above)")
+
+    on_main_process(task)
+
+
+def main_process_decides(question):
+    """`question()` answered on the main process and shared: every rank then takes the same branch."""
+    return on_main_process(question, share_result=True)
+
+
+def load_models_unpartitioned() -> None:
+    """Under a DeepSpeed ZeRO-3 launch, transformers loads every model partitioned across the ranks, which
+    waits for all of them; the main process's sampling and judging load theirs alone. Each round's DPO
+    sets ZeRO-3 up again (its TrainingArguments)."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
 
 
 def sampling_phase(round_dir: RoundDir, policy: str, prompts: list[dict], args) -> None:
     def run():
+        load_models_unpartitioned()
         rows, stats = sample_round(policy, prompts, args, round_dir.number)
         write_jsonl(round_dir.samples, rows)
         round_dir.mark("sampled", {"policy": policy, **stats})
         print(f"round {round_dir.number}: sampled {args.samples_per_prompt} answers to each of {len(rows)} prompts "
               f"from {policy} ({stats['engine']}, {stats['seconds']:.1f} s)", flush=True)
 
-    on_main_process(round_dir, "sampled", run)
+    main_process_phase(round_dir, "sampled", run)
 
 
 def scoring_phase(round_dir: RoundDir, args) -> None:
@@ -105,7 +113,7 @@ def scoring_phase(round_dir: RoundDir, args) -> None:
         print(f"round {round_dir.number}: {len(scored.pairs)} pairs from {len(rows)} prompts by {args.scorer} "
               f"(dropped: {dropped})", flush=True)
 
-    on_main_process(round_dir, "scored", run)
+    main_process_phase(round_dir, "scored", run)
 
 
 def last_checkpoint(run_dir: Path) -> str | None:
@@ -122,10 +130,12 @@ def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_ar
     from align.dpo.__main__ import main as train_dpo
     from align.training.run import release_training_memory
 
-    if "trained" in round_dir.done():
+    trained, summary_written = main_process_decides(
+        lambda: ("trained" in round_dir.done(), (round_dir.dpo / "training_summary.json").is_file()))
+    if trained:
         return
     started = time.time()
-    if not (round_dir.dpo / "training_summary.json").is_file():  # else: trained, then stopped before the marker
+    if not summary_written:  # else: trained, then stopped before the marker
         round_args = dataclasses.replace(args, output_dir=str(round_dir.dpo), judge=None,
                                          resume_from_checkpoint=last_checkpoint(round_dir.dpo), overwrite_output_dir=False)
         trainer = train_dpo(dataclasses.replace(script_args, dataset_name=str(round_dir.pairs)), round_args,
@@ -133,29 +143,28 @@ def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_ar
         release_training_memory(trainer, leave_process_group=False)  # the next round samples in this process
         del trainer
         gc.collect()
-    state = PartialState()
-    if state.is_main_process:
+
+    def mark_trained():
         summary = json.loads((round_dir.dpo / "training_summary.json").read_text(encoding="utf-8"))
         round_dir.mark("trained", {"policy": str(round_dir.dpo), "seconds": round(time.time() - started, 3),
                                    "global_steps": summary["global_steps"]})
-    state.wait_for_everyone()
+
+    main_process_phase(round_dir, "trained", mark_trained)
 
 
 def judging_phase(round_dir: RoundDir, args) -> None:
     def run():
         started = time.time()
         if args.judge_section is not None and args.judge_section.enabled:
-            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
             from align.judging.saved_model import judge_saved_model
 
-            unset_hf_deepspeed_config()  # the judge loads the saved model on this rank alone
+            load_models_unpartitioned()
             if judge_saved_model(round_dir.dpo, round_dir.judge, args.judge_section) is None:
                 raise RuntimeError(f"judging {round_dir.dpo} failed (the traceback is above); the round's model is "
                                    "saved, and the same command judges it again")
         round_dir.mark("judged", {"seconds": round(time.time() - started, 3)})
 
-    on_main_process(round_dir, "judged", run)
+    main_process_phase(round_dir, "judged", run)
 
 
 def round_summary(round_dir: RoundDir) -> dict:
@@ -207,7 +216,7 @@ def run_rounds(prompt_set: PromptSet, script_args, args, model_args) -> list[dic
                 print(f"the prompt set ({len(prompt_set.rows)} prompts, {args.prompts_per_round} a round) is used up "
                       f"after {available} round(s); stopping before round {number}", flush=True)
             break
-        if round_dir.finished():
+        if main_process_decides(round_dir.finished):
             if state.is_main_process:
                 print(f"round {number}: finished earlier, kept as it is", flush=True)
         else:
@@ -216,8 +225,6 @@ def run_rounds(prompt_set: PromptSet, script_args, args, model_args) -> list[dic
             training_phase(round_dir, policy, script_args, args, model_args)
             judging_phase(round_dir, args)
         policy = str(round_dir.dpo)
-        if state.is_main_process:
-            summaries.append(round_summary(round_dir))
-            write_rounds_report(output_dir, summaries)
-        state.wait_for_everyone()
+        summaries.append(main_process_decides(lambda: round_summary(round_dir)))  # the same list on every rank
+        on_main_process(lambda: write_rounds_report(output_dir, summaries))
     return summaries

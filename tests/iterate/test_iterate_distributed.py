@@ -1,0 +1,36 @@
+"""align.iterate under `accelerate launch`: 2 CPU processes (gloo, DeepSpeed ZeRO-3, expert parallel 2), one
+round. Sampling and scoring run on the main process (which must load the policy unpartitioned, or it waits
+for a rank that is not loading); DPO on both ranks; every line the stage prints, printed once."""
+
+import json
+
+import pytest
+
+from tests.conftest import SOMETIMES_ANSWER, SOMETIMES_OTHER, sometimes_prompt
+from tests.distributed import run_2proc
+from tests.iterate.support import greedy, write_prompts
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_round_under_accelerate_launch(tmp_path, sometimes_answer_sft_dir):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", [sometimes_prompt(n) for n in range(8)])
+    out, log = tmp_path / "run", tmp_path / "launch.log"
+    run_2proc(["-m", "align.iterate"],  # raises unless the launcher, and so both ranks, exit 0
+              ["--config", "configs/iterate/tiny.yaml", "--model_name_or_path", str(sometimes_answer_sft_dir),
+               "--prompts_dataset", str(prompts), "--output_dir", str(out), "--bf16", "false", "--dtype", "float32",
+               "--sampling_engine", "transformers", "--rounds", "1", "--prompts_per_round", "8",
+               "--max_steps", "2", "--reward_funcs", "tests.iterate.rewards.says_paris"], log)
+    rounds = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert [r["round"] for r in rounds] == [1] and rounds[0]["pairs"] > 0
+    assert rounds[0]["pairs"] + rounds[0]["dropped"].get("tie", 0) == 8 and rounds[0]["dpo"]["global_steps"] == 2
+    pairs = [json.loads(line) for line in (out / "round-1/pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == rounds[0]["pairs"]
+    assert all("Paris" in p["chosen"][0]["content"] and "Paris" not in p["rejected"][0]["content"] for p in pairs)
+    # the policy gathered from ZeRO-3's partitions loads on its own and still answers as it was taught
+    assert set(greedy(out / "round-1/dpo", [sometimes_prompt(100), sometimes_prompt(101)])) <= {SOMETIMES_ANSWER,
+                                                                                                   SOMETIMES_OTHER}
+    printed = log.read_text().splitlines()
+    for once in ("prompts:", "round 1: sampled 4 answers to each of 8 prompts", "pairs from 8 prompts by reward",
+                 "training data:", "dpo: 2 steps", "align.iterate: 1 round(s)"):
+        assert sum(once in line for line in printed) == 1, (once, printed[-40:])
