@@ -160,7 +160,7 @@ def judging_phase(round_dir: RoundDir, args) -> None:
 
             load_models_unpartitioned()
             if judge_saved_model(round_dir.dpo, round_dir.judge, args.judge_section) is None:
-                raise RuntimeError(f"judging {round_dir.dpo} failed (the traceback is above); the round's model is "
+                raise RuntimeError(f"judging {round_dir.dpo} failed (the reason is logged above); the round's model is "
                                    "saved, and the same command judges it again")
         round_dir.mark("judged", {"seconds": round(time.time() - started, 3)})
 
