@@ -25,6 +25,7 @@ from align.training.compat import documents_from_position_ids, packed_sdpa
 from align.training.moe import ExpertLoadCounter
 from align.training.sequence_parallel import check_sequence_parallel_setup
 from tests.distributed import REPO_ROOT, env, run_2proc, tail
+from tests.expert_load import assert_same_expert_load
 
 SP_LAUNCHER = REPO_ROOT / "configs/accelerate/cpu-2proc-sp.yaml"
 WORDS = ("the quick brown fox jumps over the lazy dog experts route every token to a few of many "
@@ -111,7 +112,7 @@ def test_gradients_expert_bias_and_loads_equal_one_process(runs):
         assert after_sp[bias].abs().sum() > 0, bias
         torch.testing.assert_close(after_sp[bias], after_one[bias], rtol=0, atol=half_rate, msg=bias)
     one, sp = summary(root / "one"), summary(root / "sp")
-    assert sp["expert_load"]["tokens_per_expert"] == one["expert_load"]["tokens_per_expert"]
+    assert_same_expert_load(sp, one)
     assert sp["data"] == one["data"]  # the data card's counts
     reloaded = AutoModelForCausalLM.from_pretrained(root / "sp", dtype=torch.float32)
     assert torch.equal(reloaded.lm_head.weight, after_sp["lm_head.weight"])  # a reload of the same tensor: exact
