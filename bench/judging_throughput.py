@@ -88,7 +88,7 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait()
-    print(f"{len(models)} models, {len(models) * 80 * 2} single-answer judgments per run; the cache was filled "
+    print(f"{len(models)} models, {filled['judgments']} single-answer judgments per run; the cache was filled "
           f"by {filled['requests_sent']} requests")
     print(comparison.table())
     print("requests sent per run: " + ", ".join(

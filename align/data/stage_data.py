@@ -8,7 +8,7 @@ The builder knows no stage. Each stage declares what its rows are in its own mod
 their config class, `align/sft/config.py`, `align/dpo/config.py`; RL in `align/rl/data.py`) and hands that
 `StageDataSpec` to `align.training.run.prepare_data`; a new stage adds files, not branches here. E.g. RL:
 
-    RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=measure_prompt_rows)
+    RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=measure_prompts)
     # read(sources, report, seed) -> prompt-only rows {"prompt", "answer" | "tests", "source", "location"}
     # prepare(rows, tokenizer, args, report) -> the rows GRPOTrainer takes, their prompt lengths measured
 

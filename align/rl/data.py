@@ -83,8 +83,11 @@ def read_prompt_rows(sources: list[Source], report: DataReport, seed: int = 0) -
     return read_mixture(sources, validate_prompt_row, report, seed=seed)
 
 
-def measure_prompts(rows: Dataset, tokenizer, report: DataReport) -> Dataset:
-    """Put the prompts' token lengths (as the trainer will tokenise them) into the report; nothing is cut."""
+def measure_prompts(rows: Dataset, tokenizer, args, report: DataReport) -> Dataset:
+    """The shared builder's `prepare` for RL: GRPOTrainer takes the prompt rows as they are (it tokenises per
+    rollout), so only their token lengths (as the trainer will tokenise them) go into the report, and every
+    row is kept."""
+    report.kept = len(rows)
     lengths = []
     for prompt in rows["prompt"]:
         if isinstance(prompt, str):
@@ -97,12 +100,5 @@ def measure_prompts(rows: Dataset, tokenizer, report: DataReport) -> Dataset:
     return rows
 
 
-def measure_prompt_rows(rows: Dataset, tokenizer, args, report: DataReport) -> Dataset:
-    """The shared builder's `prepare` for RL: GRPOTrainer takes the prompt rows as they are (it tokenises per
-    rollout), so only their lengths go into the report, and every row is kept."""
-    report.kept = len(rows)
-    return measure_prompts(rows, tokenizer, report)
-
-
 # Read, validate, mix, clean (hygiene) and measure, on the main process, by `align.training.run.prepare_data`.
-RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=measure_prompt_rows)
+RL_DATA = StageDataSpec("rl", read=read_prompt_rows, prepare=measure_prompts)

@@ -66,13 +66,12 @@ class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
         local = batch["completion_ids"].size(0)
         mine = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
         device = batch["completion_mask"].device
-        keep = torch.ones(local, dtype=torch.bool, device=device)
+        kept = ~zero_variance if self.args.drop_zero_variance_groups else torch.ones_like(zero_variance)  # every rank's
+        keep = kept[mine].to(device)  # this rank's
         if self.args.drop_zero_variance_groups:
-            keep = ~zero_variance[mine].to(device)
             batch["completion_mask"] = batch["completion_mask"] * keep.unsqueeze(1).to(batch["completion_mask"].dtype)
             batch["num_items_in_batch"] = self.accelerator.gather(batch["completion_mask"].sum()).sum()
         # The tokens trained on (the summary's train_tokens): prompt + completion tokens of the kept rollouts.
-        kept = ~zero_variance if self.args.drop_zero_variance_groups else torch.ones_like(zero_variance)
         self.state.num_input_tokens_seen += int(lengths[kept].sum())
         self._set_metric("num_tokens", self.state.num_input_tokens_seen)
         batch["correct"] = (correct[mine].to(device) & keep).float()
