@@ -122,12 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     pairs_file, rule_follower, sent = annotation_pairs(data["dpo"], out / "data" / "annotation_pairs.jsonl")
 
     def prefer_rule_follower(pair) -> str:
-        right = rule_follower[pair.prompt[-1]["content"] if isinstance(pair.prompt, list) else pair.prompt]
+        right = rule_follower[pair.prompt[-1]["content"]]  # the prompt as Argilla shows it: chat messages
         return "a" if pair.answer_a == right else "b" if pair.answer_b == right else "both_bad"
 
     preferences = out / "preferences"
-    # No random labels: Argilla draws record ids afresh on every run and the stand-ins' noise is seeded
-    # by them, so noisy stand-ins gave a different data set, and a different result, on every `make demo`.
+    # No random labels: the stand-ins label by the rule alone, so every pair's label is right by construction
+    # and the held-out check below shows what DPO does with clean preferences.
     card = scripted_annotation_round(pairs_file, preferences, data_dir=out / "argilla", choose=prefer_rule_follower,
                                      noise=0.0)
     print(f"preference dataset for DPO: {preferences} (card: {preferences / 'card.json'}; {card.get('warning', '')})")

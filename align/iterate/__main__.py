@@ -49,10 +49,10 @@ def main(script_args: ScriptArguments, args: KlearIterateConfig, model_args: Mod
                          "which a LoRA adapter is not on its own)")
     set_seed(args.seed)
     main_process = PartialState().is_main_process
-    if args.judge:  # a bad judge section fails now, not after the first round
+    if args.judge_section is not None:  # what the section will do, said before the first round
         from align.judging.saved_model import check_judge_config
 
-        checked = check_judge_config(args.judge)
+        checked = check_judge_config(args.judge_section)
         if main_process:
             print(f"judge: {checked}", flush=True)
     if args.scorer == "judge" and main_process:

@@ -26,7 +26,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from align.common.files import write_json, write_jsonl
-from align.training.run import on_main_process
+from align.training.run import load_models_unpartitioned, on_main_process
 
 from .prompts import PromptSet
 from .sampling import sample_round
@@ -74,15 +74,6 @@ def main_process_phase(round_dir: RoundDir, phase: str, run) -> None:
 def main_process_decides(question):
     """`question()` answered on the main process and shared: every rank then takes the same branch."""
     return on_main_process(question, share_result=True)
-
-
-def load_models_unpartitioned() -> None:
-    """Under a DeepSpeed ZeRO-3 launch, transformers loads every model partitioned across the ranks, which
-    waits for all of them; the main process's sampling and judging load theirs alone. Each round's DPO
-    sets ZeRO-3 up again (its TrainingArguments)."""
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-    unset_hf_deepspeed_config()
 
 
 def sampling_phase(round_dir: RoundDir, policy: str, prompts: list[dict], args) -> None:

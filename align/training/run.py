@@ -272,19 +272,24 @@ def save_and_judge(trainer, args: KlearArguments, started: float, data_report: D
     print(f"{stage}: {summary['global_steps']} steps, {loss_phrase(trainer.state.log_history, args.logging_steps)}, "
           f"{int(summary['train_tokens'])} tokens, model saved to {args.output_dir}", flush=True)
     if args.judge_section is not None:
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
         from align.judging.saved_model import judge_saved_model
 
-        # The judge loads the saved model on this rank alone: no ZeRO-3 partitioning (it would wait
-        # for the other ranks, which are done).
-        unset_hf_deepspeed_config()
+        load_models_unpartitioned()  # the judge loads the saved model on this rank alone; the others are done
         report = judge_saved_model(args.output_dir, Path(args.output_dir) / "judge", args.judge_section)
         if report is None and judging:
-            raise RuntimeError(f"judging {args.output_dir} failed (the traceback is above); the model is saved")
+            raise RuntimeError(f"judging {args.output_dir} failed (the reason is logged above); the model is saved")
     else:
         print(f"judge it: python -m align.judging evaluate {args.output_dir} --out {args.output_dir}/judge "
               "(or add a `judge:` section to the recipe)", flush=True)
+
+
+def load_models_unpartitioned() -> None:
+    """Under a DeepSpeed ZeRO-3 launch, transformers loads every model partitioned across the ranks, which
+    waits for all of them; a model one process loads alone (the judge's, a round's sampling) must not be.
+    A later stage's TrainingArguments set ZeRO-3 up again."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
 
 
 def release_training_memory(trainer, leave_process_group: bool = True) -> None:

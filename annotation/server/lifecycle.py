@@ -116,8 +116,7 @@ class ChildProcesses:
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.children: list = []  # (name, Popen)
-        self.stop_signals: dict = {}  # pid -> the signal that stops it cleanly
-        self.records: dict = {}  # pid -> RecordedProcess
+        self.records: dict = {}  # pid -> RecordedProcess (with the signal that stops it cleanly)
 
     def start(self, name: str, argv: list, env: dict, stop_signal=signal.SIGTERM, **popen_options) -> subprocess.Popen:
         log_file = open(self.log_dir / f"{name}.log", "ab")
@@ -127,7 +126,6 @@ class ChildProcesses:
         )
         log_file.close()
         self.children.append((name, process))
-        self.stop_signals[process.pid] = stop_signal
         self.records[process.pid] = record_for(name, process.pid, stop_signal)
         write_records(self.data_dir, list(self.records.values()))
         return process
@@ -152,7 +150,7 @@ class ChildProcesses:
         """Stop the worker, then the server, then the database and Redis: each after the one that needs it."""
         for _, process in reversed(self.children):
             if process.poll() is None:
-                os.killpg(process.pid, self.stop_signals.get(process.pid, signal.SIGTERM))
+                os.killpg(process.pid, self.records[process.pid].stop_signal)
             try:
                 process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
