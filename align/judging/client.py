@@ -40,6 +40,11 @@ from .config import JudgeConfig
 logger = logging.getLogger("align.judging")
 Messages = list[dict[str, str]]
 RETRYABLE_STATUS = {408, 409, 429}
+
+
+def retryable_status(status: int) -> bool:
+    """An HTTP status worth another attempt: a timeout, a conflict, rate limiting, or any server error."""
+    return status in RETRYABLE_STATUS or status >= 500
 FATAL_STATUS = {401: "authentication failed: check JUDGE_API_KEY / OPENAI_API_KEY", 403: "permission denied"}
 PREFLIGHT_TIMEOUT_S = 10.0
 SLOW_REQUEST_S = 30.0  # a request unanswered this long is logged (sooner when the timeout is shorter)
@@ -160,7 +165,7 @@ def create_with_backoff(
         except openai.APIStatusError as err:
             if err.status_code in FATAL_STATUS:
                 raise fatal_status_error(where, err.status_code, err.message) from None
-            retryable = err.status_code in RETRYABLE_STATUS or err.status_code >= 500
+            retryable = retryable_status(err.status_code)
             if not retryable or attempt == retries:
                 raise JudgeAPIError(f"HTTP {err.status_code} from {where}: {err.message}",
                                     status=err.status_code, body=body_start(err)) from None
@@ -279,7 +284,7 @@ class JudgeClient:
             raise
         except JudgeAPIError as err:
             self._count("api_errors")
-            retried = err.status is not None and (err.status in RETRYABLE_STATUS or err.status >= 500)
+            retried = err.status is not None and retryable_status(err.status)
             if not retried or self._answered.is_set():
                 raise  # this request's own failure (e.g. 400), or an endpoint that works at times
             self._stopped.set()

@@ -28,7 +28,6 @@ data (data_card.json), the report says which benchmarks that data was checked ag
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -37,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from align.data.benchmarks import DataError, alignbench_available, load_alignbench, load_mt_bench, read_json
+from align.serve.environment import vllm_installed
 
 from .answers import AnswerBackend, EndpointBackend, answer_benchmark, local_backend, released, resolve_auto_engine
 from .config import AfterTrainingOptions, JudgeConfig, JudgeSection
@@ -76,12 +76,12 @@ def bf16_weight_bytes(model_config) -> int:
     is checked before the policy loads) `from_config` would enter `deepspeed.zero.Init`, which cannot
     partition meta tensors ("Cannot copy out of meta tensor")."""
     import torch
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 
     import align  # noqa: F401  (registers Klear)
+    from align.training.compat import causal_lm_class
 
     with torch.device("meta"):
-        model = MODEL_FOR_CAUSAL_LM_MAPPING[type(model_config)](model_config)
+        model = causal_lm_class(model_config)(model_config)
     return 2 * sum(parameter.numel() for parameter in model.parameters())
 
 
@@ -103,7 +103,7 @@ def check_answering_fits(options: AfterTrainingOptions, model_config, device: tu
     engine, why = answer_engine(options, config=model_config.to_dict())
     size = options.tensor_parallel_size
     if engine == "vllm":
-        if importlib.util.find_spec("vllm") is None:
+        if not vllm_installed():
             raise ValueError("judge config: answer_engine vllm, but vLLM is not installed (pip install "
                              "'klear-align[vllm]'), or answer_engine: transformers")
         return f"answers with vllm{f', tensor parallel {size}' if size else ''} ({why})"

@@ -8,7 +8,6 @@ import torch
 from transformers import TrainerCallback
 
 from .autoep import check_expert_parallel_config, expert_parallel_section, gather_full_state_dict
-from .checkpoints import last_complete_checkpoint
 from .compat import ResumeThroughWeightConversion, autoep_layers, restore_trained_token_count, trained_token_count
 from .moe import ExpertLoadCallback
 
@@ -58,8 +57,7 @@ class KlearTrainerMixin(ResumeThroughWeightConversion):
         self.resumed_from: dict | None = None  # {"step", "train_tokens", "counts_restored"} of a resumed run
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        if resume_from_checkpoint is True:  # as transformers reads it, but only a complete checkpoint
-            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)[0] or True
+        # `true` was already resolved to a complete checkpoint's path (align.training.run.check_output_dir)
         if isinstance(resume_from_checkpoint, (str, Path)):
             self.resumed_from = self.restore_run_counts(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
