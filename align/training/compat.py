@@ -38,8 +38,9 @@ warns once, naming each difference, when the installed versions are others. What
   (`trl_lm_head_tiles`) instead of copying them.
 - TRL's SFT and DPO trainers count `num_tokens` in the private `_total_train_tokens`, which their `__init__`
   resets: `trained_token_count`/`restore_trained_token_count` carry it over a resume.
-- transformers: `Trainer._load_from_checkpoint` is answered for a resume without DeepSpeed
-  (`ResumeThroughWeightConversion`): its plain state-dict load skips the keys our weight conversion maps.
+- transformers: `Trainer._load_from_checkpoint` and `Trainer._load_best_model` are answered without DeepSpeed
+  (`ResumeThroughWeightConversion`: a resume, `load_best_model_at_end`): their plain state-dict load skips the
+  keys our weight conversion maps.
 - transformers: `CONFIG_MAPPING.register` gives a config class a second model_type ("klear" beside the
   official "Klear"; `AutoConfig.register` refuses a name other than the class's own), and
   `AutoModelForCausalLM._model_mapping` finds the class registered for a config (`causal_lm_class`).
@@ -515,22 +516,33 @@ def restore_trained_token_count(trainer, tokens: int) -> None:
 
 
 class ResumeThroughWeightConversion:
-    """`Trainer._load_from_checkpoint` (a resume without DeepSpeed) reads `model.safetensors` with a plain
-    `load_state_dict(strict=False)`. A checkpoint is saved in the official Klear layout (per-expert names, the
-    bias as `mlp.expert_bias`), which transformers' weight conversion maps onto our fused modules only in
-    `from_pretrained`: the plain load skipped every routed expert and the expert bias with a warning, and the
-    run went on from the starting experts. Here the checkpoint is loaded through `from_pretrained` (a second
-    copy of the model in CPU memory, once: runs without DeepSpeed are the small ones) and copied in, strictly.
-    LoRA adapters and DeepSpeed's own states keep the Trainer's path."""
+    """Without DeepSpeed, `Trainer._load_from_checkpoint` (a resume) and `Trainer._load_best_model`
+    (`load_best_model_at_end`) read `model.safetensors` with a plain `load_state_dict(strict=False)`. A checkpoint
+    is saved in the official Klear layout (per-expert names, the bias as `mlp.expert_bias`), which transformers'
+    weight conversion maps onto our fused modules only in `from_pretrained`: the plain load skipped every routed
+    expert and the expert bias with a warning, and the run went on from (or ended with) the experts in memory.
+    Here the checkpoint is loaded through `from_pretrained` (a second copy of the model in CPU memory, once: runs
+    without DeepSpeed are the small ones) and copied in, strictly. LoRA adapters and DeepSpeed's own states
+    keep the Trainer's path."""
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if not self._load_through_weight_conversion(resume_from_checkpoint, model if model is not None else self.model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        if not self._load_through_weight_conversion(self.state.best_model_checkpoint, self.model):
+            super()._load_best_model()
+
+    def _load_through_weight_conversion(self, checkpoint: str, model) -> bool:
+        """Copy `checkpoint`'s weights into `model`; False (nothing loaded) where the Trainer's own load applies."""
         from pathlib import Path
 
-        target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        folder = Path(resume_from_checkpoint)
+        target = self.accelerator.unwrap_model(model)
+        folder = Path(checkpoint)
         weights = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
         if self.is_deepspeed_enabled or hasattr(target, "peft_config") or not weights:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return False
         saved = type(target).from_pretrained(str(folder), dtype=target.dtype, device_map="cpu")
         target.load_state_dict(saved.state_dict(), strict=True)
         del saved
+        return True

@@ -33,8 +33,8 @@ class KlearTrainerMixin(ResumeThroughWeightConversion):
     - tracks expert loads every optimiser step (and updates the expert bias when the recipe says
       `expert_bias_update: aux_free`), adding `moe/*` metrics to the training logs;
     - `save_final_model` writes the official Klear layout even from ZeRO-3 + expert-parallel shards;
-    - a resume continues the run's counts (`run_counts`) and, without DeepSpeed, reloads every weight of the
-      checkpoint (`ResumeThroughWeightConversion`).
+    - a resume continues the run's counts (`run_counts`) and, without DeepSpeed, a resume and
+      `load_best_model_at_end` load every weight of the checkpoint (`ResumeThroughWeightConversion`).
     """
 
     def __init__(self, *args, **kwargs):
