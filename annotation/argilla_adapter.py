@@ -119,6 +119,19 @@ def record_pages(client, dataset) -> Iterator[list]:
         offset += LIST_PAGE
 
 
+def record_dicts(client, dataset) -> Iterator[dict]:
+    """Every record of the dataset as a dict (`RecordModel.model_dump()`: responses and suggestions included)."""
+    for page in record_pages(client, dataset):
+        for model in page:
+            yield model.model_dump()
+
+
+def record_key(record: dict) -> str:
+    """A record's stable id (a dict of `record_dicts` or of an annotator's queue): its external id, which is the
+    pair's id in push's input and the same on every server, else Argilla's own."""
+    return str(record.get("external_id") or record["id"])
+
+
 def record_metadata(record: dict) -> dict:
     """A record's metadata as a dict (a raw model of `record_pages` may carry a list of {name, value})."""
     metadata = record.get("metadata") or {}

@@ -65,7 +65,7 @@ def annotated_pair(record: dict, question_names: Dict[str, str], usernames: Dict
         if question_names.get(str(item.get("question_id"))) == schema.PREFERENCE or item.get("question_name") == schema.PREFERENCE:
             suggestion = JudgeSuggestion(item["value"], item.get("score"), item.get("agent"))
     return AnnotatedPair(
-        record_id=str(record.get("external_id") or record.get("id")),
+        record_id=argilla_adapter.record_key(record),
         prompt=[{"role": m["role"], "content": m["content"]} for m in fields[schema.PROMPT_FIELD]],
         answer_a=fields["answer_a"],
         answer_b=fields["answer_b"],
@@ -78,8 +78,7 @@ def annotated_pair(record: dict, question_names: Dict[str, str], usernames: Dict
 def fetch_pairs(client, dataset) -> list:
     question_names = {str(q.id): q.name for q in dataset.settings.questions}
     usernames = {str(user.id): user.username for user in client.users}
-    return [annotated_pair(model.model_dump(), question_names, usernames)
-            for page in argilla_adapter.record_pages(client, dataset) for model in page]
+    return [annotated_pair(record, question_names, usernames) for record in argilla_adapter.record_dicts(client, dataset)]
 
 
 def preference_features():

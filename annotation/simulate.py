@@ -72,10 +72,9 @@ def answer_models(client, dataset_name: str, workspace: str) -> dict:
     if dataset is None:
         raise AnnotationError(f"dataset {workspace}/{dataset_name} does not exist (push it first)")
     models = {}
-    for page in argilla_adapter.record_pages(client, dataset):
-        for record in (model.model_dump() for model in page):
-            metadata = argilla_adapter.record_metadata(record)
-            models[str(record.get("external_id") or record["id"])] = {"a": metadata.get("model_a"), "b": metadata.get("model_b")}
+    for record in argilla_adapter.record_dicts(client, dataset):
+        metadata = argilla_adapter.record_metadata(record)
+        models[argilla_adapter.record_key(record)] = {"a": metadata.get("model_a"), "b": metadata.get("model_b")}
     return models
 
 
@@ -128,7 +127,7 @@ def _answer_queue(session: AnnotatorSession, dataset_id, annotator, choose, seed
         answers = []
         for record in records:
             fields = record["fields"]
-            pair = ShownPair(str(record.get("external_id") or record["id"]), fields["prompt"], fields["answer_a"], fields["answer_b"])
+            pair = ShownPair(argilla_adapter.record_key(record), fields["prompt"], fields["answer_a"], fields["answer_b"])
             label = scripted_label(pair, annotator, choose, seed)
             answers.append((record["id"], {
                 PREFERENCE: label,
