@@ -27,7 +27,7 @@ from datasets import Dataset
 
 from .chat import validate_messages
 from .sources import (NAMED_DROPS, DataError, DataReport, SkipRow, Source, cache_file, fingerprint, load_mixture,
-                      read_mixture)
+                      read_mixture, validated_rows)
 from .transcripts import (TRANSCRIPT_LAYOUT, TranscriptError, looks_like_transcript, mentions_speakers,
                           split_transcript_pair)
 
@@ -172,15 +172,8 @@ class _PairsOfOneFile:
                             f"({damaged}) but no row starts with a turn marker; expected {TRANSCRIPT_LAYOUT}")
         self.report.notes.append(f"{source.path}: no Human/Assistant turn markers, read as TRL's implicit-prompt "
                                  "format (the prompt is the text chosen and rejected share)")
-        kept = []
-        for where, row in rows:
-            if where in unmarked:
-                try:
-                    row = self.validate_pair(row, where)
-                except SkipRow as skip:
-                    self.report.drop(skip.reason, skip.where)
-                    continue
-            kept.append((where, row))
+        kept, _ = validated_rows(rows, lambda row, where: self.validate_pair(row, where) if where in unmarked else row,
+                                 self.report)
         return kept
 
 

@@ -14,7 +14,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,6 +286,19 @@ class _FormatCheck:
                 )
 
 
+def validated_rows(rows: Iterable[tuple[str, dict]], validate, report: DataReport) -> tuple[list[tuple[str, dict]], int]:
+    """`(location, validate(row, location))` for each `(location, row)` of `rows`, and how many rows came: a row
+    whose `validate` raises `SkipRow` is dropped, counted and named in `report`; a `DataError` stops the read."""
+    kept, given = [], 0
+    for where, row in rows:
+        given += 1
+        try:
+            kept.append((where, validate(row, where)))
+        except SkipRow as skip:
+            report.drop(skip.reason, skip.where)
+    return kept, given
+
+
 def load_mixture(
     sources: list[Source], validate, report: DataReport, seed: int = 0, settle=None,
 ) -> list[tuple[str, str, dict]]:
@@ -301,13 +314,7 @@ def load_mixture(
     rows_by_source = {}
     same_format = _FormatCheck()
     for source in sources:
-        rows, read = [], 0
-        for where, row in read_rows(source):
-            read += 1
-            try:
-                rows.append((where, validate(row, where)))
-            except SkipRow as skip:
-                report.drop(skip.reason, skip.where)
+        rows, read = validated_rows(read_rows(source), validate, report)
         if settle is not None:
             rows = settle(source, rows)
         for where, cleaned in rows:
