@@ -95,18 +95,20 @@ def answer_device() -> tuple[str, int]:
     return "the CPU (RAM)", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_answering_fits(options: AfterTrainingOptions, model_config, device: tuple[str, int] | None = None) -> str:
-    """Which engine answers, and why, in one phrase; raises ValueError when that engine cannot: vLLM not
-    installed, or the model not loadable on one device for transformers (with nothing else configured)."""
+def check_answering_fits(options: AfterTrainingOptions, model_config,
+                         device: tuple[str, int] | None = None) -> tuple[str | None, str]:
+    """(the local engine that answers, None when `answer_base_url` does; which answers, and why, in one phrase);
+    raises ValueError when that engine cannot: vLLM not installed, or the model not loadable on one device for
+    transformers (with nothing else configured)."""
     if options.answer_base_url:
-        return f"answers from {options.answer_base_url}"
+        return None, f"answers from {options.answer_base_url}"
     engine, why = answer_engine(options, config=model_config.to_dict())
     size = options.tensor_parallel_size
     if engine == "vllm":
         if not vllm_installed():
             raise ValueError("judge config: answer_engine vllm, but vLLM is not installed (pip install "
                              "'klear-align[vllm]'), or answer_engine: transformers")
-        return f"answers with vllm{f', tensor parallel {size}' if size else ''} ({why})"
+        return engine, f"answers with vllm{f', tensor parallel {size}' if size else ''} ({why})"
     if size is not None and size > 1:
         raise ValueError(f"judge config: tensor_parallel_size {size} needs the vLLM engine, but transformers "
                          f"answers here ({why})")
@@ -119,7 +121,7 @@ def check_answering_fits(options: AfterTrainingOptions, model_config, device: tu
             "endpoint serving the saved model (e.g. vLLM over several GPUs), or answer_engine: vllm with vLLM "
             "installed, or enabled: false (and run `python -m align.judging evaluate` later elsewhere)"
         )
-    return f"answers with transformers on {name} ({why}; {needed / 1e9:.1f} of {available / 1e9:.1f} GB)"
+    return engine, f"answers with transformers on {name} ({why}; {needed / 1e9:.1f} of {available / 1e9:.1f} GB)"
 
 
 def check_judge_config(judge: JudgeSection | Mapping | str | None, model_config=None) -> str:
@@ -129,7 +131,7 @@ def check_judge_config(judge: JudgeSection | Mapping | str | None, model_config=
     section = judge_section(judge)
     if not section.enabled:
         return "judging disabled"
-    answers = check_answering_fits(section.options, model_config) if model_config is not None else None
+    answers = check_answering_fits(section.options, model_config)[1] if model_config is not None else None
     return section.describe() + (f"; {answers}" if answers else "")
 
 
@@ -166,11 +168,11 @@ def _is_rank_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def _answer_backend(model_dir: Path, options: AfterTrainingOptions) -> AnswerBackend:
+def _answer_backend(model_dir: Path, options: AfterTrainingOptions, engine: str | None) -> AnswerBackend:
+    """`engine` as `check_answering_fits` chose it (None: `answer_base_url` answers)."""
     if options.answer_base_url:
         return EndpointBackend(options.answer_base_url, options.answer_model or str(model_dir.resolve()),
                                api_key=os.environ.get("ENDPOINT_API_KEY"), concurrency=options.batch_size)
-    engine, _ = answer_engine(options, model_dir=model_dir)  # said once, in the "judging ..." line
     return local_backend(model_dir, engine=engine, batch_size=options.batch_size,
                          tensor_parallel_size=options.tensor_parallel_size)
 
@@ -198,9 +200,9 @@ def workload(questions: dict[str, tuple], options: AfterTrainingOptions) -> str:
 
 
 def _answer(model_dir: Path, out_dir: Path, options: AfterTrainingOptions, questions: dict[str, tuple],
-            model_id: str) -> dict[str, Path]:
+            model_id: str, engine: str | None) -> dict[str, Path]:
     paths = {}
-    with released(_answer_backend(model_dir, options)) as backend:  # a vLLM engine's memory, freed for the judge
+    with released(_answer_backend(model_dir, options, engine)) as backend:  # a vLLM engine's memory, freed for the judge
         for benchmark, (bench, chosen) in questions.items():
             logger.info("answering %d %s questions with %s", len(chosen), benchmark, model_dir)
             paths[benchmark] = answer_benchmark(benchmark, bench, chosen, backend, out_dir, model_id,
@@ -229,8 +231,10 @@ def evaluate_saved_model(model_dir: str | Path, out_dir: str | Path,
     if not options.enabled or not _is_rank_zero():
         return None
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    # `evaluate` gets here without the stage's startup check: a model too big to answer is refused now
-    description = check_judge_config(section, model_config=_saved_config(model_dir))
+    # `evaluate` gets here without the stage's startup check: a model too big to answer is refused now. The
+    # engine chosen here answers (said once, in the "judging ..." line).
+    engine, answers = check_answering_fits(options, _saved_config(model_dir))
+    description = f"{section.describe()}; {answers}"
     benchmarks = list(options.benchmarks or ["mt_bench"] + (
         ["alignbench"] if alignbench_available(options.alignbench_dir) else []
     ))
@@ -239,7 +243,7 @@ def evaluate_saved_model(model_dir: str | Path, out_dir: str | Path,
     logger.log(logging.INFO if judge else logging.WARNING, "judging %s: %s; %s", model_dir, description,
                workload(questions, options))
     model_id = options.model_name or model_dir.resolve().name
-    paths = _answer(model_dir, out_dir, options, questions, model_id)
+    paths = _answer(model_dir, out_dir, options, questions, model_id, engine)
     request = JudgeRequest(
         mt_bench_answers=_mt_bench_answers(paths, options),
         alignbench_answers=paths.get("alignbench"),

@@ -91,14 +91,15 @@ def test_a_model_too_big_for_one_device_is_refused_at_startup(tiny_klear_dir, mo
     on_transformers = AfterTrainingOptions(answer_engine="transformers")
     with pytest.raises(ValueError, match=r"bf16 weights \(92.4 GB\) do not fit GPU 0 \(A100 80GB\) \(80.0 GB\)"):
         check_answering_fits(on_transformers, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9))
-    assert check_answering_fits(on_transformers, klear_46b, ("GPU 0 (H200)", 141 * 10**9)).endswith(
-        "(answer_engine: transformers; 92.4 of 141.0 GB)")
+    engine, answers = check_answering_fits(on_transformers, klear_46b, ("GPU 0 (H200)", 141 * 10**9))
+    assert engine == "transformers" and answers.endswith("(answer_engine: transformers; 92.4 of 141.0 GB)")
     elsewhere = AfterTrainingOptions(answer_engine="transformers", answer_base_url="http://10.0.0.5:8000/v1")
-    assert check_answering_fits(elsewhere, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == "answers from http://10.0.0.5:8000/v1"
+    assert check_answering_fits(elsewhere, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == (
+        None, "answers from http://10.0.0.5:8000/v1")
     vllm = AfterTrainingOptions(answer_engine="vllm")
     if importlib.util.find_spec("vllm") is not None:
-        assert check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == \
-            "answers with vllm (answer_engine: vllm)"
+        assert check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == (
+            "vllm", "answers with vllm (answer_engine: vllm)")
     else:
         with pytest.raises(ValueError, match="vLLM is not installed"):
             check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9))
@@ -142,13 +143,15 @@ def test_tensor_parallel_size_is_checked_with_the_recipe_and_the_engine_is_named
     tiny = AutoConfig.from_pretrained(tiny_klear_dir)  # head_dim 16: vLLM's CPU build has no kernel for it
     auto = AfterTrainingOptions()
     if importlib.util.find_spec("vllm") is not None and cpu_build():
-        assert "answers with transformers on " in check_answering_fits(auto, tiny)
-        assert "(vLLM's CPU attention has no kernel for head_dim 16;" in check_answering_fits(auto, tiny)
+        engine, answers = check_answering_fits(auto, tiny)
+        assert engine == "transformers" and answers.startswith("answers with transformers on ")
+        assert "(vLLM's CPU attention has no kernel for head_dim 16;" in answers
         with pytest.raises(ValueError, match="tensor_parallel_size 2 needs the vLLM engine, but transformers "
                                              "answers here \\(vLLM's CPU attention has no kernel for head_dim 16\\)"):
             check_answering_fits(section.options, tiny)
         wide = AutoConfig.from_pretrained(tiny_klear_dir, head_dim=64)
-        assert check_answering_fits(section.options, wide) == "answers with vllm, tensor parallel 2 (vLLM is installed)"
+        assert check_answering_fits(section.options, wide) == (
+            "vllm", "answers with vllm, tensor parallel 2 (vLLM is installed)")
     with pytest.raises(ValueError, match="tensor parallel size 2 needs the vLLM engine"):
         local_backend(tiny_klear_dir, engine="transformers", tensor_parallel_size=2)
 
