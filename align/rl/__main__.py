@@ -3,8 +3,9 @@
     accelerate launch --config_file configs/accelerate/cpu-2proc.yaml -m align.rl --config configs/rl/tiny.yaml
     python -m align.rl --config configs/rl/tiny.yaml            # one process, no DeepSpeed
 
-TRL's GRPOTrainer underneath (`align.rl.trainer`): rollouts from transformers (or vLLM, `use_vllm`), rewards
-named in the recipe (`reward_funcs`: built-in names or dotted paths), `loss_type: gppo` or TRL's own losses.
+TRL's GRPOTrainer underneath (`align.rl.trainer`): rollouts from transformers (or vLLM, `use_vllm`: colocated, or
+a server, `align.rl.vllm_server`), rewards named in the recipe (`reward_funcs`: built-in names or dotted paths),
+`loss_type: gppo` or TRL's own losses.
 Data: prompt-only rows plus the columns the rewards read (`align.rl.data`). The final policy lands in
 `output_dir` in the official Klear layout, with `training_summary.json`, `data_card.json`, every rollout
 in `output_dir/rollouts/`, and the judge's report in `output_dir/judge/` when the recipe has a `judge:`
@@ -22,6 +23,7 @@ from align.rl.data import RL_DATA
 from align.rl.rewards import code_reward, resolve_reward_funcs
 from align.rl.sandbox import check_sandbox
 from align.rl.trainer import KlearGRPOTrainer
+from align.rl.vllm_server import check_vllm_server, server_mode
 from align.training.cli import run_stage
 from align.training.run import (
     check_output_dir,
@@ -42,6 +44,8 @@ def main(script_args: ScriptArguments, training_args: KlearGRPOConfig, model_arg
     reward_funcs = resolve_reward_funcs(training_args.reward_funcs)  # an unknown reward fails before anything loads
     if code_reward in reward_funcs:
         check_sandbox()  # a machine whose sandbox cannot start stops here in one line, not as hours of zeros
+    if server_mode(training_args):
+        check_vllm_server(training_args)  # a missing or misconfigured generator is named before the policy loads
     tokenizer = load_tokenizer(model_args)
     data = prepare_data(RL_DATA, script_args, training_args, tokenizer)  # main process reads; nothing written yet
     model = prepare_model_for_training(load_model(model_args), training_args)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from align.rl.vllm_server import check_server_mode
 from align.training.autoep import expert_parallel_section
 from align.training.config import KlearArguments
 
@@ -89,6 +90,7 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} "
                              "reward_funcs")
         check_generation_backend(self)
+        check_server_mode(self)
         if self.loss_type == "gppo":
             check_gppo_options(self)
         else:

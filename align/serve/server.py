@@ -4,6 +4,7 @@
     python -m align.serve outputs/sft --port 0                      # any free port
     python -m align.serve /ckpt/Klear-46B --tensor-parallel-size 8  # a GPU node; expert parallel on
     python -m align.serve outputs/sft --max-model-len 8192          # other options go to `vllm serve`
+    python -m align.serve outputs/sft --rl-weight-sync              # for align.rl's `vllm_mode: server`
 
 It runs stock `vllm serve` (the `klear` plugin registers the model; no --trust-remote-code),
 listens on loopback unless told otherwise, and prints the base URL once the server answers. With
@@ -12,6 +13,12 @@ holds whole experts instead of a slice of every expert. On vLLM's CPU build the 
 bounded (VLLM_CPU_KVCACHE_SPACE, default 4 GiB; vLLM's own default takes 90% of memory), several
 tensor-parallel workers share this process's cores (VLLM_CPU_OMP_THREADS_BIND, unless set), expert
 parallelism is left off (that build cannot run it), and a head size its attention lacks is refused.
+
+`--rl-weight-sync` serves as TRL 1.16's trainers expect of a `vllm_mode: server` generator (what
+`trl vllm-serve` adds to `vllm serve`): vLLM's development endpoints (VLLM_SERVER_DEV_MODE=1: weight
+updates, prefix-cache reset, server info; anyone who reaches the port can replace the weights, so keep
+it on loopback or a private network), the NCCL weight-transfer engine, and log-probabilities after
+temperature (TRL's importance-sampling correction compares them with the trainer's). See docs/rl.md.
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ VLLM_SERVE = ["-m", "vllm.entrypoints.cli.main", "serve"]  # `vllm serve`
 # vllm-cpu 0.32.0's `vllm` command dies at startup: it asks for the version of a distribution named
 # "vllm" (PackageNotFoundError). Its OpenAI server module itself is fine and takes the same options.
 VLLM_CPU_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--model"]
+# What `trl vllm-serve` (trl/scripts/vllm_serve.py, `build_command` and `main`) adds for TRL's VLLMClient;
+# its `--enable-scale-out` serves multimodal prompts only, which a Klear never sends.
+RL_WEIGHT_SYNC_ARGS = ["--weight-transfer-config", '{"backend": "nccl"}', "--logprobs-mode", "processed_logprobs",
+                       "--max-logprobs", "-1"]
+RL_WEIGHT_SYNC_ENV = {"VLLM_SERVER_DEV_MODE": "1"}
 
 
 class ServeError(RuntimeError):
@@ -81,9 +93,12 @@ def serve_command(
     tensor_parallel_size: int = 1,
     expert_parallel: bool | None = None,
     served_model_name: str | None = None,
+    rl_weight_sync: bool = False,
     extra_args: list[str] = (),
 ) -> list[str]:
-    """The `vllm serve` command line; expert parallelism defaults to on when there is more than one GPU."""
+    """The `vllm serve` command line; expert parallelism defaults to on when there is more than one GPU.
+    `rl_weight_sync`: the options TRL's server-mode trainers need (RL_WEIGHT_SYNC_ARGS; the environment's
+    part is RL_WEIGHT_SYNC_ENV)."""
     if expert_parallel is None:
         expert_parallel = tensor_parallel_size > 1
     command = [
@@ -94,6 +109,8 @@ def serve_command(
     ]
     if expert_parallel:
         command.append("--enable-expert-parallel")
+    if rl_weight_sync:
+        command += RL_WEIGHT_SYNC_ARGS
     return command + list(extra_args)
 
 
@@ -106,7 +123,7 @@ class VLLMServer:
 
     def __init__(self, checkpoint: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  tensor_parallel_size: int = 1, expert_parallel: bool | None = None,
-                 served_model_name: str | None = None, extra_args: list[str] = (),
+                 served_model_name: str | None = None, rl_weight_sync: bool = False, extra_args: list[str] = (),
                  log_path: str | Path | None = None, env: dict[str, str] | None = None,
                  startup_timeout_s: float = 900.0):
         if not vllm_installed():
@@ -129,7 +146,8 @@ class VLLMServer:
         self.model = served_model_name or self.checkpoint.resolve().name
         self.command = serve_command(self.checkpoint, host=host, port=self.port,
                                      tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,
-                                     served_model_name=self.model, extra_args=extra_args)
+                                     served_model_name=self.model, rl_weight_sync=rl_weight_sync,
+                                     extra_args=extra_args)
         self.log_path = Path(log_path) if log_path else None
         # vLLM logs to stdout, block-buffered when that is a file: unbuffered, a log shows what the server did
         # so far. Its INFO lines say which model class and routing it chose; importing TRL (trl/_compat.py)
@@ -140,7 +158,8 @@ class VLLMServer:
         except ValueError as err:
             raise ServeError(str(err)) from None
         self.env = {**vllm_env, "PYTHONUNBUFFERED": "1",
-                    "VLLM_LOGGING_LEVEL": os.environ.get("KLEAR_VLLM_LOGGING_LEVEL", "INFO")}
+                    "VLLM_LOGGING_LEVEL": os.environ.get("KLEAR_VLLM_LOGGING_LEVEL", "INFO"),
+                    **(RL_WEIGHT_SYNC_ENV if rl_weight_sync else {})}
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen | None = None
         self._log: IO | None = None
@@ -216,6 +235,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--expert-parallel", action=argparse.BooleanOptionalAction, default=None,
                         help="whole experts per GPU instead of slices of every expert (default: on with more than one GPU)")
     parser.add_argument("--served-model-name", help="the model name clients send (default: the directory's name)")
+    parser.add_argument("--rl-weight-sync", action="store_true",
+                        help="serve align.rl's vllm_mode: server (TRL's weight-sync endpoints and engine; docs/rl.md)")
     return parser.parse_known_args(argv)
 
 
@@ -228,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = VLLMServer(args.checkpoint, host=args.host, port=args.port,
                             tensor_parallel_size=args.tensor_parallel_size, expert_parallel=args.expert_parallel,
-                            served_model_name=args.served_model_name, extra_args=extra)
+                            served_model_name=args.served_model_name, rl_weight_sync=args.rl_weight_sync,
+                            extra_args=extra)
     except ServeError as err:
         print(f"align.serve: {err}", file=sys.stderr)
         return 1

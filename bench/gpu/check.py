@@ -1,4 +1,4 @@
-"""The GPU check that `bench/gpu/run.sh` runs: four sections, each writing into OUT/results.json.
+"""The GPU check that `bench/gpu/run.sh` runs: five sections, each writing into OUT/results.json.
 
     python3 bench/gpu/check.py --out OUT_DIR              # CUDA, real sizes (under 9 minutes on one H200)
     python3 bench/gpu/check.py --out OUT_DIR --cpu-smoke  # the same code at toy sizes on CPU (CI)
@@ -11,13 +11,20 @@
   H100/H200 dense bf16 datasheet peak) and ~790 (a measured 8192^3 bf16 matmul on such an H200), and
   peak memory.
 - `dpo_vs_trl`: `bench/dpo_throughput.py --device cuda --bf16`: stock TRL vs align.dpo.
-- `vllm_serving` (last: a timeout keeps the others): `align.serve`'s `VLLMServer` as documented
+- `vllm_serving` (near the end: a timeout keeps the others): `align.serve`'s `VLLMServer` as documented
   (torch.compile and CUDA graphs on, every visible GPU) on a random tiny Klear (head_dim 64,
   `output_router_logits: true` as trained checkpoints have it), bf16: start-up seconds, whether the
   log shows the compiled path and external routing, and how many greedy answers (8 prompts, 24
   tokens) equal transformers' on the same GPU (bf16: a near-tie may flip; reported, not asserted).
   Recorded as skipped where vLLM is not installed, and in the CPU smoke (tests/serving serves the
   same way on vLLM's CPU build).
+- `rl_vllm` (after it, for the same reason): 3 GPPO steps of the tiny RL recipe on a random tiny Klear (head_dim
+  64, fp32) with `use_vllm`, once colocated (`vllm_gpu_memory_utilization` 0.2) and once from an
+  `align.serve --rl-weight-sync` server (`gpu_memory_utilization` 0.2, eager; on the last GPU, which is the
+  trainer's when only one is visible), each a subprocess with its own error: steps, TRL's
+  `sampling/sampling_logp_difference/max` per generation batch (the second follows an optimiser step: small only
+  if the weights reached vLLM). Skipped without vLLM, and in the CPU smoke (server mode needs CUDA; colocate runs
+  on vLLM's CPU build in tests/rl/test_rl_vllm_colocate.py).
 
 Not here: sequence parallelism (bench/sequence_parallel.py) needs at least 2 GPUs, and the lent machine has
 one. On a multi-GPU machine it should add the CPU benchmark's comparison on NCCL with `flash_attention_2`:
@@ -33,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -290,6 +298,84 @@ def vllm_serving(smoke: bool) -> dict:
             "greedy_equal_transformers": sum(a == b for a, b in zip(answers, reference)), "prompts": len(prompts)}
 
 
+RL_STEPS = 3  # generation batches at steps 0 and 2 (the tiny recipe's steps_per_generation 2): the second follows
+# an optimiser step, so its sampler/trainer log-probability gap shows whether the new weights reached vLLM
+LOGP_GAP = re.compile(r"'sampling/sampling_logp_difference/max': '?([0-9.e+-]+)")
+
+
+def rl_run(args: list[str], env: dict, out: Path, timeout_s: float) -> dict:
+    """One `python -m align.rl` GPPO run (a subprocess: vLLM decorates Klear's class in the process that builds
+    it): steps, the sampler/trainer log-probability gaps TRL logs for vLLM rollouts, or the error."""
+    started = time.time()
+    try:
+        done = subprocess.run([sys.executable, "-m", "align.rl", *args, "--output_dir", str(out)], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=timeout_s)
+        log, code = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as expired:
+        log, code = (expired.stdout or b"").decode(errors="replace") + (expired.stderr or b"").decode(
+            errors="replace"), f"timed out after {timeout_s:.0f} s"
+    result = {"ok": code == 0, "seconds": round(time.time() - started, 1),
+              "sampling_logp_difference_max": [float(g) for g in LOGP_GAP.findall(log)]}
+    summary = out / "training_summary.json"
+    if summary.is_file():
+        result["steps"] = json.loads(summary.read_text())["global_steps"]
+    if code != 0:
+        result["error"] = f"exit {code}: " + log[-2500:]
+    return result
+
+
+def rl_vllm(work: Path, smoke: bool) -> dict:
+    import importlib.util
+
+    if smoke:
+        return {"skipped": "CPU smoke: needs CUDA (align.rl refuses vllm_mode server without it: TRL syncs the server "
+                           "over NCCL); colocate mode on vLLM's CPU build is tests/rl/test_rl_vllm_colocate.py"}
+    if importlib.util.find_spec("vllm") is None:
+        return {"skipped": "vLLM is not installed on this image"}
+    import torch
+
+    from align.common.ports import free_loopback_port
+    from align.data.demo import write_demo_data
+    from align.models.klear.tiny import build_tiny_klear
+    from align.serve.server import VLLMServer
+
+    model = build_tiny_klear(work / "rl-klear-hd64", seed=0, head_dim=64)
+    data = write_demo_data(work / "rl-vllm-data", n_train=32, n_eval=4)
+    # fp32 on both sides, so a gap after a step means stale weights, not rounding; random-text completions differ
+    # in length parity, so groups have variance and the weights move (as in tests/rl/test_rl_vllm_colocate.py)
+    common = ["--config", "configs/rl/tiny.yaml", "--model_name_or_path", str(model), "--dataset_name",
+              str(data["rl"]), "--max_steps", str(RL_STEPS), "--use_cpu", "false", "--bf16", "false",
+              "--dtype", "float32", "--report_to", "none", "--max_completion_length", "16", "--use_vllm", "true",
+              "--reward_funcs", "tests.rl.learning_task.even_length"]
+    gpus = torch.cuda.device_count()
+    results = {"gpus": gpus, "steps_asked": RL_STEPS}
+    # colocate: TRL's engine in the trainer's process (external_launcher: torch.distributed's variables)
+    colocate_env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(free_loopback_port()), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    results["colocate"] = rl_run([*common, "--vllm_mode", "colocate", "--vllm_gpu_memory_utilization", "0.2"],
+                                 colocate_env, work / "rl-colocate", timeout_s=200)
+    # server: `align.serve --rl-weight-sync` on the last GPU, the trainer on the first (the same one when there is
+    # one: NCCL may refuse two ranks of its weight-transfer group on one device; recorded either way)
+    server_env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpus - 1)} if gpus > 1 else dict(os.environ)
+    trainer_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"} if gpus > 1 else dict(os.environ)
+    results["server_gpu"] = "its own" if gpus > 1 else "the trainer's"
+    log_path = work / "rl-serve.log"
+    started = time.time()
+    try:
+        with VLLMServer(model, rl_weight_sync=True, log_path=log_path, env=server_env, startup_timeout_s=200,
+                        extra_args=["--dtype", "float32", "--max-model-len", "512", "--gpu-memory-utilization", "0.2",
+                                    "--enforce-eager"]) as server:
+            results["server_startup_s"] = round(time.time() - started, 1)
+            results["server"] = rl_run([*common, "--vllm_mode", "server", "--vllm_server_base_url",
+                                        server.base_url.removesuffix("/v1"), "--vllm_server_timeout", "30",
+                                        "--vllm_group_port", str(free_loopback_port())],
+                                       trainer_env, work / "rl-server", timeout_s=200)
+            results["server"]["server_log_tail"] = log_path.read_text(errors="replace")[-1500:]
+    except Exception as error:  # noqa: BLE001  (the server's failure is this run's result; colocate's stays)
+        results["server"] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:3000]}
+    return results
+
+
 def run_section(results: dict, name: str, out: Path, fn, *args) -> None:
     started = time.time()
     try:
@@ -309,7 +395,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on CPU (what CI runs)")
-    parser.add_argument("--sections", nargs="+", default=["bf16_recipes", "klear_slice", "dpo_vs_trl", "vllm_serving"])
+    parser.add_argument("--sections", nargs="+", default=["bf16_recipes", "klear_slice", "dpo_vs_trl", "vllm_serving",
+                                                          "rl_vllm"])
     parser.add_argument("--work", type=Path, help="scratch for models and runs (default: a new temporary directory; "
                         "OUT_DIR keeps only results.json, which is what the device tool brings back)")
     args = parser.parse_args()
@@ -324,7 +411,8 @@ def main() -> None:
     sections = {"bf16_recipes": lambda: bf16_recipes(work, args.cpu_smoke),
                 "klear_slice": lambda: klear_slice(args.cpu_smoke),
                 "dpo_vs_trl": lambda: dpo_vs_trl(args.cpu_smoke),
-                "vllm_serving": lambda: vllm_serving(args.cpu_smoke)}
+                "vllm_serving": lambda: vllm_serving(args.cpu_smoke),
+                "rl_vllm": lambda: rl_vllm(work, args.cpu_smoke)}
     for name in args.sections:
         run_section(results, name, args.out, sections[name])
     results["total_seconds"] = round(time.time() - started, 1)
