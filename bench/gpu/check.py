@@ -310,17 +310,18 @@ def rl_run(args: list[str], env: dict, out: Path, timeout_s: float) -> dict:
     try:
         done = subprocess.run([sys.executable, "-m", "align.rl", *args, "--output_dir", str(out)], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=timeout_s)
-        log, code = done.stdout + done.stderr, done.returncode
-    except subprocess.TimeoutExpired as expired:
-        log, code = (expired.stdout or b"").decode(errors="replace") + (expired.stderr or b"").decode(
-            errors="replace"), f"timed out after {timeout_s:.0f} s"
-    result = {"ok": code == 0, "seconds": round(time.time() - started, 1),
+        log, failure = done.stdout + done.stderr, done.returncode and f"exit {done.returncode}"
+    except subprocess.TimeoutExpired as expired:  # what it printed so far: bytes on POSIX even with text=True
+        log = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                      for part in (expired.stdout, expired.stderr))
+        failure = f"timed out after {timeout_s:.0f} s"
+    result = {"ok": not failure, "seconds": round(time.time() - started, 1),
               "sampling_logp_difference_max": [float(g) for g in LOGP_GAP.findall(log)]}
     summary = out / "training_summary.json"
     if summary.is_file():
         result["steps"] = json.loads(summary.read_text())["global_steps"]
-    if code != 0:
-        result["error"] = f"exit {code}: " + log[-2500:]
+    if failure:
+        result["error"] = f"{failure}: " + log[-2500:]
     return result
 
 
