@@ -350,27 +350,30 @@ def rl_vllm(work: Path, smoke: bool) -> dict:
               "--reward_funcs", "tests.rl.learning_task.even_length"]
     gpus = torch.cuda.device_count()
     results = {"gpus": gpus, "steps_asked": RL_STEPS}
+    # each part is bounded at 150 s (a hung NCCL rendezvous included), so a stuck part costs this section, not
+    # run.sh's whole 530 s; expected here: about 1 minute for each of the three parts
     # colocate: TRL's engine in the trainer's process (external_launcher: torch.distributed's variables)
     colocate_env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                     "MASTER_PORT": str(free_loopback_port()), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     results["colocate"] = rl_run([*common, "--vllm_mode", "colocate", "--vllm_gpu_memory_utilization", "0.2"],
-                                 colocate_env, work / "rl-colocate", timeout_s=200)
-    # server: `align.serve --rl-weight-sync` on the last GPU, the trainer on the first (the same one when there is
-    # one: NCCL may refuse two ranks of its weight-transfer group on one device; recorded either way)
-    server_env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpus - 1)} if gpus > 1 else dict(os.environ)
-    trainer_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"} if gpus > 1 else dict(os.environ)
+                                 colocate_env, work / "rl-colocate", timeout_s=150)
+    # server: `align.serve --rl-weight-sync` on the last visible GPU, the trainer on the first (the same GPU when
+    # only one is visible: NCCL may refuse two ranks of its weight-transfer group on one device; recorded either way)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(gpus)))
+    server_env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[-1]}
+    trainer_env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[0]}
     results["server_gpu"] = "its own" if gpus > 1 else "the trainer's"
     log_path = work / "rl-serve.log"
     started = time.time()
     try:
-        with VLLMServer(model, rl_weight_sync=True, log_path=log_path, env=server_env, startup_timeout_s=200,
+        with VLLMServer(model, rl_weight_sync=True, log_path=log_path, env=server_env, startup_timeout_s=150,
                         extra_args=["--dtype", "float32", "--max-model-len", "512", "--gpu-memory-utilization", "0.2",
                                     "--enforce-eager"]) as server:
             results["server_startup_s"] = round(time.time() - started, 1)
             results["server"] = rl_run([*common, "--vllm_mode", "server", "--vllm_server_base_url",
                                         server.base_url.removesuffix("/v1"), "--vllm_server_timeout", "30",
                                         "--vllm_group_port", str(free_loopback_port())],
-                                       trainer_env, work / "rl-server", timeout_s=200)
+                                       trainer_env, work / "rl-server", timeout_s=150)
             results["server"]["server_log_tail"] = log_path.read_text(errors="replace")[-1500:]
     except Exception as error:  # noqa: BLE001  (the server's failure is this run's result; colocate's stays)
         results["server"] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:3000]}
