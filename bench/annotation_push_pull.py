@@ -85,8 +85,9 @@ def queue_latency(api_url: str, username: str, password: str, dataset: str, work
     return {"queue_median_s": latency["median"], "queue_max_s": latency["max"]}
 
 
-def one_server_run(source: Path, folder: Path, database: str, annotate: bool) -> dict:
-    """Every step against one fresh server in `folder` (stock or not: the environment says)."""
+def one_server_run(source: Path, pairs: int, folder: Path, database: str, annotate: bool) -> dict:
+    """Every step against one fresh server in `folder` (stock or not: the environment says), on the `pairs`
+    pairs of `source`."""
     def push(client, workspace):
         pairs, _ = make_pairs(parse_rows(read_input_rows(source)).rows)
         report = push_pairs(client, pairs, "bench", workspace, progress=False)
@@ -97,7 +98,6 @@ def one_server_run(source: Path, folder: Path, database: str, annotate: bool) ->
         client, address = connect(config.data_dir)
         workspace = server.credentials.workspace
         add_user(client, "bench-annotator", "bench-password", "annotator", workspace)
-        pairs = len(source.read_text().splitlines())
         result = {}
         for step in ("push", "re-push"):
             seconds, result[f"{step}_counts"] = timed(step, pairs, lambda: push(client, workspace))
@@ -123,10 +123,10 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run against argilla-server's stock bulk upload")
     harness.add_arguments(parser, rounds=1)
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # internal: one server's run in this folder
-    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)  # internal: the worker's input pairs
+    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)  # internal: the worker's input (--pairs of them)
     args = parser.parse_args()
     if args.worker:
-        harness.emit(one_server_run(args.source, args.worker, args.database, annotate=not args.no_annotate))
+        harness.emit(one_server_run(args.source, args.pairs, args.worker, args.database, annotate=not args.no_annotate))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +142,7 @@ def main() -> None:
                 folder.mkdir()
                 folder.chmod(0o711)
                 command = [sys.executable, __file__, "--worker", str(folder), "--source", str(source),
-                           "--database", args.database]
+                           "--pairs", str(args.pairs), "--database", args.database]
                 return harness.run_worker(command + ["--no-annotate"] * args.no_annotate,
                                           env={"KLEAR_ARGILLA_STOCK_BULK": "1"} if stock else None)
             return run
