@@ -31,19 +31,11 @@ GREEDY_BELOW = 1e-4  # align.judging.answers.GREEDY_BELOW (FastChat's rule)
 ENGINE_EXIT_TIMEOUT_S = 60.0
 
 
-def _descendants() -> set[int]:
+def _descendants() -> set:
+    """This process's descendants as `psutil.Process`es (equal by pid and start time: a reused pid is another)."""
     import psutil
 
-    return {child.pid for child in psutil.Process().children(recursive=True)}
-
-
-def _process(pid: int):
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:  # already gone
-        return None
+    return set(psutil.Process().children(recursive=True))
 
 
 def visible_gpus() -> int:
@@ -118,8 +110,7 @@ class VLLMBackend:
 
         shutdown_engine(self.llm)
         self.llm = None
-        processes = [p for p in map(_process, self._engine_processes) if p is not None]
-        _, alive = psutil.wait_procs(processes, timeout=ENGINE_EXIT_TIMEOUT_S)
+        _, alive = psutil.wait_procs(self._engine_processes, timeout=ENGINE_EXIT_TIMEOUT_S)  # gone ones count as exited
         if alive:
             raise RuntimeError(f"vLLM engine processes {sorted(p.pid for p in alive)} still run "
                                f"{ENGINE_EXIT_TIMEOUT_S:.0f} s after shutdown; their memory is not free")
