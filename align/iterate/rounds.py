@@ -82,8 +82,10 @@ def sampling_phase(round_dir: RoundDir, policy: str, prompts: list[dict], args) 
         rows, stats = sample_round(policy, prompts, args, round_dir.number)
         write_jsonl(round_dir.samples, rows)
         round_dir.mark("sampled", {"policy": policy, **stats})
+        closed = (f"; engine closed, {stats['engine_processes_left']} of its {stats['engine_processes']} "
+                  "process(es) left" if stats["engine_processes"] else "")
         print(f"round {round_dir.number}: sampled {args.samples_per_prompt} answers to each of {len(rows)} prompts "
-              f"from {policy} ({stats['engine']}, {stats['seconds']:.1f} s)", flush=True)
+              f"from {policy} ({stats['engine']}, {stats['seconds']:.1f} s{closed})", flush=True)
 
     main_process_phase(round_dir, "sampled", run)
 

@@ -194,8 +194,9 @@ def score_with_judge(rows: list[dict], args, round_number: int, cache_dir: Path)
 def score_with_annotators(rows: list[dict], args, round_number: int, round_dir: Path) -> Scored:
     """The round's pairs (one per prompt: its first two different samples) pushed to Argilla with the gold
     pairs, if any; once every pair has `min_submitted` responses (waiting up to `wait_s`), the consensus is
-    pulled (annotation pull's rules) and becomes the round's pairs. Not finished: `AwaitingAnnotations`
-    (`wait_s` 0: push, look once, stop)."""
+    pulled (annotation pull's rules) and becomes the round's pairs. The gold pairs score the annotators (a
+    flagged annotator's votes decide nothing) and are counted in the figures, never trained on. Not
+    finished: `AwaitingAnnotations` (`wait_s` 0: push, look once, stop)."""
     from annotation.connection import connect
     from annotation.errors import AnnotationError
     from annotation.logic.pairs import Completion, PromptRow, make_pairs, parse_rows, read_input_rows
@@ -215,9 +216,10 @@ def score_with_annotators(rows: list[dict], args, round_number: int, round_dir: 
         completions = tuple(Completion(f"round-{round_number}-sample-{k}", text) for k, text in enumerate(distinct[:2]))
         prompt_rows.append(PromptRow(row["location"], str(row["prompt_id"]), tuple(row["prompt"]), completions))
     pairs, _ = make_pairs(prompt_rows, seed=args.seed)
-    if settings.gold_pairs:
-        gold = parse_rows(read_input_rows(Path(settings.gold_pairs))).rows
-        pairs += make_pairs(gold, seed=args.seed)[0]
+    gold = []
+    if settings.gold_pairs:  # they score the annotators (annotation pull's quality control), never trained on
+        gold = make_pairs(parse_rows(read_input_rows(Path(settings.gold_pairs))).rows, seed=args.seed)[0]
+    round_pairs, pairs = len(pairs), pairs + gold
     client, _ = connect(Path(settings.data_dir) if settings.data_dir else None)
     if pairs:  # pushing again on resume sends nothing: push finds the records by their ids
         push_pairs(client, pairs, dataset, settings.workspace, min_submitted=settings.min_submitted, progress=False)
@@ -226,16 +228,19 @@ def score_with_annotators(rows: list[dict], args, round_number: int, round_dir: 
         except AnnotationError as waited:
             raise AwaitingAnnotations(f"round {round_number}: {waited}; annotate the rest, then run the same command "
                                       "again to resume (or set annotators.wait_s to wait)") from None
-    pairs_out = []
+    pairs_out, quality = [], {"gold_pairs": 0, "flagged_annotators": []}
     if pairs:
         card = pull_preferences(client, dataset, settings.workspace, round_dir / "annotations",
                                 Policy(min_agreement=settings.min_agreement))
         dropped.update({reason: n for reason, n in card["dropped"].items() if n and reason != "gold"})
+        quality = card["quality_control"]  # gold_pairs: pulled, recognised as gold and not written
         import datasets
 
         for pulled in datasets.load_from_disk(str(round_dir / "annotations")):
             pairs_out.append({**pulled, "round": round_number, "scorer": "annotators"})
-    figures = {"pushed": len(pairs), "dataset": f"{settings.workspace}/{dataset}"}
+    figures = {"pushed": len(pairs), "round_pairs_pushed": round_pairs, "gold_pairs_pushed": len(gold),
+               "gold_pairs_pulled": quality["gold_pairs"], "flagged_annotators": quality["flagged_annotators"],
+               "dataset": f"{settings.workspace}/{dataset}"}
     return Scored(rows, pairs_out, dropped, figures)
 
 

@@ -32,10 +32,19 @@ ENGINE_EXIT_TIMEOUT_S = 60.0
 
 
 def _descendants() -> set:
-    """This process's descendants as `psutil.Process`es (equal by pid and start time: a reused pid is another)."""
+    """This process's descendants as `psutil.Process`es (equal by pid and start time: a reused pid is another),
+    less multiprocessing's resource tracker: the first spawned engine starts it, and it lives as long as this
+    process, so waiting for it at close would never end."""
     import psutil
 
-    return set(psutil.Process().children(recursive=True))
+    descendants = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "multiprocessing.resource_tracker" not in " ".join(child.cmdline()):
+                descendants.add(child)
+        except psutil.NoSuchProcess:  # exited since the listing
+            pass
+    return descendants
 
 
 def visible_gpus() -> int:
@@ -69,7 +78,7 @@ class VLLMBackend:
         self.llm = LLM(model=str(model_dir), tensor_parallel_size=tensor_parallel_size,
                        enable_expert_parallel=expert_parallel, dtype=dtype, max_model_len=max_model_len,
                        seed=seed, **engine_args)
-        self._engine_processes = _descendants() - before  # the engine core and its workers
+        self.engine_processes = _descendants() - before  # the engine core and its workers
         self.tokenizer = self.llm.get_tokenizer()
         eos = self.llm.llm_engine.model_config.hf_config.eos_token_id
         eos = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
@@ -110,9 +119,9 @@ class VLLMBackend:
 
         shutdown_engine(self.llm)
         self.llm = None
-        _, alive = psutil.wait_procs(self._engine_processes, timeout=ENGINE_EXIT_TIMEOUT_S)  # gone ones count as exited
+        _, alive = psutil.wait_procs(self.engine_processes, timeout=ENGINE_EXIT_TIMEOUT_S)  # gone ones count as exited
         if alive:
             raise RuntimeError(f"vLLM engine processes {sorted(p.pid for p in alive)} still run "
                                f"{ENGINE_EXIT_TIMEOUT_S:.0f} s after shutdown; their memory is not free")
         logger.info("vLLM engine stopped: its %d process(es) have exited and their memory is free",
-                    len(self._engine_processes))
+                    len(self.engine_processes))
