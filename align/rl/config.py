@@ -102,15 +102,18 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
 
 
 def check_generation_backend(args) -> None:
-    """Refuse vLLM generation under DeepSpeed expert parallelism. The DeepSpeed config is the parsed arguments'
-    (`--deepspeed`, or the one `accelerate launch` names in its environment), so this runs before anything loads."""
+    """Refuse vLLM's server mode under DeepSpeed expert parallelism (colocate mode syncs it, `align.rl.trainer`).
+    The DeepSpeed config is the parsed arguments' (`--deepspeed`, or the one `accelerate launch` names in its
+    environment), so this runs before anything loads."""
     plugin = args.deepspeed_plugin
-    if args.use_vllm and expert_parallel_section(plugin.deepspeed_config if plugin else None):
+    expert_parallel = expert_parallel_section(plugin.deepspeed_config if plugin else None)
+    if args.use_vllm and args.vllm_mode == "server" and expert_parallel:
         raise ValueError(
-            "use_vllm with DeepSpeed expert parallelism (AutoEP) is not supported: TRL syncs weights to vLLM one "
-            "parameter at a time, and under AutoEP each rank holds only its own experts, fused and renamed, so "
-            "vLLM would get partial experts. Generate with transformers (use_vllm: false), or drop "
-            "expert_parallel from the DeepSpeed config (ZeRO-3 alone syncs whole parameters)."
+            "use_vllm with vllm_mode server and DeepSpeed expert parallelism (AutoEP) is not supported: TRL streams "
+            "the server one parameter at a time under its Hugging Face name, and under AutoEP each rank holds only its "
+            "own experts, fused and renamed, so the server would get partial experts. Use vllm_mode: colocate (each "
+            "rank's engine gets every expert, gathered from its owner rank), or drop expert_parallel from the "
+            "DeepSpeed config."
         )
 
 

@@ -10,11 +10,12 @@ count are formed), so a step costs one generation, never an open-ended number. E
 groups were dropped (`rewards/zero_variance_groups`, and the fraction); the run's totals land in
 `training_summary.json` (`rl.zero_variance_groups`, `rl.groups`).
 
-Weight sync to vLLM: TRL's `use_vllm` sends vLLM one parameter at a time under its Hugging Face name. Under
-DeepSpeed AutoEP each rank holds only its share of the experts, fused and renamed, so that sync would hand
-vLLM partial experts under names it does not know: that combination is refused when the recipe is parsed
-(`align.rl.config.check_generation_backend`; vLLM with ZeRO-3 and no expert parallelism, or in one process, is
-TRL's own path).
+Weight sync to vLLM (`use_vllm`): in colocate mode each rank's engine gets the whole policy before each generation
+batch through `align.training.compat.sync_colocated_weights`; under DeepSpeed AutoEP, where each rank holds only its
+share of the experts, fused and renamed, that sync gathers every expert from its owner rank
+(`align.training.autoep.iter_full_weights`, the final save's gather). Server mode keeps TRL's per-parameter stream,
+which under AutoEP would hand the server partial experts: that combination is refused when the recipe is parsed
+(`align.rl.config.check_generation_backend`).
 """
 
 import math

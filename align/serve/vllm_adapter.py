@@ -45,6 +45,9 @@ vLLM internals used (check each one when moving to another vLLM version):
    in-place weight sync into a colocated engine (`reload_weights`).
 7. `support_torch_compile`'s instance flag `do_not_compile` (vllm/compilation/decorators.py), set on a
    trainer's model that a colocated engine's class decoration caught (`keep_trainer_model_eager`).
+8. `Base._decorate_cls_for_torch_compile` (vllm/model_executor/models/transformers/base.py) and
+   `vllm.config.get_current_vllm_config_or_none`: a Klear built outside vLLM after an engine decorated the class
+   keeps the class's own `__init__` (a colocated trainer's save, an after-training judge).
 """
 
 from __future__ import annotations
@@ -67,10 +70,14 @@ from vllm.model_executor.models.transformers.moe import MoEBlockFuser  # noqa: E
 # Internal 6: the in-place reload a colocated RL engine's weight sync uses.
 from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload  # noqa: E402
 
+# Internal 8: whether a module is being built inside vLLM (see `KlearMoeForCausalLM._decorate_cls_for_torch_compile`).
+from vllm.config import get_current_vllm_config_or_none  # noqa: E402
+
 # Internal 2: the weight-name mapper type that `Base.load_weights` applies.
 from vllm.model_executor.models.utils import WeightsMapper  # noqa: E402
 
 from ..models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
+from ..training.compat import transformers_zero3_off  # noqa: E402
 
 # Official per-expert names -> our module path; vLLM's fused-MoE loader reads the expert index.
 PER_EXPERT_NAMES = WeightsMapper(
@@ -101,13 +108,35 @@ class KlearMoeForCausalLM(TransformersMoEForCausalLM):
     def __init__(self, *, vllm_config, prefix: str = ""):
         # No router-logit capture hooks: they break torch.compile and serve no one (module docstring).
         vllm_config.model_config.hf_config.get_text_config().output_router_logits = False
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        # Colocated in a ZeRO-3 trainer, the backend's `from_config` would otherwise be partitioned by DeepSpeed.
+        with transformers_zero3_off():
+            super().__init__(vllm_config=vllm_config, prefix=prefix)
         # Internal 2: the backend built this mapper from transformers' renamings; add ours after them.
         self.hf_to_vllm_mapper = self.hf_to_vllm_mapper | PER_EXPERT_NAMES
 
     def recursive_replace(self):
         with _klear_routing_stays_external():
             super().recursive_replace()
+
+    def _decorate_cls_for_torch_compile(self, cls, *args, **kwargs):
+        # Internal 8: vLLM decorates the decoder class itself, process-wide (`support_torch_compile` replaces its
+        # `__init__` with one that needs a current vLLM config). A Klear built later in the same process outside
+        # vLLM (a colocated trainer's save, an after-training judge) failed in that `__init__` ("Current vLLM
+        # config is not set"): outside vLLM the class's own `__init__` runs, and the instance is marked eager.
+        plain_init = cls.__init__
+        super()._decorate_cls_for_torch_compile(cls, *args, **kwargs)
+        compiling_init = cls.__init__
+        if compiling_init is plain_init or getattr(compiling_init, "outside_vllm_stays_plain", False):
+            return
+
+        def __init__(module, *init_args, **init_kwargs):
+            if "vllm_config" in init_kwargs or get_current_vllm_config_or_none() is not None:
+                return compiling_init(module, *init_args, **init_kwargs)
+            plain_init(module, *init_args, **init_kwargs)
+            module.do_not_compile = True
+
+        __init__.outside_vllm_stays_plain = True
+        cls.__init__ = __init__
 
 
 def expert_map(ep_size: int, ep_rank: int, num_experts: int):

@@ -17,6 +17,8 @@ Two things need care (both found by running it):
 - DeepSpeed cannot consolidate a ZeRO-3 + AutoEP model (`_zero3_consolidated_16bit_state_dict`
   raises), so `gather_full_state_dict` rebuilds the full model on rank 0 itself: ordinary
   parameters through ZeRO's gather, experts through an all-gather over the expert-parallel group.
+  The RL stage's weight sync to colocated vLLM engines walks the same gather (`iter_full_weights`)
+  on every rank, since each rank's engine needs every expert.
 """
 
 from collections import OrderedDict
@@ -103,37 +105,48 @@ def _gather_experts(layer) -> list[torch.Tensor]:
     return full
 
 
-def gather_full_state_dict(model) -> "OrderedDict[str, torch.Tensor] | None":
-    """The whole model's state dict under the in-memory Klear names (`mlp.routed.experts.gate_up_proj`,
-    ...), as if AutoEP had never replaced anything. Collective; returns the dict on rank 0, else None."""
+def iter_full_weights(model):
+    """`(name, tensor)` for the whole model, one module's tensors at a time, on every rank, under the in-memory
+    Klear names (`mlp.routed.experts.gate_up_proj`, `mlp.routed.gate.weight`, ...) as if AutoEP had never
+    replaced anything: ordinary parameters (and persistent buffers) through ZeRO's gather, each AutoEP layer's
+    experts all-gathered from their owner ranks. CPU copies, taken before the gather ends. Collective: every rank
+    iterates to the end, in the same order."""
     import deepspeed
-    import deepspeed.comm as dist
 
     replaced = {id(layer) for layer in autoep_layers(model)}
-    is_main = not dist.is_initialized() or dist.get_rank() == 0
-    state = OrderedDict() if is_main else None
 
-    def visit(module, prefix: str) -> None:
+    def visit(module, prefix: str):
         if id(module) in replaced:
             w1, w2, w3 = _gather_experts(module)
             router_params = list(module.router.parameters())
             with deepspeed.zero.GatheredParameters(router_params, modifier_rank=None):
                 gate_weight = module.router.gate.weight.detach().clone().cpu()
-            if is_main:
-                state[prefix + "gate.weight"] = gate_weight
-                state[prefix + "gate.e_score_correction_bias"] = module.router.e_score_correction_bias.detach().cpu()
-                state[prefix + "experts.gate_up_proj"] = torch.cat([w1, w3], dim=1).cpu()
-                state[prefix + "experts.down_proj"] = w2.cpu()
+            yield prefix + "gate.weight", gate_weight
+            yield prefix + "gate.e_score_correction_bias", module.router.e_score_correction_bias.detach().cpu()
+            yield prefix + "experts.gate_up_proj", torch.cat([w1, w3], dim=1).cpu()
+            yield prefix + "experts.down_proj", w2.cpu()
             return
         own = list(module.parameters(recurse=False))
         with deepspeed.zero.GatheredParameters(own, modifier_rank=None):
-            if is_main:
-                for name, param in module.named_parameters(recurse=False):
-                    state[prefix + name] = param.detach().clone().cpu()
-                for name, buffer in persistent_buffers(module):
-                    state[prefix + name] = buffer.detach().clone().cpu()
+            tensors = [(prefix + name, param.detach().clone().cpu())
+                       for name, param in module.named_parameters(recurse=False)]
+            tensors += [(prefix + name, buffer.detach().clone().cpu())
+                        for name, buffer in persistent_buffers(module)]
+        yield from tensors
         for name, child in module.named_children():
-            visit(child, prefix + name + ".")
+            yield from visit(child, prefix + name + ".")
 
-    visit(model, "")
+    yield from visit(model, "")
+
+
+def gather_full_state_dict(model) -> "OrderedDict[str, torch.Tensor] | None":
+    """The whole model's state dict under the in-memory Klear names (`iter_full_weights`). Collective; returns the
+    dict on rank 0, else None."""
+    import deepspeed.comm as dist
+
+    is_main = not dist.is_initialized() or dist.get_rank() == 0
+    state = OrderedDict() if is_main else None
+    for name, tensor in iter_full_weights(model):
+        if is_main:
+            state[name] = tensor
     return state

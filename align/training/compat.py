@@ -20,7 +20,10 @@ warns once, naming each difference, when the installed versions are others. What
   `_metrics`, rollouts are read back from its `_logs` (the last generation batch, gathered over ranks).
   In colocate mode `GRPOHooks.__init__` replaces the instance's `vllm_generation.sync_weights`
   (`sync_colocated_weights`: TRL's `VLLMGeneration` `_iter_named_params`, `enable_sleep_mode`,
-  `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) so vLLM's CPU build can take the sync.
+  `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) so vLLM's CPU build can take the sync
+  (under AutoEP with the experts gathered from every rank instead of TRL's `_iter_named_params`).
+- transformers: `transformers_zero3_off` clears and restores the private `_hf_deepspeed_config_weak_ref` (the
+  registered `HfDeepSpeedConfig`) around a colocated vLLM engine's model build.
 - DeepSpeed AutoEP: presets are registered in `auto_ep_presets.registry` (`PRESET_MODELS` and the
   private `_PRESET_ADAPTERS`); `AutoEPMoELayer`, its router (`TokenChoiceTopKRouter`) and
   `autoep_experts_for_rank` are internal modules. Our preset adapter also makes the replacement
@@ -50,6 +53,7 @@ warns once, naming each difference, when the installed versions are others. What
 """
 
 import importlib
+from contextlib import contextmanager
 from functools import cache, partial
 from types import MethodType
 
@@ -104,6 +108,22 @@ def register_config_alias(model_type: str, config_class) -> None:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     CONFIG_MAPPING.register(model_type, config_class, exist_ok=True)
+
+
+@contextmanager
+def transformers_zero3_off():
+    """transformers' ZeRO-3 switch (the `HfDeepSpeedConfig` a DeepSpeed run's TrainingArguments registers, read by
+    `is_deepspeed_zero3_enabled`) off for the duration: a model built inside (vLLM's Transformers backend builds
+    its own copy with `from_config` on the meta device) is then not partitioned by `deepspeed.zero.Init`, which
+    fails on meta tensors ("Cannot copy out of meta tensor")."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = registered
 
 
 def causal_lm_class(config):
@@ -189,8 +209,8 @@ class PrecomputeReferenceWithCopy:
 
 
 def sync_colocated_weights(generation) -> None:
-    """`VLLMGeneration.sync_weights` for colocate mode: its sleep-mode wake-up, its `_iter_named_params` (ZeRO-3
-    gathers, PEFT merges, vLLM names) and its prefix-cache reset, with the weights loaded by one in-place reload."""
+    """`VLLMGeneration.sync_weights` for colocate mode: its sleep-mode wake-up, the weights (`colocated_weights`)
+    loaded by one in-place reload, and its prefix-cache reset."""
     from trl.generation.vllm_generation import empty_cache
 
     from align.serve.vllm_adapter import reload_weights
@@ -199,8 +219,25 @@ def sync_colocated_weights(generation) -> None:
         empty_cache()
         generation.llm.wake_up(tags=["weights"])
         generation._llm_weights_sleeping = False
-    reload_weights(generation.llm, generation._iter_named_params())
+    reload_weights(generation.llm, colocated_weights(generation))
     generation.llm.reset_prefix_cache()
+
+
+def colocated_weights(generation):
+    """`(name, tensor)` for a colocated engine; collective, every rank iterates. TRL's `_iter_named_params` (ZeRO-3
+    gathers one parameter at a time, PEFT merges, vLLM names), except under DeepSpeed AutoEP: there each rank's
+    `named_parameters` hold only its own experts, fused into AutoEP's `experts.w1/w2/w3`, so every rank walks the
+    gather the final save uses (`align.training.autoep.iter_full_weights`: each expert from its owner rank, under
+    Klear's names)."""
+    from align.training.autoep import iter_full_weights
+
+    if not autoep_layers(generation.model):
+        return generation._iter_named_params()
+    if hasattr(generation.model, "peft_config"):
+        raise ValueError("use_vllm with LoRA and DeepSpeed expert parallelism (AutoEP) is not supported: the "
+                         "adapters would have to be merged into experts spread over the ranks. Train LoRA without "
+                         "expert_parallel in the DeepSpeed config, or generate with transformers (use_vllm: false).")
+    return iter_full_weights(generation.model)
 
 
 class GRPOHooks:

@@ -5,14 +5,14 @@ saved model in the official layout that loads and answers."""
 import json
 
 import pytest
-import torch
 from safetensors import safe_open
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 import align  # noqa: F401
 from align.data.demo import write_demo_data
 from tests.distributed import run_2proc
+from tests.rl.saved_model import assert_loads_and_answers
 
 pytestmark = pytest.mark.slow
 STEPS = 4
@@ -79,9 +79,4 @@ def test_the_saved_model_loads_and_answers(rl_run):
     with safe_open(str(rl_run / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
     assert "model.layers.0.mlp.experts.7.down_proj.weight" in keys  # gathered from both ranks, official names
-    tokenizer = AutoTokenizer.from_pretrained(rl_run)
-    model = AutoModelForCausalLM.from_pretrained(rl_run, dtype=torch.float32).eval()
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of Peru?"}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
-    out = model.generate(ids, max_new_tokens=6, do_sample=False)
-    assert out.shape[1] > ids.shape[1] and torch.isfinite(model(ids).logits).all()
+    assert_loads_and_answers(rl_run)

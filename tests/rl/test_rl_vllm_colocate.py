@@ -24,10 +24,13 @@ pytestmark = [
     ),
 ]
 STEPS = 3
-# one process, the engine in it (no engine-core process), a small KV cache; torch.distributed for TRL's
-# external_launcher engine
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "RANK": "0", "LOCAL_RANK": "0",
-            "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29613"}
+# vLLM CPU build's KV cache in GiB (else a fraction of the machine's memory: vllm_gpu_memory_utilization). The
+# training run needs nothing else: TRL's colocated engine (`external_launcher`) sets torch.distributed's variables
+# and runs the engine in the trainer's process.
+KV_CACHE = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+# A bare `vllm.LLM` (the sync check) starts an engine-core process unless told not to; `reload_weights` needs the
+# engine in the caller's process, as TRL's colocated one is.
+IN_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,8 @@ def tiny_hd64(tmp_path_factory):
     return build_tiny_klear(tmp_path_factory.mktemp("rl-vllm") / "tiny-hd64", seed=0, head_dim=64)
 
 
-def run_python(args, tmp_path):
-    done = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env={**os.environ, **VLLM_ENV},
+def run_python(args, tmp_path, env=KV_CACHE):
+    done = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=600)
     (tmp_path / "log.txt").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
@@ -87,7 +90,7 @@ SYNC_CHECK = textwrap.dedent("""
 
 
 def test_weight_sync_refuses_a_missing_or_renamed_expert_weight(tiny_hd64, tmp_path):
-    log = run_python(["-c", SYNC_CHECK, str(tiny_hd64)], tmp_path)
+    log = run_python(["-c", SYNC_CHECK, str(tiny_hd64)], tmp_path, env={**KV_CACHE, **IN_PROCESS_ENGINE})
     assert "missing REFUSED weight sync to vLLM left 1 of its parameters unloaded: " \
            "model.layers.1.mlp.routed.experts.routed_experts.w2_weight" in log
     assert "renamed REFUSED There is no module or parameter named 'model.layers.0.mlp.routed.expert" in log
