@@ -2,9 +2,10 @@
 loaded; the generator `python -m align.serve --rl-weight-sync` starts is the one `trl vllm-serve` would; a server
 that does not answer is named before the policy loads.
 
-A live CPU server answering TRL's `VLLMClient` is not tested here: its start-up alone took 51-111 s on the shared
-2-core machine (docs/rl.md, Generation, gives the command that was run by hand); the GPU check's `rl_vllm` section
-runs the whole path on CUDA."""
+A live CPU server is not started here (its start-up alone took 51-111 s on the shared 2-core machine): the vLLM
+server tests/serving/test_vllm_serving.py already starts runs with --rl-weight-sync, and TRL's `VLLMClient` and
+`check_vllm_server` are tested against it there (a plain server failing the check: test_vllm_tensor_parallel.py).
+The weight sync itself needs CUDA: the GPU check's `rl_vllm` section runs the whole path."""
 
 import json
 import socket

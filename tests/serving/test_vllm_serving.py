@@ -2,8 +2,12 @@
 
 One SFT run (tests/serving/conftest.py: one process, a few steps on the demo data) of a tiny Klear
 with head_dim 64 (vLLM's CPU attention has no kernel for the tiny factory's 16) and one
-`python -m align.serve` process, as documented (vLLM's default torch.compile, no --enforce-eager),
-serve every test here. The SFT config keeps `output_router_logits: true`, which used to stop the
+`python -m align.serve --rl-weight-sync` process, as documented (vLLM's default torch.compile, no
+--enforce-eager), serve every test here: the server align.rl's `vllm_mode: server` generates from, which
+every other client uses as it would a plain one (vLLM 0.32's `logprobs_mode` leaves prompt log-probabilities
+alone: vllm/config/model.py, "for prompt_logprobs, processed_* and raw_* yield identical results", and
+gpu_model_runner.py's `_get_prompt_logprobs_dict`, which CPUModelRunner inherits). Its weight sync itself
+needs CUDA (docs/rl.md, Generation). The SFT config keeps `output_router_logits: true`, which used to stop the
 compiled path (see align/serve/vllm_adapter.py). The server process never imports `align` itself: the `klear` plugin (vLLM's
 `vllm.general_plugins` entry point) registers the model in each of vLLM's processes.
 
@@ -18,11 +22,13 @@ import os
 import subprocess
 import sys
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from align.judging.answers import EndpointBackend
+from align.rl.vllm_server import check_vllm_server
 
 from serving_support import ENGINE_ARGS, MAX_NEW_TOKENS, REPO_ROOT, VLLM_ENV, serve
 
@@ -37,8 +43,21 @@ LOGPROB_ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def served(sft_klear, tmp_path_factory):
-    """`python -m align.serve SFT_DIR --port 0 --dtype float32 --max-model-len 1024`."""
-    yield from serve(sft_klear[0], tmp_path_factory.mktemp("align-serve") / "serve.log")
+    """`python -m align.serve SFT_DIR --port 0 --dtype float32 --max-model-len 1024 --rl-weight-sync`."""
+    yield from serve(sft_klear[0], tmp_path_factory.mktemp("align-serve") / "serve.log", "--rl-weight-sync")
+
+
+@pytest.fixture(scope="module")
+def transformers_klear(sft_klear):
+    """The SFT model and its tokenizer in transformers, fp32: the reference for vLLM's log-probabilities."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(sft_klear[0])
+    return AutoModelForCausalLM.from_pretrained(sft_klear[0], dtype=torch.float32).eval(), tokenizer
+
+
+def prompt_ids(tokenizer, messages) -> list[int]:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
 
 
 def test_align_serve_prints_a_loopback_url_and_keeps_klears_routing(served):
@@ -57,14 +76,11 @@ def test_served_greedy_chat_answers_equal_transformers(served, conversations, tr
     assert sum(bool(a) for a in transformers_answers) >= len(transformers_answers) // 2  # real text compared
 
 
-def test_served_prompt_logprobs_equal_transformers(served, sft_klear, conversations):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(sft_klear[0])
-    model = AutoModelForCausalLM.from_pretrained(sft_klear[0], dtype=torch.float32).eval()
+def test_served_prompt_logprobs_equal_transformers(served, transformers_klear, conversations):
+    model, tokenizer = transformers_klear
     worst = 0.0
     for messages in conversations[:4]:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        ids = prompt_ids(tokenizer, messages)
         request = {"model": served["model"], "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 0}
         with urllib.request.urlopen(urllib.request.Request(
                 f"{served['base_url']}/completions", data=json.dumps(request).encode(),
@@ -76,6 +92,45 @@ def test_served_prompt_logprobs_equal_transformers(served, sft_klear, conversati
         hf_lp = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
         worst = max(worst, (vllm_lp - hf_lp).abs().max().item())
     assert worst < LOGPROB_ATOL, f"largest prompt log-prob difference {worst:.2e}"
+
+
+def test_trl_vllm_client_samples_with_log_probabilities_after_temperature(served, transformers_klear, conversations):
+    """align.rl's `vllm_mode: server` generator as TRL 1.16's own client sees it (the calls VLLMGeneration makes,
+    bar the weight sync, which needs CUDA): `check_vllm_server` passes, /server_info names the NCCL engine, the
+    prefix cache resets, and `generate` (token-id prompts, n per prompt) returns each sampled token with its
+    log-probability after temperature: log_softmax(logits / T) of transformers' forward over prompt + completion,
+    which is what TRL's importance-sampling correction compares with the trainer's."""
+    from trl.generation.vllm_client import VLLMClient
+
+    model, tokenizer = transformers_klear
+    url = served["base_url"].removesuffix("/v1")  # TRL's base URL is the server's root
+    info = check_vllm_server(SimpleNamespace(vllm_server_base_url=url, vllm_server_timeout=10.0))
+    assert info["model_config"]["logprobs_mode"] == "processed_logprobs"
+    client = VLLMClient(base_url=url, connection_timeout=10.0)
+    assert client.model == served["model"]
+    assert client.get_server_info()["weight_transfer_config"]["backend"] == "nccl"
+    assert "Creating weight transfer engine: NCCLWeightTransferEngine" in served["log"].read_text()
+    client.reset_prefix_cache()  # a development endpoint TRL calls after every weight sync
+
+    temperature, n = 0.5, 2
+    prompts = [prompt_ids(tokenizer, messages) for messages in conversations[:2]]
+    output = client.generate(prompts, n=n, temperature=temperature, max_tokens=8, logprobs=0,
+                             generation_kwargs={"seed": 0})
+    assert output["prompt_ids"] == prompts and len(output["completion_ids"]) == n * len(prompts)
+    worst, raw_gap = 0.0, 0.0
+    for index, completion in enumerate(output["completion_ids"]):
+        prompt = prompts[index // n]  # prompt-major: a prompt's n completions come together
+        assert completion and output["logprob_token_ids"][index] == [[token] for token in completion]
+        served_lp = torch.tensor([position[0] for position in output["logprobs"][index]])
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1].float()
+        sampled = torch.tensor(completion)[:, None]
+        after_temperature = (logits / temperature).log_softmax(-1).gather(-1, sampled)[:, 0]
+        raw = logits.log_softmax(-1).gather(-1, sampled)[:, 0]
+        worst = max(worst, (served_lp - after_temperature).abs().max().item())
+        raw_gap = max(raw_gap, (served_lp - raw).abs().max().item())
+    assert worst < LOGPROB_ATOL / temperature, f"largest sampled log-prob difference {worst:.2e}"
+    assert raw_gap > 100 * LOGPROB_ATOL  # not the raw log-probabilities: the temperature was applied
 
 
 def test_annotation_generate_answers_through_the_vllm_server(served, conversations, tmp_path):

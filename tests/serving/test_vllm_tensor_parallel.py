@@ -4,10 +4,12 @@ answers equal transformers' (fp32; each rank adds half of every row- or column-s
 an all-reduce adds the halves: another order of the same sums)."""
 
 import importlib.util
+from types import SimpleNamespace
 
 import pytest
 
 from align.judging.answers import EndpointBackend
+from align.rl.vllm_server import check_vllm_server
 from align.serve.environment import cpu_build
 
 from serving_support import MAX_NEW_TOKENS, serve
@@ -35,3 +37,14 @@ def test_two_cpu_workers_answer_as_transformers_does(served_tp2, conversations, 
     backend = EndpointBackend(served_tp2["base_url"], served_tp2["model"], concurrency=4)
     answers = backend.generate(conversations, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, n=1, seed=0)
     assert [a[0] for a in answers] == transformers_answers
+
+
+def test_align_rl_refuses_a_server_started_without_rl_weight_sync(served_tp2):
+    """The suite's one plain `align.serve` (test_vllm_serving.py's server has --rl-weight-sync): align.rl's
+    server-mode check names what is missing in one line."""
+    url = served_tp2["base_url"].removesuffix("/v1")
+    with pytest.raises(ValueError) as error:
+        check_vllm_server(SimpleNamespace(vllm_server_base_url=url, vllm_server_timeout=10.0))
+    assert str(error.value) == (f"vllm_mode server: the vLLM server at {url} has no development endpoints, which TRL's "
+                                "weight sync uses: start it with `python -m align.serve CHECKPOINT --rl-weight-sync` "
+                                "(it sets VLLM_SERVER_DEV_MODE=1)")
