@@ -219,25 +219,36 @@ def sync_colocated_weights(generation) -> None:
         empty_cache()
         generation.llm.wake_up(tags=["weights"])
         generation._llm_weights_sleeping = False
-    reload_weights(generation.llm, colocated_weights(generation))
+    reload_weights(generation.llm, colocated_weights(generation.model, generation._iter_named_params))
     generation.llm.reset_prefix_cache()
 
 
-def colocated_weights(generation):
-    """`(name, tensor)` for a colocated engine; collective, every rank iterates. TRL's `_iter_named_params` (ZeRO-3
-    gathers one parameter at a time, PEFT merges, vLLM names), except under DeepSpeed AutoEP: there each rank's
-    `named_parameters` hold only its own experts, fused into AutoEP's `experts.w1/w2/w3`, so every rank walks the
-    gather the final save uses (`align.training.autoep.iter_full_weights`: each expert from its owner rank, under
-    Klear's names)."""
+def colocated_weights(model, trl_named_params):
+    """`(name, tensor)` for a colocated engine; collective, every rank iterates. `trl_named_params` is TRL's
+    `VLLMGeneration._iter_named_params` (ZeRO-3 gathers one parameter at a time, PEFT merges, vLLM names), followed
+    by the persistent buffers it leaves out (Klear's expert bias: without it an engine keeps routing with the bias
+    it loaded; ZeRO-3 does not partition buffers). Under DeepSpeed AutoEP each rank's `named_parameters` hold only
+    its own experts, fused into AutoEP's `experts.w1/w2/w3`, so every rank walks the gather the final save uses
+    instead (`align.training.autoep.iter_full_weights`: each expert from its owner rank, under Klear's names)."""
+    from itertools import chain
+
     from align.training.autoep import iter_full_weights
 
-    if not autoep_layers(generation.model):
-        return generation._iter_named_params()
-    if hasattr(generation.model, "peft_config"):
+    if not autoep_layers(model):
+        return chain(trl_named_params(), _vllm_named_buffers(model))
+    if hasattr(model, "peft_config"):
         raise ValueError("use_vllm with LoRA and DeepSpeed expert parallelism (AutoEP) is not supported: the "
                          "adapters would have to be merged into experts spread over the ranks. Train LoRA without "
                          "expert_parallel in the DeepSpeed config, or generate with transformers (use_vllm: false).")
-    return iter_full_weights(generation.model)
+    return iter_full_weights(model)
+
+
+def _vllm_named_buffers(model):
+    """The model's persistent buffers under the names TRL gives parameters (PEFT's wrapper prefixes removed)."""
+    for module_name, module in model.named_modules():
+        for name, buffer in persistent_buffers(module):
+            full = f"{module_name}.{name}" if module_name else name
+            yield full.removeprefix("base_model.model.").replace(".base_layer", ""), buffer
 
 
 class GRPOHooks:

@@ -73,10 +73,19 @@ SYNC_CHECK = textwrap.dedent("""
     import sys, torch, vllm
     from transformers import AutoModelForCausalLM
     from align.serve.vllm_adapter import reload_weights
+    from align.training.compat import colocated_weights
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)  # before vLLM decorates its class
     llm = vllm.LLM(sys.argv[1], dtype="float32", enforce_eager=True, max_model_len=128)
     named = list(model.named_parameters())
-    reload_weights(llm, iter(named))
+    # the colocated sync's weights: TRL's parameters (in one process without DeepSpeed, `named_parameters`), then
+    # the buffers; a moved expert bias must reach the engine
+    bias = model.model.layers[0].mlp.routed.gate.e_score_correction_bias
+    with torch.no_grad():
+        bias.add_(0.5)
+    reload_weights(llm, colocated_weights(model, lambda: iter(named)))
+    engine = dict(llm.llm_engine.model_executor.driver_worker.model_runner.get_model().named_buffers())
+    print("bias", "SYNCED" if torch.equal(engine["model.layers.0.mlp.routed.gate.e_score_correction_bias"], bias)
+          else "STALE")
     for label, weights in [
         ("missing", [(n, p) for n, p in named if n != "model.layers.1.mlp.routed.experts.down_proj"]),
         ("renamed", [(n.replace("routed.experts.", "routed.expert."), p) for n, p in named]),
@@ -89,8 +98,9 @@ SYNC_CHECK = textwrap.dedent("""
 """)
 
 
-def test_weight_sync_refuses_a_missing_or_renamed_expert_weight(tiny_hd64, tmp_path):
+def test_weight_sync_moves_the_expert_bias_and_refuses_a_missing_or_renamed_expert_weight(tiny_hd64, tmp_path):
     log = run_python(["-c", SYNC_CHECK, str(tiny_hd64)], tmp_path, env={**KV_CACHE, **IN_PROCESS_ENGINE})
+    assert "bias SYNCED" in log
     assert "missing REFUSED weight sync to vLLM left 1 of its parameters unloaded: " \
            "model.layers.1.mlp.routed.experts.routed_experts.w2_weight" in log
     assert "renamed REFUSED There is no module or parameter named 'model.layers.0.mlp.routed.expert" in log
