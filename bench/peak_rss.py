@@ -7,19 +7,32 @@ import threading
 
 class PeakRSS:
     """Samples this process's resident memory every 10 ms while the `with` block runs:
-    `baseline` is the memory at the start, `peak` the most seen (the end included)."""
+    `baseline` is the memory at the start, `peak` the most seen (the end included).
+    `include_children`: this process's and its descendants' together (e.g. vLLM's engine core process)."""
 
-    def __init__(self):
+    def __init__(self, include_children: bool = False):
         import psutil
 
         self.process = psutil.Process()
-        self.baseline = self.peak = self.process.memory_info().rss
+        self.include_children = include_children
+        self.baseline = self.peak = self.rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    def rss(self) -> int:
+        import psutil
+
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True) if self.include_children else ():
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:  # exited between the listing and the reading
+                pass
+        return total
+
     def _sample(self):
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.peak = max(self.peak, self.rss())
 
     def __enter__(self):
         self._thread.start()
@@ -28,4 +41,4 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
+        self.peak = max(self.peak, self.rss())

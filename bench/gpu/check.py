@@ -1,4 +1,4 @@
-"""The GPU check that `bench/gpu/run.sh` runs: five sections, each writing into OUT/results.json.
+"""The GPU check that `bench/gpu/run.sh` runs: six sections, each writing into OUT/results.json.
 
     python3 bench/gpu/check.py --out OUT_DIR              # CUDA, real sizes (under 9 minutes on one H200)
     python3 bench/gpu/check.py --out OUT_DIR --cpu-smoke  # the same code at toy sizes on CPU (CI)
@@ -25,6 +25,11 @@
   `sampling/sampling_logp_difference/max` per generation batch (the second follows an optimiser step: small only
   if the weights reached vLLM). Skipped without vLLM, and in the CPU smoke (server mode needs CUDA; colocate runs
   on vLLM's CPU build in tests/rl/test_rl_vllm_colocate.py).
+
+- `iterate_round` (last): one round of the tiny on-policy DPO recipe (`python -m align.iterate`, 16 prompts x 4
+  samples, 4 DPO steps, bf16) on a random tiny Klear (head_dim 64) with the `auto` sampling engine (vLLM where
+  installed): round-1/phases.json (each phase's seconds, the engine, its processes left after closing, i.e.
+  before DPO). Skipped in the CPU smoke (tests/iterate/test_iterate_vllm.py is the CPU path).
 
 Not here: sequence parallelism (bench/sequence_parallel.py) needs at least 2 GPUs, and the lent machine has
 one. On a multi-GPU machine it should add the CPU benchmark's comparison on NCCL with `flash_attention_2`:
@@ -380,6 +385,35 @@ def rl_vllm(work: Path, smoke: bool) -> dict:
     return results
 
 
+def iterate_round(work: Path, smoke: bool) -> dict:
+    """One round of the tiny on-policy DPO recipe on CUDA (`python -m align.iterate`, a subprocess): sampling with
+    the `auto` engine (vLLM where installed: one engine, closed before DPO starts), the reward scorer, DPO, from a
+    random tiny Klear with head_dim 64; each phase's seconds, the engine and its processes left after closing."""
+    if smoke:
+        return {"skipped": "CPU smoke: the CPU path is tests/iterate (test_iterate_vllm.py samples a round with vLLM's "
+                           "CPU build and closes it before DPO)"}
+    from align.data.demo import write_demo_data
+    from align.models.klear.tiny import build_tiny_klear
+
+    model = build_tiny_klear(work / "iterate-klear-hd64", seed=0, head_dim=64)
+    data = write_demo_data(work / "iterate-data", n_train=32, n_eval=4)
+    out = work / "iterate"
+    started = time.time()
+    # random text earns the length-parity reward about half the time: every prompt likely has a pair
+    done = subprocess.run([sys.executable, "-m", "align.iterate", "--config", "configs/iterate/tiny.yaml",
+                           "--model_name_or_path", str(model), "--prompts_dataset", str(data["rl"]), "--output_dir",
+                           str(out), "--use_cpu", "false", "--rounds", "1", "--prompts_per_round", "16",
+                           "--max_steps", "4", "--reward_funcs", "tests.rl.learning_task.even_length"],
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    result = {"ok": done.returncode == 0, "seconds": round(time.time() - started, 1)}
+    phases = out / "round-1/phases.json"
+    if phases.is_file():
+        result["phases"] = json.loads(phases.read_text())
+    if done.returncode:
+        result["error"] = f"exit {done.returncode}: " + (done.stdout + done.stderr)[-2500:]
+    return result
+
+
 def run_section(results: dict, name: str, out: Path, fn, *args) -> None:
     started = time.time()
     try:
@@ -400,7 +434,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on CPU (what CI runs)")
     parser.add_argument("--sections", nargs="+", default=["bf16_recipes", "klear_slice", "dpo_vs_trl", "vllm_serving",
-                                                          "rl_vllm"])
+                                                          "rl_vllm", "iterate_round"])
     parser.add_argument("--work", type=Path, help="scratch for models and runs (default: a new temporary directory; "
                         "OUT_DIR keeps only results.json, which is what the device tool brings back)")
     args = parser.parse_args()
@@ -416,7 +450,8 @@ def main() -> None:
                 "klear_slice": lambda: klear_slice(args.cpu_smoke),
                 "dpo_vs_trl": lambda: dpo_vs_trl(args.cpu_smoke),
                 "vllm_serving": lambda: vllm_serving(args.cpu_smoke),
-                "rl_vllm": lambda: rl_vllm(work, args.cpu_smoke)}
+                "rl_vllm": lambda: rl_vllm(work, args.cpu_smoke),
+                "iterate_round": lambda: iterate_round(work, args.cpu_smoke)}
     for name in args.sections:
         run_section(results, name, args.out, sections[name])
     results["total_seconds"] = round(time.time() - started, 1)

@@ -2,7 +2,8 @@
 # One-command GPU check: tiny recipes in bf16, a real-width Klear slice, align.dpo vs stock TRL.
 #   bash bench/gpu/run.sh OUT_DIR               # on a GPU machine (under 9 minutes on one H200)
 #   bash bench/gpu/run.sh --cpu-smoke OUT_DIR   # the same script at toy sizes on CPU (CI runs it)
-# Writes OUT_DIR/results.json with the keys bf16_recipes, klear_slice, dpo_vs_trl, vllm_serving, rl_vllm (and environment);
+# Writes OUT_DIR/results.json with the keys bf16_recipes, klear_slice, dpo_vs_trl, vllm_serving, rl_vllm, iterate_round
+# (and environment);
 # each section records its own error instead of stopping the others.
 # On a GPU image without trl/deepspeed/datasets, build the wheels here first (bash bench/gpu/prepare.sh)
 # and carry .whl-gpu: they are installed offline, --no-deps, into /tmp/klear-site (see docs/benchmarks.md).
