@@ -1,6 +1,6 @@
 """On-policy DPO rounds in one process: a reward teaches the tiny Klear an answer it gave only sometimes;
-a finished run extended by a round runs that round only; a judge biased by position stops the round; a
-judge with a taste makes the pairs."""
+a finished run extended by a round runs that round only; a judge biased by position stops the round. (A
+judge with a taste makes the pairs: tests/iterate/test_iterate_distributed.py, under accelerate launch.)"""
 
 import json
 from pathlib import Path
@@ -82,13 +82,3 @@ def test_a_judge_biased_by_position_stops_the_round(tmp_path, sometimes_answer_s
     assert f"{scoring['comparisons']} order flips" in message and "flipped with the order" in message
     assert "\n" not in message and not (tmp_path / "run/round-1/dpo").exists()
 
-
-def test_a_judge_that_prefers_an_answer_makes_the_pairs(tmp_path, sometimes_answer_sft_dir, paris_judge):
-    prompts = write_prompts(tmp_path / "prompts.jsonl", [sometimes_prompt(n) for n in range(8)])
-    summaries = run_iterate(tmp_path / "run", sometimes_answer_sft_dir, prompts, "--scorer", "judge", "--rounds", "1",
-                            "--prompts_per_round", "8", "--max_steps", "2",
-                            "--scorer_judge", json.dumps({"base_url": paris_judge.base_url, "model": "scripted-judge"}))
-    pairs = [json.loads(line) for line in (tmp_path / "run/round-1/pairs.jsonl").read_text().splitlines()]
-    assert pairs and summaries[0]["pairs"] == len(pairs)
-    assert all("Paris" in p["chosen"][0]["content"] and "Paris" not in p["rejected"][0]["content"] for p in pairs)
-    assert summaries[0]["dropped"].get("order flip", 0) == 0
