@@ -262,7 +262,10 @@ def klear_slice(smoke: bool) -> dict:
 
 
 def dpo_vs_trl(smoke: bool) -> dict:
-    size = (["--steps", "2", "--warmup", "1", "--batch", "2", "--pairs", "16", "--max-length", "128", "--toy"] if smoke
+    # The smoke runs each variant once (one round: a worker process each, which is most of its time); the
+    # harness's rotation over rounds has its own test (tests/bench/test_harness.py)
+    size = (["--steps", "2", "--warmup", "1", "--batch", "2", "--pairs", "16", "--max-length", "128", "--toy",
+             "--rounds", "1"] if smoke
             else ["--steps", "10", "--warmup", "2", "--batch", "8", "--pairs", "512", "--max-length", "1024",
                   "--device", "cuda", "--bf16"])
     command = [sys.executable, str(REPO / "bench/dpo_throughput.py"), *size]
