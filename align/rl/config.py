@@ -9,6 +9,7 @@ One flat YAML holds everything and TRL's parser refuses unknown keys. Fields add
   advantages start from) is at least this; the `rewards/accuracy` metric and α·NLL use it.
 - `drop_zero_variance_groups`: groups whose rewards are all equal leave the loss (DAPO's filter, see
   `align.rl.trainer`), counted per step (`rewards/zero_variance_groups`) and in the summary.
+- `vllm_enforce_eager`: colocate mode's engines built without torch.compile (vLLM's `enforce_eager`).
 - `record_rollouts`: every rollout with its rewards in `output_dir/rollouts/step_XXXXXX.jsonl`.
 
 MoE defaults differ from SFT/DPO: the router auxiliary loss is off (`router_aux_loss_coef: 0.0`; keeping it
@@ -67,6 +68,13 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
                   "filter; they carry no advantage): masked from the loss, its token count and the NLL term, and "
                   "counted per step (rewards/zero_variance_groups)."},
     )
+    vllm_enforce_eager: bool = field(
+        default=False,
+        metadata={"help": "vllm_mode colocate: build each rank's engine eager (vLLM's enforce_eager: no torch.compile "
+                  "of the decoder, no CUDA graphs), as `trl vllm-serve --enforce_eager` does for a server. The engine "
+                  "starts without compiling (on vLLM's CPU build that compile takes longer than a tiny run); on GPUs "
+                  "generation without CUDA graphs is slower."},
+    )
     record_rollouts: bool = field(
         default=True,
         metadata={"help": "Write every training rollout (prompt, completion, each reward, what the rewards logged) "
@@ -107,6 +115,9 @@ def check_generation_backend(args) -> None:
     environment), so this runs before anything loads."""
     plugin = args.deepspeed_plugin
     expert_parallel = expert_parallel_section(plugin.deepspeed_config if plugin else None)
+    if args.vllm_enforce_eager and not (args.use_vllm and args.vllm_mode == "colocate"):
+        raise ValueError("vllm_enforce_eager applies to use_vllm with vllm_mode colocate only (a server takes "
+                         f"--enforce-eager itself); got use_vllm {args.use_vllm}, vllm_mode {args.vllm_mode!r}")
     if args.use_vllm and args.vllm_mode == "server" and expert_parallel:
         raise ValueError(
             "use_vllm with vllm_mode server and DeepSpeed expert parallelism (AutoEP) is not supported: TRL streams "

@@ -21,7 +21,9 @@ warns once, naming each difference, when the installed versions are others. What
   In colocate mode `GRPOHooks.__init__` replaces the instance's `vllm_generation.sync_weights`
   (`sync_colocated_weights`: TRL's `VLLMGeneration` `_iter_named_params`, `enable_sleep_mode`,
   `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) so vLLM's CPU build can take the sync
-  (under AutoEP with the experts gathered from every rank instead of TRL's `_iter_named_params`).
+  (under AutoEP with the experts gathered from every rank instead of TRL's `_iter_named_params`);
+  `colocated_engine_options` adds `vllm.LLM` options (`enforce_eager`) by wrapping the module's `LLM` that
+  `VLLMGeneration._init_vllm` calls, while `GRPOTrainer.__init__` builds the engine.
 - transformers: `transformers_zero3_off` clears and restores the private `_hf_deepspeed_config_weak_ref` (the
   registered `HfDeepSpeedConfig`) around a colocated vLLM engine's model build.
 - DeepSpeed AutoEP: presets are registered in `auto_ep_presets.registry` (`PRESET_MODELS` and the
@@ -251,12 +253,31 @@ def _vllm_named_buffers(model):
             yield full.removeprefix("base_model.model.").replace(".base_layer", ""), buffer
 
 
+@contextmanager
+def colocated_engine_options(**options):
+    """Extra `vllm.LLM` options (e.g. `enforce_eager`) for the colocated engine TRL builds while the context is open:
+    TRL 1.16's `VLLMGeneration._init_vllm` calls its module's `LLM` with a fixed set of options."""
+    from trl.generation import vllm_generation
+
+    build = vllm_generation.LLM
+    vllm_generation.LLM = partial(build, **options)
+    try:
+        yield
+    finally:
+        vllm_generation.LLM = build
+
+
 class GRPOHooks:
     """GRPOTrainer mixin (put it right before `GRPOTrainer`). The subclass provides `_gppo_loss(inputs,
     per_token_logps, entropies, aux_loss)` and `_on_scored_batch(batch) -> batch`."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        recipe = kwargs.get("args")
+        if getattr(recipe, "vllm_enforce_eager", False):  # colocate mode only (align.rl.config refuses the rest)
+            with colocated_engine_options(enforce_eager=True):
+                super().__init__(*args, **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
         if self.use_vllm and self.vllm_mode == "colocate":
             # TRL's colocated sync hands vLLM one parameter at a time (`VLLMGeneration.sync_weights`), which vLLM's CPU
             # build cannot take (see `align.serve.vllm_adapter.reload_weights`) and which never notices a weight it

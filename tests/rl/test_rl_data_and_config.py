@@ -130,6 +130,7 @@ def test_rl_defaults_turn_the_aux_loss_off_and_freeze_the_bias(tmp_path):
     (["--loss_type", "gppo", "--importance_sampling_level", "sequence"], "gppo supports importance_sampling_level"),
     (["--loss_type", "gppo", "--dual_clip", "0.5"], "dual_clip must be greater than 1"),
     (["--reward_weights", "1.0", "2.0"], "reward_weights has 2 values for 1 reward_funcs"),
+    (["--vllm_enforce_eager", "true"], "vllm_enforce_eager applies to use_vllm with vllm_mode colocate only"),
 ])
 def test_bad_values_are_refused(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):

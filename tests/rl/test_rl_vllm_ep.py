@@ -36,7 +36,7 @@ def ep_vllm_run(tmp_path_factory, monkeypatch_module):
         ["--config", "configs/rl/tiny.yaml", "--model_name_or_path", str(model), "--dataset_name", str(data["rl"]),
          "--output_dir", str(out), "--max_steps", str(STEPS), "--steps_per_generation", "1",
          "--per_device_train_batch_size", "4", "--use_vllm", "true", "--vllm_mode", "colocate",
-         "--vllm_gpu_memory_utilization", "0.1", "--bf16", "false", "--dtype", "float32", "--report_to", "none",
+         "--vllm_gpu_memory_utilization", "0.1", "--vllm_enforce_eager", "true", "--bf16", "false", "--dtype", "float32", "--report_to", "none",
          # random-text completions differ in length parity: groups with variance, so the weights move
          "--reward_funcs", "tests.rl.learning_task.even_length"],
         log=root / "launch.log",
