@@ -11,7 +11,7 @@ groups were dropped (`rewards/zero_variance_groups`, and the fraction); the run'
 `training_summary.json` (`rl.zero_variance_groups`, `rl.groups`).
 
 Weight sync to vLLM (`use_vllm`): in colocate mode each rank's engine gets the whole policy before each generation
-batch through `align.training.compat.sync_colocated_weights`; under DeepSpeed AutoEP, where each rank holds only its
+batch through `align.rl.vllm_colocate.sync_colocated_weights`; under DeepSpeed AutoEP, where each rank holds only its
 share of the experts, fused and renamed, that sync gathers every expert from its owner rank
 (`align.training.autoep.iter_full_weights`, the final save's gather). Server mode keeps TRL's per-parameter stream,
 which under AutoEP would hand the server partial experts: that combination is refused when the recipe is parsed
@@ -46,6 +46,10 @@ def group_flags(totals: torch.Tensor, num_generations: int, threshold: float) ->
 class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.use_vllm and self.vllm_mode == "colocate":
+            from align.rl.vllm_colocate import use_whole_model_sync  # imports vLLM: only when generating with it
+
+            use_whole_model_sync(self)
         self.rl_counts = {"groups": 0, "zero_variance_groups": 0, "rollouts": 0, "correct_rollouts": 0}
         self._rollout_batches = 0
 

@@ -18,10 +18,10 @@ warns once, naming each difference, when the installed versions are others. What
   books the rollouts as training ones. `state.num_input_tokens_seen` counts the tokens trained on (the RL
   trainer's count, not TRL's every-rollout one). Metrics go into TRL's
   `_metrics`, rollouts are read back from its `_logs` (the last generation batch, gathered over ranks).
-  In colocate mode `GRPOHooks.__init__` replaces the instance's `vllm_generation.sync_weights`
-  (`sync_colocated_weights`: TRL's `VLLMGeneration` `_iter_named_params`, `enable_sleep_mode`,
-  `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) so vLLM's CPU build can take the sync
-  (under AutoEP with the experts gathered from every rank instead of TRL's `_iter_named_params`);
+  In colocate mode the RL trainer replaces the instance's `vllm_generation.sync_weights`
+  (`align.rl.vllm_colocate`), reaching TRL's `VLLMGeneration` privates through `wake_colocated_engine`
+  (`enable_sleep_mode`, `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) and
+  `trl_vllm_named_params` (`_iter_named_params`);
   `colocated_engine_options` adds `vllm.LLM` options (`enforce_eager`) by wrapping the module's `LLM` that
   `VLLMGeneration._init_vllm` calls, while `GRPOTrainer.__init__` builds the engine.
 - transformers: `transformers_zero3_off` clears and restores the private `_hf_deepspeed_config_weak_ref` (the
@@ -210,47 +210,21 @@ class PrecomputeReferenceWithCopy:
         """Called after TRL's fused LM head is added to the copy (packed pairs hook in here)."""
 
 
-def sync_colocated_weights(generation) -> None:
-    """`VLLMGeneration.sync_weights` for colocate mode: its sleep-mode wake-up, the weights (`colocated_weights`)
-    loaded by one in-place reload, and its prefix-cache reset."""
+def wake_colocated_engine(generation) -> None:
+    """Before a weight load into a colocated engine: TRL 1.16's sleep-mode wake-up, as its own
+    `VLLMGeneration.sync_weights` does it (its module's `empty_cache`, its `_llm_weights_sleeping` flag)."""
     from trl.generation.vllm_generation import empty_cache
-
-    from align.serve.vllm_adapter import reload_weights
 
     if generation.enable_sleep_mode:
         empty_cache()
         generation.llm.wake_up(tags=["weights"])
         generation._llm_weights_sleeping = False
-    reload_weights(generation.llm, colocated_weights(generation.model, generation._iter_named_params))
-    generation.llm.reset_prefix_cache()
 
 
-def colocated_weights(model, trl_named_params):
-    """`(name, tensor)` for a colocated engine; collective, every rank iterates. `trl_named_params` is TRL's
-    `VLLMGeneration._iter_named_params` (ZeRO-3 gathers one parameter at a time, PEFT merges, vLLM names), followed
-    by the persistent buffers it leaves out (Klear's expert bias: without it an engine keeps routing with the bias
-    it loaded; ZeRO-3 does not partition buffers). Under DeepSpeed AutoEP each rank's `named_parameters` hold only
-    its own experts, fused into AutoEP's `experts.w1/w2/w3`, so every rank walks the gather the final save uses
-    instead (`align.training.autoep.iter_full_weights`: each expert from its owner rank, under Klear's names)."""
-    from itertools import chain
-
-    from align.training.autoep import iter_full_weights
-
-    if not autoep_layers(model):
-        return chain(trl_named_params(), _vllm_named_buffers(model))
-    if hasattr(model, "peft_config"):
-        raise ValueError("use_vllm with LoRA and DeepSpeed expert parallelism (AutoEP) is not supported: the "
-                         "adapters would have to be merged into experts spread over the ranks. Train LoRA without "
-                         "expert_parallel in the DeepSpeed config, or generate with transformers (use_vllm: false).")
-    return iter_full_weights(model)
-
-
-def _vllm_named_buffers(model):
-    """The model's persistent buffers under the names TRL gives parameters (PEFT's wrapper prefixes removed)."""
-    for module_name, module in model.named_modules():
-        for name, buffer in persistent_buffers(module):
-            full = f"{module_name}.{name}" if module_name else name
-            yield full.removeprefix("base_model.model.").replace(".base_layer", ""), buffer
+def trl_vllm_named_params(generation):
+    """TRL 1.16's walk of the policy for vLLM (`VLLMGeneration._iter_named_params`: ZeRO-3 gathers one parameter at
+    a time, PEFT merges, vLLM's names); collective, every rank iterates."""
+    return generation._iter_named_params()
 
 
 @contextmanager
@@ -278,14 +252,6 @@ class GRPOHooks:
                 super().__init__(*args, **kwargs)
         else:
             super().__init__(*args, **kwargs)
-        if self.use_vllm and self.vllm_mode == "colocate":
-            # TRL's colocated sync hands vLLM one parameter at a time (`VLLMGeneration.sync_weights`), which vLLM's CPU
-            # build cannot take (see `align.serve.vllm_adapter.reload_weights`) and which never notices a weight it
-            # did not send: the whole model is reloaded in one pass instead, every vLLM parameter accounted for.
-            self.vllm_generation.sync_weights = partial(sync_colocated_weights, self.vllm_generation)
-            from align.serve.vllm_adapter import keep_trainer_model_eager
-
-            keep_trainer_model_eager(self.accelerator.unwrap_model(self.model))
 
     def _compute_loss(self, model, inputs):
         if self.loss_type != "gppo":

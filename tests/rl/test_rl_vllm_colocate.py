@@ -74,7 +74,7 @@ SYNC_CHECK = textwrap.dedent("""
     import sys, torch, vllm
     from transformers import AutoModelForCausalLM
     from align.serve.vllm_adapter import reload_weights
-    from align.training.compat import colocated_weights
+    from align.rl.vllm_colocate import colocated_weights
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)  # before vLLM decorates its class
     llm = vllm.LLM(sys.argv[1], dtype="float32", enforce_eager=True, max_model_len=128)
     named = list(model.named_parameters())

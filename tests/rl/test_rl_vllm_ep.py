@@ -1,6 +1,6 @@
 """GPPO with rollouts from colocated vLLM engines under `accelerate launch` with 2 CPU processes, ZeRO-3 and expert
 parallel size 2 (one launch): each rank's engine generates its rollouts and, before each generation batch, gets the
-whole policy (`align.training.compat.colocated_weights`: each expert gathered from its owner rank under Klear's
+whole policy (`align.rl.vllm_colocate.colocated_weights`: each expert gathered from its owner rank under Klear's
 names; `reload_weights` refuses a sync that leaves any engine parameter unloaded). A tiny Klear with head_dim 64
 (vLLM's CPU attention has no kernel for the tiny factory's 16), fp32."""
 
