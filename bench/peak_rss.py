@@ -4,6 +4,8 @@ A helper, not a benchmark: it measures inside a variant's run; the comparing is 
 
 import threading
 
+import psutil
+
 
 class PeakRSS:
     """Samples this process's resident memory every 10 ms while the `with` block runs:
@@ -11,8 +13,6 @@ class PeakRSS:
     `include_children`: this process's and its descendants' together (e.g. vLLM's engine core process)."""
 
     def __init__(self, include_children: bool = False):
-        import psutil
-
         self.process = psutil.Process()
         self.include_children = include_children
         self.baseline = self.peak = self.rss()
@@ -20,8 +20,6 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def rss(self) -> int:
-        import psutil
-
         total = self.process.memory_info().rss
         for child in self.process.children(recursive=True) if self.include_children else ():
             try:

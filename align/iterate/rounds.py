@@ -26,7 +26,7 @@ from pathlib import Path
 from accelerate import PartialState
 
 from align.common.files import write_json, write_jsonl
-from align.training.run import load_models_unpartitioned, on_main_process
+from align.training.run import load_models_unpartitioned, on_main_process, release_training_memory
 
 from .prompts import PromptSet
 from .sampling import sample_round
@@ -121,7 +121,6 @@ def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_ar
     reference is a copy of the starting model, or its precomputed log-probs, as the recipe says). The
     judge runs afterwards in the judging phase, on the main process, with the process group kept."""
     from align.dpo.__main__ import main as train_dpo
-    from align.training.run import release_training_memory
 
     trained, summary_written = main_process_decides(
         lambda: ("trained" in round_dir.done(), (round_dir.dpo / "training_summary.json").is_file()))

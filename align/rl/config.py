@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from align.rl.vllm_server import check_server_mode
+from align.rl.vllm_server import check_server_mode, colocate_mode, server_mode
 from align.training.autoep import expert_parallel_section
 from align.training.config import KlearArguments
 
@@ -115,10 +115,10 @@ def check_generation_backend(args) -> None:
     environment), so this runs before anything loads."""
     plugin = args.deepspeed_plugin
     expert_parallel = expert_parallel_section(plugin.deepspeed_config if plugin else None)
-    if args.vllm_enforce_eager and not (args.use_vllm and args.vllm_mode == "colocate"):
+    if args.vllm_enforce_eager and not colocate_mode(args):
         raise ValueError("vllm_enforce_eager applies to use_vllm with vllm_mode colocate only (a server takes "
                          f"--enforce-eager itself); got use_vllm {args.use_vllm}, vllm_mode {args.vllm_mode!r}")
-    if args.use_vllm and args.vllm_mode == "server" and expert_parallel:
+    if server_mode(args) and expert_parallel:
         raise ValueError(
             "use_vllm with vllm_mode server and DeepSpeed expert parallelism (AutoEP) is not supported: TRL streams "
             "the server one parameter at a time under its Hugging Face name, and under AutoEP each rank holds only its "

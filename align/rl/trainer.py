@@ -26,7 +26,8 @@ from trl import GRPOTrainer
 
 from align.common.files import write_jsonl
 from align.rl.gppo import gppo_per_token_loss
-from align.training.compat import GRPOHooks
+from align.rl.vllm_server import colocate_mode
+from align.training.compat import GRPOHooks, colocated_engine_options
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -45,8 +46,11 @@ def group_flags(totals: torch.Tensor, num_generations: int, threshold: float) ->
 
 class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.use_vllm and self.vllm_mode == "colocate":
+        # vllm_enforce_eager is colocate mode's only (align.rl.config refuses it elsewhere)
+        engine_options = {"enforce_eager": True} if kwargs["args"].vllm_enforce_eager else {}
+        with colocated_engine_options(**engine_options):
+            super().__init__(*args, **kwargs)
+        if colocate_mode(self.args):
             from align.rl.vllm_colocate import use_whole_model_sync  # imports vLLM: only when generating with it
 
             use_whole_model_sync(self)

@@ -39,6 +39,8 @@ def colocated_weights(model, trl_named_params):
     loaded; ZeRO-3 does not partition buffers). Under DeepSpeed AutoEP each rank's `named_parameters` hold only its
     own experts, fused into AutoEP's `experts.w1/w2/w3`, so every rank walks the gather the final save uses instead
     (`align.training.autoep.iter_full_weights`: each expert from its owner rank, under Klear's names)."""
+    # decided at each sync, not once at start: DeepSpeed replaces the MoE layers with AutoEP's only when the
+    # trainer prepares the engine, after __init__
     if not compat.autoep_layers(model):
         return chain(trl_named_params(), _vllm_named_buffers(model))
     if hasattr(model, "peft_config"):

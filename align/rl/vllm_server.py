@@ -33,6 +33,10 @@ def server_mode(args) -> bool:
     return bool(args.use_vllm) and args.vllm_mode == "server"
 
 
+def colocate_mode(args) -> bool:
+    return bool(args.use_vllm) and args.vllm_mode == "colocate"
+
+
 def check_server_mode(args) -> None:
     """Refuse `vllm_mode: server` where the trainer has no CUDA device (`use_cpu`, or none visible)."""
     import torch

@@ -245,14 +245,6 @@ class GRPOHooks:
     """GRPOTrainer mixin (put it right before `GRPOTrainer`). The subclass provides `_gppo_loss(inputs,
     per_token_logps, entropies, aux_loss)` and `_on_scored_batch(batch) -> batch`."""
 
-    def __init__(self, *args, **kwargs):
-        recipe = kwargs.get("args")
-        if getattr(recipe, "vllm_enforce_eager", False):  # colocate mode only (align.rl.config refuses the rest)
-            with colocated_engine_options(enforce_eager=True):
-                super().__init__(*args, **kwargs)
-        else:
-            super().__init__(*args, **kwargs)
-
     def _compute_loss(self, model, inputs):
         if self.loss_type != "gppo":
             return super()._compute_loss(model, inputs)

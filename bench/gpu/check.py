@@ -62,7 +62,6 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "d
 
 def environment() -> dict:
     import importlib.metadata as metadata
-    import re
     import tomllib
 
     import torch

@@ -6,7 +6,6 @@ left out or renamed fails the sync. Subprocesses: vLLM decorates Klear's class i
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ import pytest
 from align.data.demo import write_demo_data
 from align.models.klear.tiny import build_tiny_klear
 from tests.conftest import REPO_ROOT
+from tests.rl.saved_model import logp_gaps
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,7 +63,7 @@ def test_gppo_generates_with_colocated_vllm_and_syncs_each_step(tiny_hd64, tmp_p
     assert summary["global_steps"] == STEPS
     # TRL logs the sampler's log-probabilities against the trainer's only for vLLM rollouts; after the first
     # optimiser step they agree only if the engine got the new weights (0.007 here; 0.53 with the sync switched off)
-    gaps = [float(g) for g in re.findall(r"'sampling/sampling_logp_difference/max': '([0-9.e-]+)'", log)]
+    gaps = logp_gaps(log)
     assert len(gaps) == 2, log[-3000:]  # generation batches at steps 0 and 2 (steps_per_generation 2)
     assert max(gaps) < 0.1
     assert summary["first_loss"] != 0 or summary["final_loss"] != 0

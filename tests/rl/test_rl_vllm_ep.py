@@ -6,14 +6,13 @@ names; `reload_weights` refuses a sync that leaves any engine parameter unloaded
 
 import importlib.util
 import json
-import re
 
 import pytest
 
 from align.data.demo import write_demo_data
 from align.models.klear.tiny import build_tiny_klear
 from tests.distributed import run_2proc
-from tests.rl.saved_model import assert_loads_and_answers
+from tests.rl.saved_model import assert_loads_and_answers, logp_gaps
 
 pytestmark = [
     pytest.mark.slow,
@@ -59,7 +58,7 @@ def test_each_rank_generates_with_vllm_and_gets_every_expert(ep_vllm_run):
     assert summary["rl"]["rollouts"] == STEPS * 8
     # TRL logs the sampler's log-probabilities against the trainer's only for vLLM rollouts; the second batch comes
     # after one optimiser step, and agrees only if both engines got the updated experts
-    gaps = [float(g) for g in re.findall(r"'sampling/sampling_logp_difference/max': '([0-9.e-]+)'", log)]
+    gaps = logp_gaps(log)
     assert len(gaps) == STEPS, log[-3000:]
     assert max(gaps) < 0.1
 
