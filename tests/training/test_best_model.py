@@ -4,12 +4,9 @@ expert bias included: transformers' `_load_best_model` reads `model.safetensors`
 `from_pretrained` converts. One process, tiny SFT, one run of 4 steps."""
 
 from safetensors.torch import load_file
-from trl import ModelConfig, ScriptArguments, TrlParser
 
 from align.data.demo import write_demo_data
-from align.sft.__main__ import main as sft_main
-from align.sft.config import KlearSFTConfig
-from tests.conftest import REPO_ROOT
+from tests.training.sft_run import sft
 
 
 def test_the_final_model_is_the_best_checkpoint_experts_included(tmp_path, tiny_klear_dir):
@@ -17,13 +14,10 @@ def test_the_final_model_is_the_best_checkpoint_experts_included(tmp_path, tiny_
     out = tmp_path / "run"
     # "Best" is the highest eval loss here, so that it falls on checkpoint-2 (training lowers the loss): the
     # model in memory at the end is step 4's, and only a real load can make the saved model step 2's.
-    trainer = sft_main(*TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig)).parse_args_and_config(
-        ["--config", str(REPO_ROOT / "configs/sft/tiny.yaml"), "--report_to", "none", "--dataset_name", str(data["sft"]),
-         "--eval_dataset_name", str(data["sft_eval"]), "--model_name_or_path", str(tiny_klear_dir),
-         "--output_dir", str(out), "--max_steps", "4", "--logging_steps", "2", "--per_device_train_batch_size", "2",
-         "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
-         "--load_best_model_at_end", "true", "--metric_for_best_model", "eval_loss", "--greater_is_better", "true",
-         "--bf16", "false", "--dtype", "float32"]))
+    trainer = sft(out, data["sft"], 4, "--eval_dataset_name", str(data["sft_eval"]),
+                  "--model_name_or_path", str(tiny_klear_dir), "--logging_steps", "2",
+                  "--eval_strategy", "steps", "--eval_steps", "2",
+                  "--load_best_model_at_end", "true", "--metric_for_best_model", "eval_loss", "--greater_is_better", "true")
     assert trainer.state.best_model_checkpoint == str(out / "checkpoint-2"), trainer.state.log_history
 
     best, last, final = (load_file(str(path / "model.safetensors"))

@@ -7,23 +7,13 @@ import json
 import shutil
 
 import pytest
-from trl import ModelConfig, ScriptArguments, TrlParser
 
 from align.data.demo import write_demo_data
-from align.sft.__main__ import main as sft_main
-from align.sft.config import KlearSFTConfig
 from align.training.trainer import RUN_COUNTS
-from tests.conftest import REPO_ROOT
 from tests.expert_load import assert_same_expert_load
+from tests.training.sft_run import sft
 
 STEPS = 4
-
-
-def sft(out, data, steps, *argv):
-    return sft_main(*TrlParser((ScriptArguments, KlearSFTConfig, ModelConfig)).parse_args_and_config(
-        ["--config", str(REPO_ROOT / "configs/sft/tiny.yaml"), "--report_to", "none", "--dataset_name", str(data),
-         "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1", "--save_strategy", "steps",
-         "--save_steps", "2", "--per_device_train_batch_size", "2", "--bf16", "false", "--dtype", "float32", *argv]))
 
 
 def summary(out) -> dict:
