@@ -16,10 +16,16 @@ def write_prompts(path: Path, prompts: list[str]) -> Path:
     return path
 
 
-def run_iterate(out: Path, policy: Path, prompts: Path, *extra: str) -> list[dict]:
-    argv = ["--config", str(REPO_ROOT / "configs/iterate/tiny.yaml"), "--model_name_or_path", str(policy),
+def iterate_argv(out: Path, policy: Path, prompts: Path, *extra: str) -> list[str]:
+    """The tests' `align.iterate` arguments: the tiny recipe in float32, sampled with transformers unless `extra`
+    says otherwise (the last value given wins)."""
+    return ["--config", str(REPO_ROOT / "configs/iterate/tiny.yaml"), "--model_name_or_path", str(policy),
             "--prompts_dataset", str(prompts), "--output_dir", str(out), "--bf16", "false", "--dtype", "float32",
             "--sampling_engine", "transformers", *extra]
+
+
+def run_iterate(out: Path, policy: Path, prompts: Path, *extra: str) -> list[dict]:
+    argv = iterate_argv(out, policy, prompts, *extra)
     return main(*TrlParser((ScriptArguments, KlearIterateConfig, ModelConfig)).parse_args_and_config(argv))
 
 

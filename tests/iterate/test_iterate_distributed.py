@@ -9,15 +9,9 @@ import pytest
 
 from tests.conftest import SOMETIMES_ANSWER, SOMETIMES_OTHER, sometimes_prompt
 from tests.distributed import run_2proc
-from tests.iterate.support import greedy, write_prompts
+from tests.iterate.support import greedy, iterate_argv, write_prompts
 
 pytestmark = pytest.mark.slow
-
-
-def launch_args(prompts, out, policy, *extra: str) -> list[str]:
-    return ["--config", "configs/iterate/tiny.yaml", "--model_name_or_path", str(policy), "--prompts_dataset",
-            str(prompts), "--output_dir", str(out), "--bf16", "false", "--dtype", "float32", "--sampling_engine",
-            "transformers", "--rounds", "1", "--prompts_per_round", "8", *extra]
 
 
 def test_one_round_judged_under_accelerate_launch(tmp_path, sometimes_answer_sft_dir, paris_judge):
@@ -25,8 +19,8 @@ def test_one_round_judged_under_accelerate_launch(tmp_path, sometimes_answer_sft
     out, log = tmp_path / "run", tmp_path / "launch.log"
     judge = json.dumps({"base_url": paris_judge.base_url, "model": "scripted-judge"})
     run_2proc(["-m", "align.iterate"],  # raises unless the launcher, and so both ranks, exit 0
-              launch_args(prompts, out, sometimes_answer_sft_dir, "--max_steps", "2", "--scorer", "judge",
-                          "--scorer_judge", judge), log)
+              iterate_argv(out, sometimes_answer_sft_dir, prompts, "--rounds", "1", "--prompts_per_round", "8",
+                           "--max_steps", "2", "--scorer", "judge", "--scorer_judge", judge), log)
     rounds = json.loads((out / "rounds.json").read_text())["rounds"]
     samples = [json.loads(line) for line in (out / "round-1/samples.jsonl").read_text().splitlines()]
     # the judge's taste decides exactly the prompts with an answer naming Paris and one that does not

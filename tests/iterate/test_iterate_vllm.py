@@ -15,7 +15,7 @@ import pytest
 
 from align.models.klear.tiny import build_tiny_klear
 from tests.conftest import REPO_ROOT, sometimes_prompt
-from tests.iterate.support import write_prompts
+from tests.iterate.support import iterate_argv, write_prompts
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,10 +28,10 @@ def test_a_round_samples_with_vllm_and_closes_it_before_dpo(tmp_path):
     prompts = write_prompts(tmp_path / "prompts.jsonl", [sometimes_prompt(n) for n in range(4)])
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "align.iterate", "--config", "configs/iterate/tiny.yaml", "--model_name_or_path",
-         str(policy), "--prompts_dataset", str(prompts), "--output_dir", str(out), "--bf16", "false", "--dtype",
-         "float32", "--sampling_engine", "vllm", "--rounds", "1", "--prompts_per_round", "4", "--max_steps", "1",
-         "--sampling_max_new_tokens", "16", "--reward_funcs", "tests.rl.learning_task.even_length"],
+        [sys.executable, "-m", "align.iterate",
+         *iterate_argv(out, policy, prompts, "--sampling_engine", "vllm", "--rounds", "1", "--prompts_per_round", "4",
+                       "--max_steps", "1", "--sampling_max_new_tokens", "16",
+                       "--reward_funcs", "tests.rl.learning_task.even_length")],
         cwd=REPO_ROOT, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, capture_output=True, text=True, timeout=600)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
