@@ -109,13 +109,6 @@ def scoring_phase(round_dir: RoundDir, args) -> None:
     main_process_phase(round_dir, "scored", run)
 
 
-def last_checkpoint(run_dir: Path) -> str | None:
-    from align.training.checkpoints import last_complete_checkpoint
-
-    last, _ = last_complete_checkpoint(run_dir)  # a checkpoint a kill cut short is skipped
-    return str(last) if last is not None else None
-
-
 def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_args) -> None:
     """align.dpo's own `main` on every rank: the round's pairs, from `policy` and against it (its
     reference is a copy of the starting model, or its precomputed log-probs, as the recipe says). The
@@ -128,8 +121,10 @@ def training_phase(round_dir: RoundDir, policy: str, script_args, args, model_ar
         return
     started = time.time()
     if not summary_written:  # else: trained, then stopped before the marker
+        # resume_from_checkpoint None: align.dpo's resume_point (on the main process) takes the last complete
+        # checkpoint of an interrupted run in round_dir.dpo, or starts afresh when there is none.
         round_args = dataclasses.replace(args, output_dir=str(round_dir.dpo), judge=None,
-                                         resume_from_checkpoint=last_checkpoint(round_dir.dpo), overwrite_output_dir=False)
+                                         resume_from_checkpoint=None, overwrite_output_dir=False)
         trainer = train_dpo(dataclasses.replace(script_args, dataset_name=str(round_dir.pairs)), round_args,
                             dataclasses.replace(model_args, model_name_or_path=policy))
         release_training_memory(trainer, leave_process_group=False)  # the next round samples in this process

@@ -3,6 +3,8 @@ there (no second sampling, no second scoring, DPO from its last checkpoint), and
 judge (a `judge:` section, the loopback scripted judge) writes round-1/judge/ and its scores in rounds.json."""
 
 import _thread
+import contextlib
+import io
 import json
 import os
 import threading
@@ -67,7 +69,9 @@ def interrupted_twice(tmp_path_factory, sometimes_answer_sft_dir, paris_judge):
         seen["reward calls after scoring"] = calls.read_text().splitlines()
         seen["checkpoint"] = {p.name: p.stat().st_mtime_ns for p in first_checkpoint.iterdir()}
         seen["pairs"] = (out / "round-1/pairs.jsonl").stat().st_mtime_ns
-        summaries = run_iterate(*command)  # 3: the same command finishes the round
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            summaries = run_iterate(*command)  # 3: the same command finishes the round
+        seen["said on resume"] = said.getvalue()
     return out, seen, summaries, calls
 
 
@@ -90,6 +94,7 @@ def test_a_round_stopped_while_training_resumes_from_its_checkpoint(interrupted_
     assert (out / "round-1/pairs.jsonl").stat().st_mtime_ns == seen["pairs"]
     checkpoint = out / "round-1/dpo/checkpoint-1"
     assert {p.name: p.stat().st_mtime_ns for p in checkpoint.iterdir()} == seen["checkpoint"]  # resumed, not redone
+    assert f"resuming from {checkpoint}" in seen["said on resume"]  # align.dpo's resume_point chose it
     assert summaries[0]["dpo"]["global_steps"] == 3 and set(done) == {"sampled", "scored", "trained", "judged"}
 
 
