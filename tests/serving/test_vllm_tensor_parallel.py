@@ -3,21 +3,19 @@ bound to its own cores by align.serve, expert parallelism left off (said in one 
 answers equal transformers' (fp32; each rank adds half of every row- or column-split product, and
 an all-reduce adds the halves: another order of the same sums)."""
 
-import importlib.util
 from types import SimpleNamespace
 
 import pytest
 
 from align.judging.answers import EndpointBackend
 from align.rl.vllm_server import check_vllm_server
-from align.serve.environment import cpu_build
 
 from serving_support import MAX_NEW_TOKENS, serve
+from tests.markers import needs_vllm_cpu_build
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None or not cpu_build(),
-                       reason="vLLM's CPU build is not installed"),
+    needs_vllm_cpu_build,
 ]
 
 
