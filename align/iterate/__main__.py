@@ -52,6 +52,9 @@ def main(script_args: ScriptArguments, args: KlearIterateConfig, model_args: Mod
     if args.judge_section is not None:  # what the section will do, said before the first round
         from align.judging.saved_model import check_judge_config
 
+        # On every rank, not only the main one: without a model config it reads no file and builds no model (the
+        # section was parsed with the recipe; the endpoint is the launch's environment, which every rank has),
+        # and a bad endpoint (JUDGE_BASE_URL without JUDGE_MODEL) then stops every rank with the same line.
         checked = check_judge_config(args.judge_section)
         if main_process:
             print(f"judge: {checked}", flush=True)
