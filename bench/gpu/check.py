@@ -276,6 +276,39 @@ def dpo_vs_trl(smoke: bool) -> dict:
     return {"command": " ".join(["python3", "bench/dpo_throughput.py", *size]), **result}
 
 
+def vllm_tiny_klear(path: Path, **config) -> Path:
+    """The random tiny Klear the vLLM sections run: head_dim 64 (vLLM's CPU attention, which the tests beside
+    these sections use, has no kernel for the tiny factory's 16), seed 0."""
+    from align.models.klear.tiny import build_tiny_klear
+
+    return build_tiny_klear(path, seed=0, head_dim=64, **config)
+
+
+def vllm_tiny_run_inputs(work: Path, name: str) -> tuple[Path, dict]:
+    """`vllm_tiny_klear` and the demo data (32 training rows, 4 eval rows) of a section's runs."""
+    from align.data.demo import write_demo_data
+
+    return vllm_tiny_klear(work / f"{name}-klear-hd64"), write_demo_data(work / f"{name}-data", n_train=32, n_eval=4)
+
+
+def run_module(module: str, args: list[str], out: Path, timeout_s: float, env: dict | None = None) -> tuple[dict, str]:
+    """`python -m MODULE ARGS --output_dir OUT`, a subprocess (vLLM decorates Klear's class in the process that
+    builds it) bounded by `timeout_s`: `({ok, seconds[, error: why and the log's tail]}, the log)`."""
+    started = time.time()
+    try:
+        done = subprocess.run([sys.executable, "-m", module, *args, "--output_dir", str(out)], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=timeout_s)
+        log, failure = done.stdout + done.stderr, done.returncode and f"exit {done.returncode}"
+    except subprocess.TimeoutExpired as expired:  # what it printed so far: bytes on POSIX even with text=True
+        log = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                      for part in (expired.stdout, expired.stderr))
+        failure = f"timed out after {timeout_s:.0f} s"
+    result = {"ok": not failure, "seconds": round(time.time() - started, 1)}
+    if failure:
+        result["error"] = f"{failure}: " + log[-2500:]
+    return result, log
+
+
 def vllm_serving(smoke: bool) -> dict:
     import importlib.util
 
@@ -284,11 +317,10 @@ def vllm_serving(smoke: bool) -> dict:
     if importlib.util.find_spec("vllm") is None:
         return {"skipped": "vLLM is not installed on this image"}
     from align.judging.answers import EndpointBackend, TransformersBackend
-    from align.models.klear.tiny import build_tiny_klear
     from align.serve.server import VLLMServer
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_klear(Path(tmp) / "klear-hd64", seed=0, head_dim=64, output_router_logits=True)
+        model = vllm_tiny_klear(Path(tmp) / "klear-hd64", output_router_logits=True)
         prompts = [[{"role": "user", "content": f"Question {i}: what is {i} plus {i}?"}] for i in range(8)]
         reference = TransformersBackend(model, batch_size=1, device="cuda", dtype="bfloat16").generate(
             prompts, temperature=0.0, max_new_tokens=24, n=1, seed=0)
@@ -311,24 +343,13 @@ LOGP_GAP = re.compile(r"'sampling/sampling_logp_difference/max': '?([0-9.e+-]+)"
 
 
 def rl_run(args: list[str], env: dict, out: Path, timeout_s: float) -> dict:
-    """One `python -m align.rl` GPPO run (a subprocess: vLLM decorates Klear's class in the process that builds
-    it): steps, the sampler/trainer log-probability gaps TRL logs for vLLM rollouts, or the error."""
-    started = time.time()
-    try:
-        done = subprocess.run([sys.executable, "-m", "align.rl", *args, "--output_dir", str(out)], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=timeout_s)
-        log, failure = done.stdout + done.stderr, done.returncode and f"exit {done.returncode}"
-    except subprocess.TimeoutExpired as expired:  # what it printed so far: bytes on POSIX even with text=True
-        log = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or ""
-                      for part in (expired.stdout, expired.stderr))
-        failure = f"timed out after {timeout_s:.0f} s"
-    result = {"ok": not failure, "seconds": round(time.time() - started, 1),
-              "sampling_logp_difference_max": [float(g) for g in LOGP_GAP.findall(log)]}
+    """One `python -m align.rl` GPPO run: steps, the sampler/trainer log-probability gaps TRL logs for vLLM
+    rollouts, or the error."""
+    result, log = run_module("align.rl", args, out, timeout_s, env)
+    result["sampling_logp_difference_max"] = [float(g) for g in LOGP_GAP.findall(log)]
     summary = out / "training_summary.json"
     if summary.is_file():
         result["steps"] = json.loads(summary.read_text())["global_steps"]
-    if failure:
-        result["error"] = f"{failure}: " + log[-2500:]
     return result
 
 
@@ -343,12 +364,9 @@ def rl_vllm(work: Path, smoke: bool) -> dict:
     import torch
 
     from align.common.ports import free_loopback_port
-    from align.data.demo import write_demo_data
-    from align.models.klear.tiny import build_tiny_klear
     from align.serve.server import VLLMServer
 
-    model = build_tiny_klear(work / "rl-klear-hd64", seed=0, head_dim=64)
-    data = write_demo_data(work / "rl-vllm-data", n_train=32, n_eval=4)
+    model, data = vllm_tiny_run_inputs(work, "rl")
     # fp32 on both sides, so a gap after a step means stale weights, not rounding; random-text completions differ
     # in length parity, so groups have variance and the weights move (as in tests/rl/test_rl_vllm_colocate.py)
     common = ["--config", "configs/rl/tiny.yaml", "--model_name_or_path", str(model), "--dataset_name",
@@ -394,25 +412,16 @@ def iterate_round(work: Path, smoke: bool) -> dict:
     if smoke:
         return {"skipped": "CPU smoke: the CPU path is tests/iterate (test_iterate_vllm.py samples a round with vLLM's "
                            "CPU build and closes it before DPO)"}
-    from align.data.demo import write_demo_data
-    from align.models.klear.tiny import build_tiny_klear
-
-    model = build_tiny_klear(work / "iterate-klear-hd64", seed=0, head_dim=64)
-    data = write_demo_data(work / "iterate-data", n_train=32, n_eval=4)
+    model, data = vllm_tiny_run_inputs(work, "iterate")
     out = work / "iterate"
-    started = time.time()
     # random text earns the length-parity reward about half the time: every prompt likely has a pair
-    done = subprocess.run([sys.executable, "-m", "align.iterate", "--config", "configs/iterate/tiny.yaml",
-                           "--model_name_or_path", str(model), "--prompts_dataset", str(data["rl"]), "--output_dir",
-                           str(out), "--use_cpu", "false", "--rounds", "1", "--prompts_per_round", "16",
-                           "--max_steps", "4", "--reward_funcs", "tests.rl.learning_task.even_length"],
-                          cwd=REPO, capture_output=True, text=True, timeout=180)
-    result = {"ok": done.returncode == 0, "seconds": round(time.time() - started, 1)}
+    args = ["--config", "configs/iterate/tiny.yaml", "--model_name_or_path", str(model), "--prompts_dataset",
+            str(data["rl"]), "--use_cpu", "false", "--rounds", "1", "--prompts_per_round", "16", "--max_steps", "4",
+            "--reward_funcs", "tests.rl.learning_task.even_length"]
+    result, _ = run_module("align.iterate", args, out, timeout_s=180)
     phases = out / "round-1/phases.json"
     if phases.is_file():
         result["phases"] = json.loads(phases.read_text())
-    if done.returncode:
-        result["error"] = f"exit {done.returncode}: " + (done.stdout + done.stderr)[-2500:]
     return result
 
 
