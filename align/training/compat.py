@@ -31,8 +31,9 @@ warns once, naming each difference, when the installed versions are others. What
   `autoep_experts_for_rank` are internal modules. Our preset adapter also makes the replacement
   router's gate compute in float32, as Klear's own router does (AutoEP's runs the gate in the
   model's dtype and only the sigmoid in float32).
-- DeepSpeed's CPU backend prints a line from every rank when it builds its shared-memory op;
-  `silence_cpu_backend_notice` drops it.
+- DeepSpeed's CPU backend JIT-builds a shared-memory op that our runs never call (25-30 s in CI, on a fresh
+  TORCH_EXTENSIONS_DIR) and prints a line from every rank; `skip_cpu_shared_memory_op` replaces its
+  `build_shm_op` with the answer it gives where the op is not compatible.
 - DeepSpeed Ulysses (sequence parallelism): `equal_size_ulysses_adapter` subclasses
   `UlyssesSPDataLoaderAdapter` and replaces its `refill` (gloo refuses its uneven all-gather), reading the
   groups from `deepspeed.utils.groups`' private getters; `use_equal_size_ulysses_adapter` replaces
@@ -340,26 +341,24 @@ def register_autoep_preset(name: str, display_name: str, model_types: tuple[str,
     registry.PRESET_MODELS[name] = MoEModelPreset(preset_adapter=name, hf_model_types=model_types, **preset)
 
 
-def silence_cpu_backend_notice() -> None:
-    """DeepSpeed's CPU communication backend prints "DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op
-    built successfully" from every rank (a bare `print` in `deepspeed/comm/torch.py:build_shm_op`); keep
-    the build, drop the print. Idempotent."""
-    import contextlib
-    import io
-
+def skip_cpu_shared_memory_op() -> None:
+    """DeepSpeed 0.19.8's communication backend (`deepspeed/comm/torch.py`: `TorchBackend.__init__` calls
+    `build_shm_op`) JIT-builds, under the CPU accelerator (the only one with a `ShareMemCommBuilder`), a C++
+    shared-memory op with ninja into TORCH_EXTENSIONS_DIR (a later launch loads it from there), and each rank
+    prints "... built successfully". The first launch on a fresh TORCH_EXTENSIONS_DIR pays for the build (25-30 s in CI; locally,
+    a checkout at another path rebuilds it, its source paths being the build's inputs). Only
+    `inference_all_reduce` (AutoTP's inference layers) uses the op; our CPU runs train over gloo's
+    all_reduce / all_gather / reduce_scatter. No documented switch skips the build (DS_BUILD_SHM_COMM pre-builds
+    at install time), so `build_shm_op` answers None, as it does where the op is not compatible: DeepSpeed's own
+    fallback, `inference_all_reduce` over the process group. Idempotent."""
     # not `import deepspeed.comm.torch as ...`: that name resolves to the `torch` that deepspeed.comm imports
     backend = importlib.import_module("deepspeed.comm.torch")
+    backend.build_shm_op = no_shared_memory_op
 
-    build = backend.build_shm_op
-    if getattr(build, "quiet", False):
-        return
 
-    def quiet_build():
-        with contextlib.redirect_stdout(io.StringIO()):
-            return build()
-
-    quiet_build.quiet = True
-    backend.build_shm_op = quiet_build
+def no_shared_memory_op() -> None:
+    """`build_shm_op` where the op is not compatible: no op, gloo does every collective."""
+    return None
 
 
 def autoep_layers(model) -> list:
