@@ -17,7 +17,9 @@ PRIVATES = {
         r"|deepspeed\.(runtime|module_inject|checkpoint|moe)\b|deepspeed\.utils\.groups",
         {"align/training/compat.py"}),
     "datasets": (r"\._fingerprint\b", {"align/data/datasets_compat.py"}),
-    "vLLM": (r"vllm\.(model_executor|v1|engine|worker|distributed|attention)\b", {"align/serve/vllm_adapter.py"}),
+    # the plugin only registers names with vLLM's extension registries (models, weight-transfer backends), lazily
+    "vLLM": (r"vllm\.(model_executor|v1|engine|worker|distributed|attention)\b",
+             {"align/serve/vllm_adapter.py", "align/serve/vllm_plugin.py"}),
     # argilla-server's own code is patched only inside its processes (server/argilla_process, version-checked)
     "Argilla SDK": (r"argilla\._|\.api\.(records|datasets|users|workspaces)\b|\.api_model\(|\._server_id\b",
                     {"annotation/argilla_adapter.py", "annotation/server/argilla_process/"}),

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from align.rl.vllm_server import check_server_mode, colocate_mode, server_mode
-from align.training.autoep import expert_parallel_section
+from align.rl.vllm_server import colocate_mode
 from align.training.config import KlearArguments
 
 # TRL 1.16's GRPOTrainer losses; `gppo` is computed by align.rl.gppo.
@@ -98,7 +97,6 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} "
                              "reward_funcs")
         check_generation_backend(self)
-        check_server_mode(self)
         if self.loss_type == "gppo":
             check_gppo_options(self)
         else:
@@ -110,22 +108,9 @@ class KlearGRPOConfig(KlearArguments, GRPOConfig):
 
 
 def check_generation_backend(args) -> None:
-    """Refuse vLLM's server mode under DeepSpeed expert parallelism (colocate mode syncs it, `align.rl.trainer`).
-    The DeepSpeed config is the parsed arguments' (`--deepspeed`, or the one `accelerate launch` names in its
-    environment), so this runs before anything loads."""
-    plugin = args.deepspeed_plugin
-    expert_parallel = expert_parallel_section(plugin.deepspeed_config if plugin else None)
     if args.vllm_enforce_eager and not colocate_mode(args):
         raise ValueError("vllm_enforce_eager applies to use_vllm with vllm_mode colocate only (a server takes "
                          f"--enforce-eager itself); got use_vllm {args.use_vllm}, vllm_mode {args.vllm_mode!r}")
-    if server_mode(args) and expert_parallel:
-        raise ValueError(
-            "use_vllm with vllm_mode server and DeepSpeed expert parallelism (AutoEP) is not supported: TRL streams "
-            "the server one parameter at a time under its Hugging Face name, and under AutoEP each rank holds only its "
-            "own experts, fused and renamed, so the server would get partial experts. Use vllm_mode: colocate (each "
-            "rank's engine gets every expert, gathered from its owner rank), or drop expert_parallel from the "
-            "DeepSpeed config."
-        )
 
 
 def check_gppo_options(args) -> None:

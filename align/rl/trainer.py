@@ -10,12 +10,10 @@ count are formed), so a step costs one generation, never an open-ended number. E
 groups were dropped (`rewards/zero_variance_groups`, and the fraction); the run's totals land in
 `training_summary.json` (`rl.zero_variance_groups`, `rl.groups`).
 
-Weight sync to vLLM (`use_vllm`): in colocate mode each rank's engine gets the whole policy before each generation
-batch through `align.rl.vllm_colocate.sync_colocated_weights`; under DeepSpeed AutoEP, where each rank holds only its
-share of the experts, fused and renamed, that sync gathers every expert from its owner rank
-(`align.training.autoep.iter_full_weights`, the final save's gather). Server mode keeps TRL's per-parameter stream,
-which under AutoEP would hand the server partial experts: that combination is refused when the recipe is parsed
-(`align.rl.config.check_generation_backend`).
+Weight sync to vLLM (`use_vllm`): before each generation batch, each colocated engine, or the server, gets the whole
+policy, buffers included (`align.rl.vllm_sync`); under DeepSpeed AutoEP, where each rank holds only its share of the
+experts, fused and renamed, every expert is gathered from its owner rank (`align.training.autoep.iter_full_weights`,
+the final save's gather). A server is reached through `align.rl.vllm_client.KlearVLLMClient`.
 """
 
 import math
@@ -26,8 +24,8 @@ from trl import GRPOTrainer
 
 from align.common.files import write_jsonl
 from align.rl.gppo import gppo_per_token_loss
-from align.rl.vllm_server import colocate_mode
-from align.training.compat import GRPOHooks, colocated_engine_options
+from align.rl.vllm_server import server_mode
+from align.training.compat import GRPOHooks, trl_vllm_generation
 from align.training.trainer import KlearTrainerMixin
 
 
@@ -46,14 +44,23 @@ def group_flags(totals: torch.Tensor, num_generations: int, threshold: float) ->
 
 class KlearGRPOTrainer(KlearTrainerMixin, GRPOHooks, GRPOTrainer):
     def __init__(self, *args, **kwargs):
-        # vllm_enforce_eager is colocate mode's only (align.rl.config refuses it elsewhere)
+        # colocated engines (vllm_enforce_eager is colocate mode's only: align.rl.config refuses it elsewhere) sample
+        # in the policy's dtype: TRL passes none, so vLLM took the checkpoint's (a float32 policy's rollouts in bf16)
         engine_options = {"enforce_eager": True} if kwargs["args"].vllm_enforce_eager else {}
-        with colocated_engine_options(**engine_options):
-            super().__init__(*args, **kwargs)
-        if colocate_mode(self.args):
-            from align.rl.vllm_colocate import use_whole_model_sync  # imports vLLM: only when generating with it
+        policy_dtype = getattr(kwargs.get("model"), "dtype", None)
+        if isinstance(policy_dtype, torch.dtype):
+            engine_options["dtype"] = policy_dtype
+        client_class = None
+        if server_mode(kwargs["args"]):
+            from align.rl.vllm_client import KlearVLLMClient  # imports vLLM: only when generating with it
 
-            use_whole_model_sync(self)
+            client_class = KlearVLLMClient
+        with trl_vllm_generation(engine_options, client_class):
+            super().__init__(*args, **kwargs)
+        if self.use_vllm:
+            from align.rl.vllm_sync import use_vllm_sync
+
+            use_vllm_sync(self)
         self.rl_counts = {"groups": 0, "zero_variance_groups": 0, "rollouts": 0, "correct_rollouts": 0}
         self._rollout_batches = 0
 

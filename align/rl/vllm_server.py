@@ -1,22 +1,18 @@
 """`use_vllm: true, vllm_mode: server`: rollouts from a separate vLLM server through TRL's `VLLMClient`, the policy's
-weights pushed into it over vLLM's NCCL weight-transfer engine before each generation batch (TRL's own path:
-`trl/generation/vllm_generation.py`, `VLLMGeneration.sync_weights`).
+weights pushed into it before each generation batch (`align.rl.vllm_sync.ServerSync`) over the server's
+weight-transfer backend: vLLM's `nccl` (TRL's own path, CUDA on both sides and distinct GPUs) or our `gloo`
+(`align.serve.weight_transfer`: any device, e.g. a CPU trainer, or a trainer on the server's own GPU, where NCCL
+refuses to run), which `align.rl.vllm_client.KlearVLLMClient` speaks.
 
     python -m align.serve CHECKPOINT --rl-weight-sync --port 8000    # the generator, on GPUs of its own
     accelerate launch ... -m align.rl --config RECIPE --use_vllm true --vllm_mode server \\
         --vllm_server_base_url http://127.0.0.1:8000
 
-Both checks here run before any model loads, each ending the run in one line:
-
-- `check_server_mode` (when the recipe is parsed): the trainer needs a CUDA device. TRL 1.16's
-  `VLLMClient.init_communicator` joins the server's weight-transfer group and raises NotImplementedError on any
-  other device (trl/generation/vllm_client.py:756), and vLLM 0.32 has no engine that moves weights without CUDA
-  (vllm/distributed/weight_transfer/factory.py:222-258 registers nccl, ipc, sparse_nccl, sharded_rdt, nccl_m2n and
-  modelexpress: NCCL, CUDA IPC handles, Ray with NIXL on CUDA streams, and an external NIXL package).
-- `check_vllm_server` (at start): the server answers within `vllm_server_timeout`, exposes vLLM's development
-  endpoints (TRL's weight updates and prefix-cache reset live there), has the NCCL weight-transfer engine, and
-  returns log-probabilities after temperature (TRL compares them with the trainer's for its importance-sampling
-  correction). TRL would find the first three only after the policy is loaded, or not at all for the last.
+`check_vllm_server` runs before the policy loads, ending the run in one line where the server does not answer
+within `vllm_server_timeout`, lacks vLLM's development endpoints (TRL's weight updates and prefix-cache reset live
+there), has no weight-transfer engine this trainer can use (nccl without CUDA here), or returns log-probabilities
+before temperature (TRL compares them with the trainer's for its importance-sampling correction). TRL would find
+the first three only after the policy is loaded, or not at all for the last.
 """
 
 from __future__ import annotations
@@ -25,6 +21,8 @@ import json
 import time
 import urllib.error
 import urllib.request
+
+from align.serve import weight_transfer
 
 SERVE_COMMAND = "python -m align.serve CHECKPOINT --rl-weight-sync"
 
@@ -35,18 +33,6 @@ def server_mode(args) -> bool:
 
 def colocate_mode(args) -> bool:
     return bool(args.use_vllm) and args.vllm_mode == "colocate"
-
-
-def check_server_mode(args) -> None:
-    """Refuse `vllm_mode: server` where the trainer has no CUDA device (`use_cpu`, or none visible)."""
-    import torch
-
-    if server_mode(args) and (args.use_cpu or not torch.cuda.is_available()):
-        raise ValueError(
-            "vllm_mode server needs a CUDA device for the trainer: TRL 1.16 syncs the policy's weights into the server "
-            "over vLLM's NCCL weight-transfer engine, and vLLM 0.32 has no weight-transfer engine without CUDA "
-            "(docs/rl.md, Generation). On CPU, generate with vllm_mode: colocate or use_vllm: false"
-        )
 
 
 def server_url(args) -> str:
@@ -83,13 +69,24 @@ def check_vllm_server(args, retry_interval_s: float = 2.0) -> dict:
                 f"uses: start it with `{SERVE_COMMAND}` (it sets VLLM_SERVER_DEV_MODE=1)"
             ) from None
         raise ValueError(f"vllm_mode server: {url}/server_info answered HTTP {error.code}") from None
-    transfer = info.get("weight_transfer_config") or {}
-    if transfer.get("backend") != "nccl":
-        found = f"backend {transfer['backend']!r}" if transfer else "none"
+    check_server_info(info, url, trainer_has_cuda=not args.use_cpu and _cuda_available())
+    return info
+
+
+def check_server_info(info: dict, url: str, trainer_has_cuda: bool) -> None:
+    """A `/server_info` configuration TRL's server mode can train with (a weight-transfer engine this trainer can
+    join, log-probabilities after temperature), or a `ValueError` saying how to start the server."""
+    backend = (info.get("weight_transfer_config") or {}).get("backend")
+    if backend not in ("nccl", weight_transfer.BACKEND):
+        found = f"backend {backend!r}" if backend else "none"
         raise ValueError(
-            f"vllm_mode server: the vLLM server at {url} has no NCCL weight-transfer engine ({found}), the one TRL "
-            f"1.16 syncs weights with: start it with `{SERVE_COMMAND}` (--weight-transfer-config "
-            "'{\"backend\": \"nccl\"}')"
+            f"vllm_mode server: the vLLM server at {url} has no weight-transfer engine the trainer can sync with "
+            f"({found}): start it with `{SERVE_COMMAND}`"
+        )
+    if backend == "nccl" and not trainer_has_cuda:
+        raise ValueError(
+            f"vllm_mode server: the vLLM server at {url} syncs weights over NCCL, which needs a CUDA device for the "
+            f"trainer: start it with `{SERVE_COMMAND} gloo` (docs/rl.md, Generation)"
         )
     logprobs_mode = info.get("model_config", {}).get("logprobs_mode")
     if logprobs_mode != "processed_logprobs":
@@ -98,4 +95,9 @@ def check_vllm_server(args, retry_interval_s: float = 2.0) -> dict:
             f"them with the trainer's after temperature: start it with `{SERVE_COMMAND}` (--logprobs-mode "
             "processed_logprobs)"
         )
-    return info
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

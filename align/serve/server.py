@@ -5,6 +5,7 @@
     python -m align.serve /ckpt/Klear-46B --tensor-parallel-size 8  # a GPU node; expert parallel on
     python -m align.serve outputs/sft --max-model-len 8192          # other options go to `vllm serve`
     python -m align.serve outputs/sft --rl-weight-sync              # for align.rl's `vllm_mode: server`
+    python -m align.serve outputs/sft --rl-weight-sync gloo         # ... sharing a GPU with the trainer
 
 It runs stock `vllm serve` (the `klear` plugin registers the model; no --trust-remote-code),
 listens on loopback unless told otherwise, and prints the base URL once the server answers. With
@@ -17,8 +18,11 @@ parallelism is left off (that build cannot run it), and a head size its attentio
 `--rl-weight-sync` serves as TRL 1.16's trainers expect of a `vllm_mode: server` generator (what
 `trl vllm-serve` adds to `vllm serve`): vLLM's development endpoints (VLLM_SERVER_DEV_MODE=1: weight
 updates, prefix-cache reset, server info; anyone who reaches the port can replace the weights, so keep
-it on loopback or a private network), the NCCL weight-transfer engine, and log-probabilities after
-temperature (TRL's importance-sampling correction compares them with the trainer's). See docs/rl.md.
+it on loopback or a private network), a weight-transfer engine, and log-probabilities after
+temperature (TRL's importance-sampling correction compares them with the trainer's). The engine is
+vLLM's `nccl` (TRL's; CUDA on both sides, distinct GPUs) by default on GPUs and our `gloo`
+(`align.serve.weight_transfer`: any device, through host memory) on the CPU build; `--rl-weight-sync
+gloo` picks it on GPUs too, e.g. for a trainer on the server's GPU, where NCCL cannot run. See docs/rl.md.
 """
 
 from __future__ import annotations
@@ -47,8 +51,7 @@ VLLM_SERVE = ["-m", "vllm.entrypoints.cli.main", "serve"]  # `vllm serve`
 VLLM_CPU_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--model"]
 # What `trl vllm-serve` (trl/scripts/vllm_serve.py, `build_command` and `main`) adds for TRL's VLLMClient;
 # its `--enable-scale-out` serves multimodal prompts only, which a Klear never sends.
-RL_WEIGHT_SYNC_ARGS = ["--weight-transfer-config", '{"backend": "nccl"}', "--logprobs-mode", "processed_logprobs",
-                       "--max-logprobs", "-1"]
+RL_WEIGHT_SYNC_BACKENDS = ("nccl", "gloo")
 RL_WEIGHT_SYNC_ENV = {"VLLM_SERVER_DEV_MODE": "1"}
 
 
@@ -93,12 +96,12 @@ def serve_command(
     tensor_parallel_size: int = 1,
     expert_parallel: bool | None = None,
     served_model_name: str | None = None,
-    rl_weight_sync: bool = False,
+    rl_weight_sync: str | None = None,
     extra_args: list[str] = (),
 ) -> list[str]:
     """The `vllm serve` command line; expert parallelism defaults to on when there is more than one GPU.
-    `rl_weight_sync`: the options TRL's server-mode trainers need (RL_WEIGHT_SYNC_ARGS; the environment's
-    part is RL_WEIGHT_SYNC_ENV)."""
+    `rl_weight_sync` (a backend of RL_WEIGHT_SYNC_BACKENDS, or "auto"): the options TRL's server-mode trainers
+    need (`rl_weight_sync_args`; the environment's part is RL_WEIGHT_SYNC_ENV)."""
     if expert_parallel is None:
         expert_parallel = tensor_parallel_size > 1
     command = [
@@ -110,8 +113,20 @@ def serve_command(
     if expert_parallel:
         command.append("--enable-expert-parallel")
     if rl_weight_sync:
-        command += RL_WEIGHT_SYNC_ARGS
+        command += rl_weight_sync_args(rl_weight_sync)
     return command + list(extra_args)
+
+
+def rl_weight_sync_args(backend: str) -> list[str]:
+    """`trl vllm-serve`'s additions (trl/scripts/vllm_serve.py, `build_command`), with the weight-transfer backend
+    chosen: "auto" is gloo on vLLM's CPU build (it has no NCCL), nccl elsewhere."""
+    if backend == "auto":
+        backend = "gloo" if cpu_build() else "nccl"
+    if backend not in RL_WEIGHT_SYNC_BACKENDS:
+        raise ServeError(f"--rl-weight-sync {backend}: not a weight-transfer backend; choose one of "
+                         f"{', '.join(RL_WEIGHT_SYNC_BACKENDS)}")
+    return ["--weight-transfer-config", json.dumps({"backend": backend}), "--logprobs-mode", "processed_logprobs",
+            "--max-logprobs", "-1"]
 
 
 class VLLMServer:
@@ -123,7 +138,7 @@ class VLLMServer:
 
     def __init__(self, checkpoint: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  tensor_parallel_size: int = 1, expert_parallel: bool | None = None,
-                 served_model_name: str | None = None, rl_weight_sync: bool = False, extra_args: list[str] = (),
+                 served_model_name: str | None = None, rl_weight_sync: str | None = None, extra_args: list[str] = (),
                  log_path: str | Path | None = None, env: dict[str, str] | None = None,
                  startup_timeout_s: float = 900.0):
         if not vllm_installed():
@@ -235,8 +250,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--expert-parallel", action=argparse.BooleanOptionalAction, default=None,
                         help="whole experts per GPU instead of slices of every expert (default: on with more than one GPU)")
     parser.add_argument("--served-model-name", help="the model name clients send (default: the directory's name)")
-    parser.add_argument("--rl-weight-sync", action="store_true",
-                        help="serve align.rl's vllm_mode: server (TRL's weight-sync endpoints and engine; docs/rl.md)")
+    parser.add_argument("--rl-weight-sync", nargs="?", const="auto", choices=("auto", *RL_WEIGHT_SYNC_BACKENDS),
+                        help="serve align.rl's vllm_mode: server (TRL's weight-sync endpoints; the weight-transfer "
+                             "backend: nccl on GPUs, gloo on the CPU build, unless named; docs/rl.md)")
     return parser.parse_known_args(argv)
 
 

@@ -48,12 +48,23 @@ vLLM internals used (check each one when moving to another vLLM version):
 8. `Base._decorate_cls_for_torch_compile` (vllm/model_executor/models/transformers/base.py) and
    `vllm.config.get_current_vllm_config_or_none`: a Klear built outside vLLM after an engine decorated the class
    keeps the class's own `__init__` (a colocated trainer's save, an after-training judge).
+9. `vllm.distributed.weight_transfer.base` (`WeightTransferEngine`, its init/update info base classes) and
+   `WeightTransferEngineFactory.register_engine` (.factory): the `gloo` weight-transfer backend a server started
+   with `--rl-weight-sync gloo` syncs an RL trainer's weights with (`GlooWeightTransferEngine`; the worker calls
+   `init_transfer_engine`, `start_weight_update`, `update_weights` per request, `finish_weight_update`).
+10. The CPU build's fused-MoE experts (`layers/fused_moe/experts/cpu_moe.py: CPUUnquantizedExperts`), reached as
+   `layer.quant_method.moe_kernel.fused_experts`: their `process_weights_after_loading` prepacks the expert weights
+   into the CPU grouped-GEMM layout, and vLLM 0.32 runs it at the first load only
+   (`UnquantizedFusedMoEMethod._setup_kernel` skips it on a weight update), so after a reload the kernel read
+   unpacked experts as packed ones: a tiny Klear's prompt log-probabilities moved 0.013 from transformers' on a
+   reload of its own checkpoint. `reload_finished` prepacks them again (`tests/rl/test_rl_vllm_colocate.py`).
 """
 
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import vllm
 
@@ -76,8 +87,16 @@ from vllm.config import get_current_vllm_config_or_none  # noqa: E402
 # Internal 2: the weight-name mapper type that `Base.load_weights` applies.
 from vllm.model_executor.models.utils import WeightsMapper  # noqa: E402
 
+# Internal 9: the worker side of a weight-transfer backend.
+from vllm.distributed.weight_transfer.base import (  # noqa: E402
+    WeightTransferEngine,
+    WeightTransferInitInfo,
+    WeightTransferUpdateInfo,
+)
+
 from ..models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
 from ..training.compat import transformers_zero3_off  # noqa: E402
+from . import weight_transfer  # noqa: E402
 
 # Official per-expert names -> our module path; vLLM's fused-MoE loader reads the expert index.
 PER_EXPERT_NAMES = WeightsMapper(
@@ -168,15 +187,89 @@ def reload_weights(llm, named_weights) -> None:
     parameter the weights did not cover (an expert left out or renamed) fails here: nothing is half-synced."""
     runner = llm.llm_engine.model_executor.driver_worker.model_runner
     model = runner.get_model()
-    expected = {name for name, _ in model.named_parameters()}
     initialize_layerwise_reload(model)
     loaded = model.load_weights(named_weights)
-    finalize_layerwise_reload(model, runner.vllm_config.model_config)
-    missing = sorted(expected - set(loaded))
+    reload_finished(model, runner.vllm_config.model_config, loaded)
+
+
+def reload_finished(model, model_config, loaded) -> None:
+    """The end of an in-place reload (`initialize_layerwise_reload`, then `model.load_weights`, which returned the
+    names in `loaded`): vLLM's own finalization, the CPU build's expert prepacking that it skips (internal 10), and
+    a check that no parameter of the engine was left out, naming them."""
+    finalize_layerwise_reload(model, model_config)
+    for module in model.modules():
+        kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
+        experts = getattr(kernel, "fused_experts", None)
+        if any(cls.__name__ == "CPUUnquantizedExperts" for cls in type(experts).__mro__):
+            experts.process_weights_after_loading(module)
+    missing = sorted({name for name, _ in model.named_parameters()} - set(loaded))
     if missing:
         raise ValueError(
             f"weight sync to vLLM left {len(missing)} of its parameters unloaded: {', '.join(missing[:8])}"
         )
+
+
+@dataclass
+class GlooInitInfo(WeightTransferInitInfo):
+    """What a trainer sends to `/init_weight_transfer_engine` (`align.rl.vllm_client.KlearVLLMClient`)."""
+
+    master_address: str
+    master_port: int
+    rank_offset: int
+    world_size: int
+    chunk_bytes: int = weight_transfer.CHUNK_BYTES
+
+
+@dataclass
+class GlooUpdateInfo(WeightTransferUpdateInfo):
+    """One `/update_weights` request: the tensors the trainer then broadcasts, in order."""
+
+    names: list[str]
+    dtype_names: list[str]
+    shapes: list[list[int]]
+
+
+class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo]):
+    """A vLLM worker's end of the `gloo` backend (`align.serve.weight_transfer`): joins the trainer's gloo group,
+    receives each announced chunk and loads it inside vLLM's layerwise reload, as vLLM's NCCL engine does (which
+    also makes per-request loads work on the CPU build, see `reload_weights`). Every parameter must arrive within
+    one update: `finish_weight_update` fails naming any the trainer left out, as the colocated sync does
+    (`reload_finished`)."""
+
+    init_info_cls = GlooInitInfo
+    update_info_cls = GlooUpdateInfo
+
+    def __init__(self, config, vllm_config, device, model) -> None:
+        super().__init__(config, vllm_config, device, model)
+        self.group = None
+        self.chunk_bytes = weight_transfer.CHUNK_BYTES
+        self.loaded: set[str] = set()
+
+    def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
+        parallel = self.parallel_config  # a unique rank across data-parallel replicas, as vLLM's NCCL engine counts
+        rank = init_info.rank_offset + parallel.data_parallel_index * parallel.world_size + parallel.rank
+        self.chunk_bytes = init_info.chunk_bytes
+        self.group = weight_transfer.open_group(init_info.master_address, init_info.master_port, rank,
+                                                init_info.world_size)
+
+    def start_weight_update(self) -> None:
+        self.loaded = set()
+        initialize_layerwise_reload(self.model)
+
+    def receive_weights(self, update_info: GlooUpdateInfo) -> None:
+        if self.group is None:
+            raise RuntimeError("gloo weight transfer: /update_weights before /init_weight_transfer_engine")
+        for chunk in weight_transfer.chunk_layout(update_info.dtype_names, update_info.shapes, self.chunk_bytes):
+            tensors = weight_transfer.receive(self.group, [update_info.dtype_names[i] for i in chunk],
+                                              [update_info.shapes[i] for i in chunk])
+            self.loaded |= self.model.load_weights(
+                [(update_info.names[i], tensor.to(self.device)) for i, tensor in zip(chunk, tensors)])
+
+    def finish_weight_update(self) -> None:
+        reload_finished(self.model, self.model_config, self.loaded)
+
+    def shutdown(self) -> None:
+        self.group = None
 
 
 def keep_trainer_model_eager(model) -> None:

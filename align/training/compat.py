@@ -18,12 +18,12 @@ warns once, naming each difference, when the installed versions are others. What
   books the rollouts as training ones. `state.num_input_tokens_seen` counts the tokens trained on (the RL
   trainer's count, not TRL's every-rollout one). Metrics go into TRL's
   `_metrics`, rollouts are read back from its `_logs` (the last generation batch, gathered over ranks).
-  In colocate mode the RL trainer replaces the instance's `vllm_generation.sync_weights`
-  (`align.rl.vllm_colocate`), reaching TRL's `VLLMGeneration` privates through `wake_colocated_engine`
-  (`enable_sleep_mode`, `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) and
-  `trl_vllm_named_params` (`_iter_named_params`);
-  `colocated_engine_options` adds `vllm.LLM` options (`enforce_eager`) by wrapping the module's `LLM` that
-  `VLLMGeneration._init_vllm` calls, while `GRPOTrainer.__init__` builds the engine.
+  With `use_vllm` the RL trainer replaces the instance's `vllm_generation.sync_weights` (`align.rl.vllm_sync`),
+  reaching TRL's `VLLMGeneration` privates through `wake_colocated_engine` (`enable_sleep_mode`,
+  `_llm_weights_sleeping`, `trl.generation.vllm_generation.empty_cache`) and `trl_vllm_named_params`
+  (`_iter_named_params`); `trl_vllm_generation` adds `vllm.LLM` options (`enforce_eager`) and substitutes the
+  server's client class by wrapping the module's `LLM` and `VLLMClient` that `VLLMGeneration._init_vllm` calls,
+  while `GRPOTrainer.__init__` builds them.
 - transformers: `transformers_zero3_off` clears and restores the private `_hf_deepspeed_config_weak_ref` (the
   registered `HfDeepSpeedConfig`) around a colocated vLLM engine's model build.
 - DeepSpeed AutoEP: presets are registered in `auto_ep_presets.registry` (`PRESET_MODELS` and the
@@ -229,17 +229,20 @@ def trl_vllm_named_params(generation):
 
 
 @contextmanager
-def colocated_engine_options(**options):
-    """Extra `vllm.LLM` options (e.g. `enforce_eager`) for the colocated engine TRL builds while the context is open:
-    TRL 1.16's `VLLMGeneration._init_vllm` calls its module's `LLM` with a fixed set of options."""
+def trl_vllm_generation(engine_options: dict, client_class=None):
+    """While `GRPOTrainer.__init__` builds TRL 1.16's `VLLMGeneration`, its `_init_vllm` calls its module's `LLM`
+    (colocate mode) with extra options (`engine_options`, e.g. `enforce_eager`: TRL passes a fixed set), and builds
+    a server's client from `client_class` (server mode: `align.rl.vllm_client.KlearVLLMClient`; None keeps TRL's
+    `VLLMClient`)."""
     from trl.generation import vllm_generation
 
-    build = vllm_generation.LLM
-    vllm_generation.LLM = partial(build, **options)
+    build, client = vllm_generation.LLM, vllm_generation.VLLMClient
+    vllm_generation.LLM = partial(build, **engine_options)
+    vllm_generation.VLLMClient = client_class or client
     try:
         yield
     finally:
-        vllm_generation.LLM = build
+        vllm_generation.LLM, vllm_generation.VLLMClient = build, client
 
 
 class GRPOHooks:

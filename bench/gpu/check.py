@@ -21,10 +21,11 @@
 - `rl_vllm` (after it, for the same reason): 3 GPPO steps of the tiny RL recipe on a random tiny Klear (head_dim
   64, fp32) with `use_vllm`, once colocated (`vllm_gpu_memory_utilization` 0.2) and once from an
   `align.serve --rl-weight-sync` server (`gpu_memory_utilization` 0.2, eager; on the last GPU, which is the
-  trainer's when only one is visible), each a subprocess with its own error: steps, TRL's
+  trainer's when only one is visible: then over the gloo weight-transfer backend, NCCL refusing two ranks on one
+  device; over nccl on a GPU of its own), each a subprocess with its own error: steps, TRL's
   `sampling/sampling_logp_difference/max` per generation batch (the second follows an optimiser step: small only
-  if the weights reached vLLM). Skipped without vLLM, and in the CPU smoke (server mode needs CUDA; colocate runs
-  on vLLM's CPU build in tests/rl/test_rl_vllm_colocate.py).
+  if the weights reached vLLM). Skipped without vLLM, and in the CPU smoke (both modes run on vLLM's CPU build in
+  tests/rl/test_rl_vllm_colocate.py and tests/serving/test_vllm_serving.py).
 
 - `iterate_round` (last): one round of the tiny on-policy DPO recipe (`python -m align.iterate`, 16 prompts x 4
   samples, 4 DPO steps, bf16) on a random tiny Klear (head_dim 64) with the `auto` sampling engine (vLLM where
@@ -357,8 +358,8 @@ def rl_vllm(work: Path, smoke: bool) -> dict:
     import importlib.util
 
     if smoke:
-        return {"skipped": "CPU smoke: needs CUDA (align.rl refuses vllm_mode server without it: TRL syncs the server "
-                           "over NCCL); colocate mode on vLLM's CPU build is tests/rl/test_rl_vllm_colocate.py"}
+        return {"skipped": "CPU smoke: both modes run on vLLM's CPU build in tests/rl/test_rl_vllm_colocate.py and "
+                           "tests/serving/test_vllm_serving.py"}
     if importlib.util.find_spec("vllm") is None:
         return {"skipped": "vLLM is not installed on this image"}
     import torch
@@ -377,21 +378,20 @@ def rl_vllm(work: Path, smoke: bool) -> dict:
     results = {"gpus": gpus, "steps_asked": RL_STEPS}
     # each part is bounded at 150 s (a hung NCCL rendezvous included), so a stuck part costs this section, not
     # run.sh's whole 530 s; expected here: about 1 minute for each of the three parts
-    # colocate: TRL's engine in the trainer's process (external_launcher: torch.distributed's variables)
-    colocate_env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": str(free_loopback_port()), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    # colocate: TRL's engine in the trainer's process, as docs/rl.md runs it (TRL sets torch.distributed's variables)
     results["colocate"] = rl_run([*common, "--vllm_mode", "colocate", "--vllm_gpu_memory_utilization", "0.2"],
-                                 colocate_env, work / "rl-colocate", timeout_s=150)
-    # server: `align.serve --rl-weight-sync` on the last visible GPU, the trainer on the first (the same GPU when
-    # only one is visible: NCCL may refuse two ranks of its weight-transfer group on one device; recorded either way)
+                                 dict(os.environ), work / "rl-colocate", timeout_s=150)
+    # server: `align.serve --rl-weight-sync` on the last visible GPU, the trainer on the first; on one GPU over gloo
+    # (NCCL refuses two ranks of one group on one device), else over TRL's nccl
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(gpus)))
     server_env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[-1]}
     trainer_env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible.split(",")[0]}
     results["server_gpu"] = "its own" if gpus > 1 else "the trainer's"
+    results["server_backend"] = "nccl" if gpus > 1 else "gloo"
     log_path = work / "rl-serve.log"
     started = time.time()
     try:
-        with VLLMServer(model, rl_weight_sync=True, log_path=log_path, env=server_env, startup_timeout_s=150,
+        with VLLMServer(model, rl_weight_sync=results["server_backend"], log_path=log_path, env=server_env, startup_timeout_s=150,
                         extra_args=["--dtype", "float32", "--max-model-len", "512", "--gpu-memory-utilization", "0.2",
                                     "--enforce-eager"]) as server:
             results["server_startup_s"] = round(time.time() - started, 1)

@@ -156,31 +156,3 @@ def test_a_code_recipe_on_a_machine_without_a_working_sandbox_stops_at_start(tmp
     line, = capsys.readouterr().err.splitlines()
     assert "the code sandbox does not work here: sandbox_error: bubblewrap (bwrap) is not installed" in line
     assert "missing.jsonl" not in line and not out.exists()
-
-
-@pytest.fixture
-def no_deepspeed_left(monkeypatch):
-    """Parsing a DeepSpeed config registers it process-wide (transformers' weak reference); later tests in this
-    process must not load models under it."""
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-    for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_CONFIG_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    yield monkeypatch
-    unset_hf_deepspeed_config()
-
-
-@pytest.mark.parametrize("route", ["--deepspeed", "accelerate launch's environment"])
-def test_vllm_server_mode_with_expert_parallelism_is_refused_when_parsed(tmp_path, no_deepspeed_left, route):
-    config = str(REPO_ROOT / "configs/deepspeed/zero3-ep2.json")
-    extra = ["--deepspeed", config] if route == "--deepspeed" else []
-    if not extra:  # what `accelerate launch` with configs/accelerate/cpu-2proc.yaml sets for each rank
-        no_deepspeed_left.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-        no_deepspeed_left.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", config)
-    with pytest.raises(ValueError, match=r"use_vllm with vllm_mode server and DeepSpeed expert parallelism \(AutoEP\) "
-                                         r"is not supported: TRL streams the server one parameter at a time"):
-        parse(tmp_path, "--use_vllm", "true", "--vllm_mode", "server", *extra)
-    assert parse(tmp_path, "--use_vllm", "true", "--vllm_mode", "colocate", *extra).use_vllm  # gathered sync
-    assert parse(tmp_path, "--use_vllm", "false", *extra).deepspeed_plugin is not None  # transformers: accepted
-    ulysses = parse(tmp_path, "--use_vllm", "true", "--deepspeed", str(REPO_ROOT / "configs/deepspeed/zero3-sp.json"))
-    assert ulysses.use_vllm  # ZeRO-3 without expert parallelism: TRL's own vLLM path

@@ -1,11 +1,11 @@
-"""`vllm_mode: server` (align.rl.vllm_server): refused without CUDA when the recipe is parsed, one line and nothing
-loaded; the generator `python -m align.serve --rl-weight-sync` starts is the one `trl vllm-serve` would; a server
-that does not answer is named before the policy loads.
+"""`vllm_mode: server` (align.rl.vllm_server): the generator `python -m align.serve --rl-weight-sync` starts is the
+one `trl vllm-serve` would, with the weight-transfer backend chosen (gloo on vLLM's CPU build, nccl on GPUs, or
+named); a server that does not answer is named before the policy loads.
 
-A live CPU server is not started here (its start-up alone took 51-111 s on the shared 2-core machine): the vLLM
-server tests/serving/test_vllm_serving.py already starts runs with --rl-weight-sync, and TRL's `VLLMClient` and
-`check_vllm_server` are tested against it there (a plain server failing the check: test_vllm_tensor_parallel.py).
-The weight sync itself needs CUDA: the GPU check's `rl_vllm` section runs the whole path."""
+A live CPU server is not started here (its start-up alone took 51-111 s on the shared 2-core machine): the one
+tests/serving/test_vllm_serving.py starts runs with --rl-weight-sync, and a GPPO run in server mode trains through
+it there (its last test), with TRL's `VLLMClient` and `check_vllm_server` (a plain server failing the check:
+test_vllm_tensor_parallel.py)."""
 
 import json
 import socket
@@ -13,35 +13,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from align.rl.config import KlearGRPOConfig
 from align.rl.vllm_server import check_vllm_server
-from tests.distributed import REPO_ROOT
-
-
-def test_server_mode_without_cuda_stops_in_one_line_before_anything_loads(tmp_path, capsys, monkeypatch):
-    from align.rl.__main__ import main as rl_main
-    from align.training.cli import run_stage
-
-    monkeypatch.delenv("KLEAR_DEBUG", raising=False)
-    out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_:
-        run_stage("align.rl", rl_main, KlearGRPOConfig,
-                  ["--config", str(REPO_ROOT / "configs/rl/tiny.yaml"), "--use_cpu", "true", "--use_vllm", "true",
-                   "--vllm_mode", "server", "--output_dir", str(out), "--dataset_name", str(tmp_path / "missing.jsonl"),
-                   "--model_name_or_path", str(tmp_path / "none")])
-    assert exit_.value.code == 1
-    line, = capsys.readouterr().err.splitlines()
-    assert ("vllm_mode server needs a CUDA device for the trainer: TRL 1.16 syncs the policy's weights into the "
-            "server over vLLM's NCCL weight-transfer engine, and vLLM 0.32 has no weight-transfer engine without CUDA"
-            in line)
-    assert "missing.jsonl" not in line and not out.exists()
 
 
 def test_rl_weight_sync_serves_what_trl_vllm_serve_adds(tmp_path):
     """Every setting `trl vllm-serve` imposes on `vllm serve` for its trainers (its own command builder is the
-    expectation), bar `--enable-scale-out` (multimodal prompts only), and vLLM's development endpoints."""
+    expectation, with its nccl backend), bar `--enable-scale-out` (multimodal prompts only), and vLLM's development
+    endpoints."""
     from trl.scripts.vllm_serve import ScriptArguments, build_command
 
+    from align.serve.environment import cpu_build
     from align.serve.server import VLLMServer, parse_args
 
     trl_command = build_command(ScriptArguments(model="m"))
@@ -50,7 +31,7 @@ def test_rl_weight_sync_serves_what_trl_vllm_serve_adds(tmp_path):
     checkpoint = tmp_path / "klear"
     checkpoint.mkdir()  # a config vLLM's CPU build has an attention kernel for; the server is not started
     (checkpoint / "config.json").write_text(json.dumps({"hidden_size": 256, "num_attention_heads": 4}))
-    server = VLLMServer(checkpoint, rl_weight_sync=True, extra_args=["--dtype", "float32"])
+    server = VLLMServer(checkpoint, rl_weight_sync="nccl", extra_args=["--dtype", "float32"])
     ours = server.command
     for flag, value in zip(imposed[0::2], imposed[1::2]):
         assert ours[ours.index(flag) + 1] == value
@@ -58,7 +39,11 @@ def test_rl_weight_sync_serves_what_trl_vllm_serve_adds(tmp_path):
     assert server.env["VLLM_SERVER_DEV_MODE"] == "1"
     plain = VLLMServer(checkpoint)
     assert "--weight-transfer-config" not in plain.command and "VLLM_SERVER_DEV_MODE" not in plain.env
-    assert parse_args([str(checkpoint), "--rl-weight-sync"])[0].rl_weight_sync
+    assert parse_args([str(checkpoint), "--rl-weight-sync"])[0].rl_weight_sync == "auto"
+    assert parse_args([str(checkpoint), "--rl-weight-sync", "gloo"])[0].rl_weight_sync == "gloo"
+    auto = VLLMServer(checkpoint, rl_weight_sync="auto").command  # vLLM's CPU build has no NCCL
+    expected = json.dumps({"backend": "gloo" if cpu_build() else "nccl"})
+    assert auto[auto.index("--weight-transfer-config") + 1] == expected
 
 
 def test_a_server_that_does_not_answer_is_named_with_the_command_that_starts_one():

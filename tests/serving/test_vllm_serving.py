@@ -6,8 +6,9 @@ with head_dim 64 (vLLM's CPU attention has no kernel for the tiny factory's 16) 
 --enforce-eager), serve every test here: the server align.rl's `vllm_mode: server` generates from, which
 every other client uses as it would a plain one (vLLM 0.32's `logprobs_mode` leaves prompt log-probabilities
 alone: vllm/config/model.py, "for prompt_logprobs, processed_* and raw_* yield identical results", and
-gpu_model_runner.py's `_get_prompt_logprobs_dict`, which CPUModelRunner inherits). Its weight sync itself
-needs CUDA (docs/rl.md, Generation). The SFT config keeps `output_router_logits: true`, which used to stop the
+gpu_model_runner.py's `_get_prompt_logprobs_dict`, which CPUModelRunner inherits). The last test trains
+through it (GPPO in server mode, its weights synced over the CPU build's gloo backend) and puts the SFT weights
+back. The SFT config keeps `output_router_logits: true`, which used to stop the
 compiled path (see align/serve/vllm_adapter.py). The server process never imports `align` itself: the `klear` plugin (vLLM's
 `vllm.general_plugins` entry point) registers the model in each of vLLM's processes.
 
@@ -21,13 +22,15 @@ import os
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from align.judging.answers import EndpointBackend
-from align.rl.vllm_server import check_vllm_server
+from align.rl.vllm_server import check_server_info, check_vllm_server
 
 from serving_support import ENGINE_ARGS, MAX_NEW_TOKENS, REPO_ROOT, VLLM_ENV, serve
 from tests.markers import needs_vllm
@@ -77,6 +80,12 @@ def test_served_greedy_chat_answers_equal_transformers(served, conversations, tr
 
 
 def test_served_prompt_logprobs_equal_transformers(served, transformers_klear, conversations):
+    worst = prompt_logprob_gap(served, transformers_klear, conversations)
+    assert worst < LOGPROB_ATOL, f"largest prompt log-prob difference {worst:.2e}"
+
+
+def prompt_logprob_gap(served, transformers_klear, conversations) -> float:
+    """The largest difference between the server's prompt log-probabilities and transformers' (4 chats)."""
     model, tokenizer = transformers_klear
     worst = 0.0
     for messages in conversations[:4]:
@@ -91,25 +100,25 @@ def test_served_prompt_logprobs_equal_transformers(served, transformers_klear, c
             logits = model(torch.tensor([ids])).logits[0, :-1].float()
         hf_lp = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
         worst = max(worst, (vllm_lp - hf_lp).abs().max().item())
-    assert worst < LOGPROB_ATOL, f"largest prompt log-prob difference {worst:.2e}"
+    return worst
 
 
 def test_trl_vllm_client_samples_with_log_probabilities_after_temperature(served, transformers_klear, conversations):
     """align.rl's `vllm_mode: server` generator as TRL 1.16's own client sees it (the calls VLLMGeneration makes,
-    bar the weight sync, which needs CUDA): `check_vllm_server` passes, /server_info names the NCCL engine, the
-    prefix cache resets, and `generate` (token-id prompts, n per prompt) returns each sampled token with its
+    bar the weight sync: the last test): `check_vllm_server` passes, /server_info names the gloo engine (the CPU
+    build's default for --rl-weight-sync), the prefix cache resets, and `generate` (token-id prompts, n per prompt) returns each sampled token with its
     log-probability after temperature: log_softmax(logits / T) of transformers' forward over prompt + completion,
     which is what TRL's importance-sampling correction compares with the trainer's."""
     from trl.generation.vllm_client import VLLMClient
 
     model, tokenizer = transformers_klear
     url = served["base_url"].removesuffix("/v1")  # TRL's base URL is the server's root
-    info = check_vllm_server(SimpleNamespace(vllm_server_base_url=url, vllm_server_timeout=10.0))
+    info = check_vllm_server(SimpleNamespace(vllm_server_base_url=url, vllm_server_timeout=10.0, use_cpu=True))
     assert info["model_config"]["logprobs_mode"] == "processed_logprobs"
     client = VLLMClient(base_url=url, connection_timeout=10.0)
     assert client.model == served["model"]
-    assert client.get_server_info()["weight_transfer_config"]["backend"] == "nccl"
-    assert "Creating weight transfer engine: NCCLWeightTransferEngine" in served["log"].read_text()
+    assert client.get_server_info()["weight_transfer_config"]["backend"] == "gloo"
+    assert "Creating weight transfer engine: GlooWeightTransferEngine" in served["log"].read_text()
     client.reset_prefix_cache()  # a development endpoint TRL calls after every weight sync
 
     temperature, n = 0.5, 2
@@ -173,3 +182,111 @@ def test_judge_hook_answers_with_vllm_when_installed(served, sft_klear, tmp_path
     # 3: no score came out, the tiny judge's replies carry no "[[rating]]"; the report is written either way
     assert result.returncode in (0, 3), result.stderr[-3000:]
     assert (out / "report.md").is_file()
+
+
+def test_a_trainer_without_cuda_is_told_to_use_gloo_against_an_nccl_server(served):
+    """`check_server_info` on the served configuration, as it is and with the two settings a trainer cannot use."""
+    url = served["base_url"].removesuffix("/v1")
+    with urllib.request.urlopen(f"{url}/server_info?config_format=json", timeout=30) as response:
+        info = json.load(response)["vllm_config"]
+    check_server_info(info, url, trainer_has_cuda=False)  # gloo: any trainer
+    nccl = {**info, "weight_transfer_config": {**info["weight_transfer_config"], "backend": "nccl"}}
+    check_server_info(nccl, url, trainer_has_cuda=True)
+    with pytest.raises(ValueError) as error:
+        check_server_info(nccl, url, trainer_has_cuda=False)
+    assert str(error.value) == (f"vllm_mode server: the vLLM server at {url} syncs weights over NCCL, which needs a "
+                                "CUDA device for the trainer: start it with `python -m align.serve CHECKPOINT "
+                                "--rl-weight-sync gloo` (docs/rl.md, Generation)")
+    raw = {**info, "model_config": {**info["model_config"], "logprobs_mode": "raw_logprobs"}}
+    with pytest.raises(ValueError, match="returns raw_logprobs log-probabilities; TRL compares them"):
+        check_server_info(raw, url, trainer_has_cuda=False)
+
+
+@contextmanager
+def sft_weights_put_back(served, sft_klear):
+    """Around a run that trains the served model: afterwards the SFT checkpoint's own tensors (official names) go
+    back into the server through align.rl's client, exactly (the tests above could run again)."""
+    from safetensors.torch import load_file
+
+    from align.common.ports import free_loopback_port
+    from align.rl.vllm_client import KlearVLLMClient
+
+    try:
+        yield
+    finally:
+        client = KlearVLLMClient(base_url=served["base_url"].removesuffix("/v1"), group_port=free_loopback_port(),
+                                 connection_timeout=10.0)
+        client.init_communicator()
+        weights = {name: tensor for shard in sorted(sft_klear[0].glob("*.safetensors"))
+                   for name, tensor in load_file(shard).items()}
+        client.update_named_params([(name, str(t.dtype).removeprefix("torch."), list(t.shape))
+                                    for name, t in weights.items()], iter(weights.items()))
+        client.reset_prefix_cache()
+        client.close_communicator()
+
+
+def server_mode_args(served, sft_klear, out: Path, steps: int) -> list[str]:
+    """`align.rl`'s arguments for GPPO from the SFT model with rollouts from the served one."""
+    from align.common.ports import free_loopback_port
+    from align.data.demo import write_demo_data
+
+    data = write_demo_data(out.parent / "data", n_train=32, n_eval=4)
+    return ["--config", "configs/rl/tiny.yaml", "--model_name_or_path", str(sft_klear[0]), "--dataset_name",
+            str(data["rl"]), "--output_dir", str(out), "--max_steps", str(steps), "--bf16", "false", "--dtype",
+            "float32", "--report_to", "none", "--use_vllm", "true", "--vllm_mode", "server",
+            "--vllm_server_base_url", served["base_url"].removesuffix("/v1"),
+            "--vllm_group_port", str(free_loopback_port()),
+            # random-text completions differ in length parity: groups with variance, so the weights move
+            "--reward_funcs", "tests.rl.learning_task.even_length"]
+
+
+def weight_updates(served) -> int:
+    return served["log"].read_text().count('"POST /finish_weight_update HTTP/1.1" 200')
+
+
+# The last two tests train the served model; each puts the SFT weights back.
+
+def test_gppo_in_server_mode_syncs_the_served_policy_before_each_generation(served, sft_klear, transformers_klear,
+                                                                           conversations, tmp_path):
+    """`python -m align.rl` with `vllm_mode: server`, 3 steps, one process: the weights reach the server over gloo
+    before the generation batches of steps 0 and 2 (steps_per_generation 2). TRL logs the sampler's
+    log-probabilities against the trainer's: after an optimiser step they agree only if the server got the new
+    weights (1e-6 here; 0.56 with the sync switched off, by hand)."""
+    from tests.rl.saved_model import logp_gaps
+
+    out, updates = tmp_path / "out", weight_updates(served)
+    with sft_weights_put_back(served, sft_klear):
+        done = subprocess.run([sys.executable, "-m", "align.rl", *server_mode_args(served, sft_klear, out, steps=3)],
+                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, log[-4000:]
+        gaps = logp_gaps(log)
+        assert len(gaps) == 2 and max(gaps) < LOGPROB_ATOL, gaps
+        summary = json.loads((out / "training_summary.json").read_text())
+        assert summary["global_steps"] == 3 and (summary["first_loss"] != 0 or summary["final_loss"] != 0)
+        assert weight_updates(served) == updates + 2
+        assert prompt_logprob_gap(served, transformers_klear, conversations) > 100 * LOGPROB_ATOL  # trained weights
+    assert prompt_logprob_gap(served, transformers_klear, conversations) < LOGPROB_ATOL  # the SFT weights, back
+
+
+def test_server_mode_under_zero3_and_expert_parallel_sends_every_expert(served, sft_klear, transformers_klear,
+                                                                        conversations, tmp_path):
+    """`accelerate launch` with 2 CPU processes, ZeRO-3 and AutoEP 2 (tiny.yaml's DeepSpeed config), 2 steps, one
+    generation batch each: each rank holds 4 of the 8 experts, fused under AutoEP's names; the main process
+    streams the whole policy (`align.training.autoep.iter_full_weights`) while the other rank serves its experts'
+    gathers, and the server refuses an update that leaves any parameter unloaded. The second batch's sampler
+    log-probabilities equal the trainer's after one optimiser step only if every expert arrived."""
+    from tests.distributed import run_2proc
+    from tests.rl.saved_model import assert_loads_and_answers, logp_gaps
+
+    out, updates = tmp_path / "out", weight_updates(served)
+    with sft_weights_put_back(served, sft_klear):
+        run_2proc(["-m", "align.rl"], [*server_mode_args(served, sft_klear, out, steps=2), "--steps_per_generation",
+                                       "1", "--per_device_train_batch_size", "4"], log=tmp_path / "launch.log")
+        gaps = logp_gaps((tmp_path / "launch.log").read_text(errors="replace"))
+        assert len(gaps) == 2 and max(gaps) < LOGPROB_ATOL, gaps
+        summary = json.loads((out / "training_summary.json").read_text())
+        assert summary["world_size"] == 2 and [r["experts_held"] for r in summary["expert_parallel_layout"]] == [4, 4]
+        assert weight_updates(served) == updates + 2
+    assert_loads_and_answers(out)
+    assert prompt_logprob_gap(served, transformers_klear, conversations) < LOGPROB_ATOL

@@ -42,7 +42,7 @@ def test_align_rl_refuses_a_server_started_without_rl_weight_sync(served_tp2):
     server-mode check names what is missing in one line."""
     url = served_tp2["base_url"].removesuffix("/v1")
     with pytest.raises(ValueError) as error:
-        check_vllm_server(SimpleNamespace(vllm_server_base_url=url, vllm_server_timeout=10.0))
+        check_vllm_server(SimpleNamespace(vllm_server_base_url=url, vllm_server_timeout=10.0, use_cpu=True))
     assert str(error.value) == (f"vllm_mode server: the vLLM server at {url} has no development endpoints, which TRL's "
                                 "weight sync uses: start it with `python -m align.serve CHECKPOINT --rl-weight-sync` "
                                 "(it sets VLLM_SERVER_DEV_MODE=1)")

@@ -1,0 +1,76 @@
+"""Weights from an RL trainer into a running vLLM server over gloo (TCP): the server's `gloo` weight-transfer
+backend (`python -m align.serve CHECKPOINT --rl-weight-sync gloo`), for trainers where NCCL cannot carry them.
+
+TRL 1.16's server mode moves weights over vLLM's NCCL engine, which needs CUDA on both sides and two distinct GPUs
+(NCCL refuses two ranks on one device: a trainer and a server sharing one GPU cannot use it); vLLM 0.32 has no
+engine without CUDA (vllm/distributed/weight_transfer/factory.py). Here the bytes go through host memory and TCP:
+any device on either side, slower than NCCL between GPUs (a device-to-host copy on the trainer, one host-to-device
+on the server).
+
+The wire: the trainer is rank 0 of a gloo group it hosts (a `torch.distributed.TCPStore` at `master_address:
+master_port`); each vLLM worker joins as `rank_offset` + its rank among the server's workers. An update announces
+every tensor's name, dtype and shape (one HTTP request, vLLM's `/update_weights`), then the trainer broadcasts their
+bytes packed into buffers of at most `chunk_bytes`, which both sides cut at the same tensors (`chunk_layout`).
+
+Only torch here: the trainer imports it without vLLM's internals; the server's engine class, which plugs into vLLM,
+is `align.serve.vllm_adapter.GlooWeightTransferEngine`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+BACKEND = "gloo"
+CHUNK_BYTES = 256 * 2**20  # per broadcast: a bound on the extra host memory on each side, not on tensor size
+GROUP_TIMEOUT = timedelta(minutes=30)  # a rendezvous or broadcast stuck longer has lost its peer
+
+
+def open_group(master_address: str, master_port: int, rank: int, world_size: int) -> dist.ProcessGroupGloo:
+    """The trainer-server group, outside torch.distributed's default group (the trainer's own ranks keep theirs).
+    Rank 0 hosts the store; every rank blocks here until all `world_size` have joined."""
+    store = dist.TCPStore(master_address, master_port, world_size, is_master=rank == 0, timeout=GROUP_TIMEOUT)
+    return dist.ProcessGroupGloo(dist.PrefixStore("klear-weight-transfer", store), rank, world_size, GROUP_TIMEOUT)
+
+
+def nbytes(dtype_name: str, shape) -> int:
+    return math.prod(shape) * getattr(torch, dtype_name).itemsize
+
+
+def chunk_layout(dtype_names: list[str], shapes: list[list[int]], chunk_bytes: int = CHUNK_BYTES) -> list[range]:
+    """Consecutive tensors packed into one broadcast while they fit in `chunk_bytes`; one larger than that goes
+    alone. Pure: the trainer and every worker compute the same cuts from the announced metadata."""
+    chunks, start, size = [], 0, 0
+    for index, (dtype_name, shape) in enumerate(zip(dtype_names, shapes, strict=True)):
+        tensor_bytes = nbytes(dtype_name, shape)
+        if index > start and size + tensor_bytes > chunk_bytes:
+            chunks.append(range(start, index))
+            start, size = index, 0
+        size += tensor_bytes
+    if start < len(shapes):
+        chunks.append(range(start, len(shapes)))
+    return chunks
+
+
+def _broadcast(group: dist.ProcessGroupGloo, buffer: torch.Tensor) -> None:
+    options = dist.BroadcastOptions()
+    options.rootRank = 0
+    group.broadcast([buffer], options).wait()
+
+
+def send(group: dist.ProcessGroupGloo, tensors: list[torch.Tensor]) -> None:
+    """Rank 0: one chunk's tensors, in announced order, as one buffer of their bytes."""
+    flat = [tensor.detach().contiguous().reshape(-1).view(torch.uint8).cpu() for tensor in tensors]
+    _broadcast(group, torch.cat(flat) if len(flat) > 1 else flat[0])
+
+
+def receive(group: dist.ProcessGroupGloo, dtype_names: list[str], shapes: list[list[int]]) -> list[torch.Tensor]:
+    """A worker: one chunk's tensors, as `send` packed them (views into one host buffer)."""
+    sizes = [nbytes(dtype_name, shape) for dtype_name, shape in zip(dtype_names, shapes, strict=True)]
+    buffer = torch.empty(sum(sizes), dtype=torch.uint8)
+    _broadcast(group, buffer)
+    return [part.view(getattr(torch, dtype_name)).reshape(shape)
+            for part, dtype_name, shape in zip(buffer.split(sizes), dtype_names, shapes, strict=True)]
