@@ -10,7 +10,9 @@ on the server).
 The wire: the trainer is rank 0 of a gloo group it hosts (a `torch.distributed.TCPStore` at `master_address:
 master_port`); each vLLM worker joins as `rank_offset` + its rank among the server's workers. An update announces
 every tensor's name, dtype and shape (one HTTP request, vLLM's `/update_weights`), then the trainer broadcasts their
-bytes packed into buffers of at most `chunk_bytes`, which both sides cut at the same tensors (`chunk_layout`).
+bytes packed into buffers of at most `chunk_bytes`, which both sides cut at the same tensors (`chunk_layout`), each
+tensor's bytes starting at a multiple of `ALIGN` (a byte buffer is viewed as a dtype only at offsets its element
+size divides).
 
 Only torch here: the trainer imports it without vLLM's internals; the server's engine class, which plugs into vLLM,
 is `align.serve.vllm_adapter.GlooWeightTransferEngine`.
@@ -27,6 +29,7 @@ import torch.distributed as dist
 BACKEND = "gloo"
 CHUNK_BYTES = 256 * 2**20  # per broadcast: a bound on the extra host memory on each side, not on tensor size
 GROUP_TIMEOUT = timedelta(minutes=30)  # a rendezvous or broadcast stuck longer has lost its peer
+ALIGN = 16  # bytes: a multiple of every dtype's element size
 
 
 def open_group(master_address: str, master_port: int, rank: int, world_size: int) -> dist.ProcessGroupGloo:
@@ -40,12 +43,17 @@ def nbytes(dtype_name: str, shape) -> int:
     return math.prod(shape) * getattr(torch, dtype_name).itemsize
 
 
+def _slot(size: int) -> int:
+    """A tensor's bytes in a packed buffer, padded so that the next one starts aligned."""
+    return -(-size // ALIGN) * ALIGN
+
+
 def chunk_layout(dtype_names: list[str], shapes: list[list[int]], chunk_bytes: int = CHUNK_BYTES) -> list[range]:
     """Consecutive tensors packed into one broadcast while they fit in `chunk_bytes`; one larger than that goes
     alone. Pure: the trainer and every worker compute the same cuts from the announced metadata."""
     chunks, start, size = [], 0, 0
     for index, (dtype_name, shape) in enumerate(zip(dtype_names, shapes, strict=True)):
-        tensor_bytes = nbytes(dtype_name, shape)
+        tensor_bytes = _slot(nbytes(dtype_name, shape))
         if index > start and size + tensor_bytes > chunk_bytes:
             chunks.append(range(start, index))
             start, size = index, 0
@@ -62,15 +70,23 @@ def _broadcast(group: dist.ProcessGroupGloo, buffer: torch.Tensor) -> None:
 
 
 def send(group: dist.ProcessGroupGloo, tensors: list[torch.Tensor]) -> None:
-    """Rank 0: one chunk's tensors, in announced order, as one buffer of their bytes."""
-    flat = [tensor.detach().contiguous().reshape(-1).view(torch.uint8).cpu() for tensor in tensors]
-    _broadcast(group, torch.cat(flat) if len(flat) > 1 else flat[0])
+    """Rank 0: one chunk's tensors, in announced order, as one buffer of their bytes (each in its aligned slot)."""
+    flat = [tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8) for tensor in tensors]
+    buffer = torch.zeros(sum(_slot(part.numel()) for part in flat), dtype=torch.uint8)
+    offset = 0
+    for part in flat:
+        buffer[offset:offset + part.numel()] = part
+        offset += _slot(part.numel())
+    _broadcast(group, buffer)
 
 
 def receive(group: dist.ProcessGroupGloo, dtype_names: list[str], shapes: list[list[int]]) -> list[torch.Tensor]:
     """A worker: one chunk's tensors, as `send` packed them (views into one host buffer)."""
     sizes = [nbytes(dtype_name, shape) for dtype_name, shape in zip(dtype_names, shapes, strict=True)]
-    buffer = torch.empty(sum(sizes), dtype=torch.uint8)
+    buffer = torch.empty(sum(_slot(size) for size in sizes), dtype=torch.uint8)
     _broadcast(group, buffer)
-    return [part.view(getattr(torch, dtype_name)).reshape(shape)
-            for part, dtype_name, shape in zip(buffer.split(sizes), dtype_names, shapes, strict=True)]
+    tensors, offset = [], 0
+    for size, dtype_name, shape in zip(sizes, dtype_names, shapes, strict=True):
+        tensors.append(buffer[offset:offset + size].view(getattr(torch, dtype_name)).reshape(shape))
+        offset += _slot(size)
+    return tensors
