@@ -3,7 +3,8 @@
     .venv/bin/python bench/weight_sync.py [--rounds 11] [--warmup-rounds 1] [--hidden 512] [--layers 4]
         [--experts 32] [--small-chunk-mib 8]
 
-One `align.serve` server (`VLLMServer(..., rl_weight_sync="gloo")`, fp32, eager, --max-model-len 256, the offline
+One `align.serve` server (`VLLMServer(..., rl_weight_sync=True, rl_weight_sync_backend="gloo")`, fp32, eager,
+--max-model-len 256, the offline
 engine in the server's process, a 1 GiB KV cache) serves a random tiny Klear (head_dim 64, 8 heads, 2 KV heads,
 --layers of --experts experts of width --hidden / 2, 4 per token, 1 shared); this process holds the checkpoint's
 tensors and pushes them, as a trainer does. Variants, interleaved (bench/harness.py: order rotated each round,
@@ -120,8 +121,8 @@ def main() -> None:
                 assert ours.recv() == "received"
                 return measured(time.perf_counter() - started, total_bytes)
 
-            with VLLMServer(model_dir, rl_weight_sync="gloo", extra_args=ENGINE_ARGS, env=SERVER_ENV,
-                            log_path=Path(tmp) / "serve.log") as server:
+            with VLLMServer(model_dir, rl_weight_sync=True, rl_weight_sync_backend="gloo", extra_args=ENGINE_ARGS,
+                            env=SERVER_ENV, log_path=Path(tmp) / "serve.log") as server:
                 client = KlearVLLMClient(base_url=server.base_url.removesuffix("/v1"), group_port=free_loopback_port(),
                                          connection_timeout=60.0)
                 client.init_communicator()

@@ -86,7 +86,7 @@ def check_server_info(info: dict, url: str, trainer_has_cuda: bool) -> None:
     if backend == "nccl" and not trainer_has_cuda:
         raise ValueError(
             f"vllm_mode server: the vLLM server at {url} syncs weights over NCCL, which needs a CUDA device for the "
-            f"trainer: start it with `{SERVE_COMMAND} gloo` (docs/rl.md, Generation)"
+            f"trainer: start it with `{SERVE_COMMAND} --rl-weight-sync-backend gloo` (docs/rl.md, Generation)"
         )
     logprobs_mode = info.get("model_config", {}).get("logprobs_mode")
     if logprobs_mode != "processed_logprobs":

@@ -5,7 +5,7 @@
     python -m align.serve /ckpt/Klear-46B --tensor-parallel-size 8  # a GPU node; expert parallel on
     python -m align.serve outputs/sft --max-model-len 8192          # other options go to `vllm serve`
     python -m align.serve outputs/sft --rl-weight-sync              # for align.rl's `vllm_mode: server`
-    python -m align.serve outputs/sft --rl-weight-sync gloo         # ... sharing a GPU with the trainer
+    python -m align.serve outputs/sft --rl-weight-sync --rl-weight-sync-backend gloo  # ... beside the trainer
 
 It runs stock `vllm serve` (the `klear` plugin registers the model; no --trust-remote-code),
 listens on loopback unless told otherwise, and prints the base URL once the server answers. With
@@ -21,7 +21,7 @@ updates, prefix-cache reset, server info; anyone who reaches the port can replac
 it on loopback or a private network), a weight-transfer engine, and log-probabilities after
 temperature (TRL's importance-sampling correction compares them with the trainer's). The engine is
 vLLM's `nccl` (TRL's; CUDA on both sides, distinct GPUs) by default on GPUs and our `gloo`
-(`align.serve.weight_transfer`: any device, through host memory) on the CPU build; `--rl-weight-sync
+(`align.serve.weight_transfer`: any device, through host memory) on the CPU build; `--rl-weight-sync-backend
 gloo` picks it on GPUs too, e.g. for a trainer on the server's GPU, where NCCL cannot run. See docs/rl.md.
 """
 
@@ -96,12 +96,14 @@ def serve_command(
     tensor_parallel_size: int = 1,
     expert_parallel: bool | None = None,
     served_model_name: str | None = None,
-    rl_weight_sync: str | None = None,
+    rl_weight_sync: bool = False,
+    rl_weight_sync_backend: str | None = None,
     extra_args: list[str] = (),
 ) -> list[str]:
     """The `vllm serve` command line; expert parallelism defaults to on when there is more than one GPU.
-    `rl_weight_sync` (a backend of RL_WEIGHT_SYNC_BACKENDS, or "auto"): the options TRL's server-mode trainers
-    need (`rl_weight_sync_args`; the environment's part is RL_WEIGHT_SYNC_ENV)."""
+    `rl_weight_sync`: the options TRL's server-mode trainers need (`rl_weight_sync_args`, over
+    `rl_weight_sync_backend`, one of RL_WEIGHT_SYNC_BACKENDS or "auto", the default; the environment's part is
+    RL_WEIGHT_SYNC_ENV). A backend without `rl_weight_sync` is refused, as the command line refuses it."""
     if expert_parallel is None:
         expert_parallel = tensor_parallel_size > 1
     command = [
@@ -113,7 +115,9 @@ def serve_command(
     if expert_parallel:
         command.append("--enable-expert-parallel")
     if rl_weight_sync:
-        command += rl_weight_sync_args(rl_weight_sync)
+        command += rl_weight_sync_args(rl_weight_sync_backend or "auto")
+    elif rl_weight_sync_backend:
+        raise ServeError(f"--rl-weight-sync-backend {rl_weight_sync_backend} needs --rl-weight-sync")
     return command + list(extra_args)
 
 
@@ -123,7 +127,7 @@ def rl_weight_sync_args(backend: str) -> list[str]:
     if backend == "auto":
         backend = "gloo" if cpu_build() else "nccl"
     if backend not in RL_WEIGHT_SYNC_BACKENDS:
-        raise ServeError(f"--rl-weight-sync {backend}: not a weight-transfer backend; choose one of "
+        raise ServeError(f"--rl-weight-sync-backend {backend}: not a weight-transfer backend; choose one of "
                          f"{', '.join(RL_WEIGHT_SYNC_BACKENDS)}")
     return ["--weight-transfer-config", json.dumps({"backend": backend}), "--logprobs-mode", "processed_logprobs",
             "--max-logprobs", "-1"]
@@ -138,7 +142,8 @@ class VLLMServer:
 
     def __init__(self, checkpoint: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  tensor_parallel_size: int = 1, expert_parallel: bool | None = None,
-                 served_model_name: str | None = None, rl_weight_sync: str | None = None, extra_args: list[str] = (),
+                 served_model_name: str | None = None, rl_weight_sync: bool = False,
+                 rl_weight_sync_backend: str | None = None, extra_args: list[str] = (),
                  log_path: str | Path | None = None, env: dict[str, str] | None = None,
                  startup_timeout_s: float = 900.0):
         if not vllm_installed():
@@ -162,7 +167,7 @@ class VLLMServer:
         self.command = serve_command(self.checkpoint, host=host, port=self.port,
                                      tensor_parallel_size=tensor_parallel_size, expert_parallel=expert_parallel,
                                      served_model_name=self.model, rl_weight_sync=rl_weight_sync,
-                                     extra_args=extra_args)
+                                     rl_weight_sync_backend=rl_weight_sync_backend, extra_args=extra_args)
         self.log_path = Path(log_path) if log_path else None
         # vLLM logs to stdout, block-buffered when that is a file: unbuffered, a log shows what the server did
         # so far. Its INFO lines say which model class and routing it chose; importing TRL (trl/_compat.py)
@@ -250,10 +255,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--expert-parallel", action=argparse.BooleanOptionalAction, default=None,
                         help="whole experts per GPU instead of slices of every expert (default: on with more than one GPU)")
     parser.add_argument("--served-model-name", help="the model name clients send (default: the directory's name)")
-    parser.add_argument("--rl-weight-sync", nargs="?", const="auto", choices=("auto", *RL_WEIGHT_SYNC_BACKENDS),
-                        help="serve align.rl's vllm_mode: server (TRL's weight-sync endpoints; the weight-transfer "
-                             "backend: nccl on GPUs, gloo on the CPU build, unless named; docs/rl.md)")
-    return parser.parse_known_args(argv)
+    parser.add_argument("--rl-weight-sync", action="store_true",
+                        help="serve align.rl's vllm_mode: server (TRL's weight-sync endpoints, through which anyone "
+                             "reaching the port can replace the weights; docs/rl.md)")
+    parser.add_argument("--rl-weight-sync-backend", choices=("auto", *RL_WEIGHT_SYNC_BACKENDS),
+                        help="the weight-transfer backend of --rl-weight-sync (default auto: gloo on vLLM's CPU "
+                             "build, nccl otherwise); refused without --rl-weight-sync, which it never implies: "
+                             "that flag opens the weight endpoints, so it is always said")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the flag once took the backend as its value: a backend's name after it would now pass for the checkpoint or
+    # a `vllm serve` positional
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--rl-weight-sync" and value in ("auto", *RL_WEIGHT_SYNC_BACKENDS):
+            parser.error(f"--rl-weight-sync takes no value: name the backend with --rl-weight-sync-backend {value}")
+    args, extra = parser.parse_known_args(argv)
+    if args.rl_weight_sync_backend and not args.rl_weight_sync:
+        parser.error(f"--rl-weight-sync-backend {args.rl_weight_sync_backend} needs --rl-weight-sync")
+    return args, extra
 
 
 def _interrupt(signum, frame):
@@ -266,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         server = VLLMServer(args.checkpoint, host=args.host, port=args.port,
                             tensor_parallel_size=args.tensor_parallel_size, expert_parallel=args.expert_parallel,
                             served_model_name=args.served_model_name, rl_weight_sync=args.rl_weight_sync,
-                            extra_args=extra)
+                            rl_weight_sync_backend=args.rl_weight_sync_backend, extra_args=extra)
     except ServeError as err:
         print(f"align.serve: {err}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ vLLM internals used (check each one when moving to another vLLM version):
    keeps the class's own `__init__` (a colocated trainer's save, an after-training judge).
 9. `vllm.distributed.weight_transfer.base` (`WeightTransferEngine`, its init/update info base classes) and
    `WeightTransferEngineFactory.register_engine` (.factory): the `gloo` weight-transfer backend a server started
-   with `--rl-weight-sync gloo` syncs an RL trainer's weights with (`GlooWeightTransferEngine`; the worker calls
+   with `--rl-weight-sync-backend gloo` syncs a trainer's weights with (`GlooWeightTransferEngine`; the worker calls
    `init_transfer_engine`, `start_weight_update`, `update_weights` per request, `finish_weight_update`).
 10. The CPU build's fused-MoE experts (`layers/fused_moe/experts/cpu_moe.py: CPUUnquantizedExperts`), reached as
    `layer.quant_method.moe_kernel.fused_experts`: their `process_weights_after_loading` prepacks the expert weights

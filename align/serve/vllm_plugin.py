@@ -6,7 +6,7 @@ installed; `vllm serve CHECKPOINT` and `vllm.LLM(CHECKPOINT)` then find the mode
 `VLLM_PLUGINS` to a list without `klear` to switch it off.
 
 It also registers the `gloo` weight-transfer backend (`align.serve.weight_transfer`), which a server started
-with `python -m align.serve CHECKPOINT --rl-weight-sync gloo` syncs an RL trainer's weights with.
+with `align.serve --rl-weight-sync --rl-weight-sync-backend gloo` syncs an RL trainer's weights with.
 """
 
 ARCHITECTURE = "KlearMoeForCausalLM"

@@ -1,5 +1,5 @@
 """Weights from an RL trainer into a running vLLM server over gloo (TCP): the server's `gloo` weight-transfer
-backend (`python -m align.serve CHECKPOINT --rl-weight-sync gloo`), for trainers where NCCL cannot carry them.
+backend (`align.serve --rl-weight-sync --rl-weight-sync-backend gloo`), for trainers where NCCL cannot carry them.
 
 TRL 1.16's server mode moves weights over vLLM's NCCL engine, which needs CUDA on both sides and two distinct GPUs
 (NCCL refuses two ranks on one device: a trainer and a server sharing one GPU cannot use it); vLLM 0.32 has no

@@ -391,7 +391,8 @@ def rl_vllm(work: Path, smoke: bool) -> dict:
     log_path = work / "rl-serve.log"
     started = time.time()
     try:
-        with VLLMServer(model, rl_weight_sync=results["server_backend"], log_path=log_path, env=server_env, startup_timeout_s=150,
+        with VLLMServer(model, rl_weight_sync=True, rl_weight_sync_backend=results["server_backend"], log_path=log_path,
+                        env=server_env, startup_timeout_s=150,
                         extra_args=["--dtype", "float32", "--max-model-len", "512", "--gpu-memory-utilization", "0.2",
                                     "--enforce-eager"]) as server:
             results["server_startup_s"] = round(time.time() - started, 1)

@@ -1,6 +1,6 @@
 """`vllm_mode: server` (align.rl.vllm_server): the generator `python -m align.serve --rl-weight-sync` starts is the
 one `trl vllm-serve` would, with the weight-transfer backend chosen (gloo on vLLM's CPU build, nccl on GPUs, or
-named); a server that does not answer is named before the policy loads.
+named with --rl-weight-sync-backend); a server that does not answer is named before the policy loads.
 
 A live CPU server is not started here (its start-up alone took 51-111 s on the shared 2-core machine): the one
 tests/serving/test_vllm_serving.py starts runs with --rl-weight-sync, and a GPPO run in server mode trains through
@@ -23,7 +23,7 @@ def test_rl_weight_sync_serves_what_trl_vllm_serve_adds(tmp_path):
     from trl.scripts.vllm_serve import ScriptArguments, build_command
 
     from align.serve.environment import cpu_build
-    from align.serve.server import VLLMServer, parse_args
+    from align.serve.server import ServeError, VLLMServer
 
     trl_command = build_command(ScriptArguments(model="m"))
     imposed = trl_command[trl_command.index("--weight-transfer-config"):]
@@ -31,7 +31,8 @@ def test_rl_weight_sync_serves_what_trl_vllm_serve_adds(tmp_path):
     checkpoint = tmp_path / "klear"
     checkpoint.mkdir()  # a config vLLM's CPU build has an attention kernel for; the server is not started
     (checkpoint / "config.json").write_text(json.dumps({"hidden_size": 256, "num_attention_heads": 4}))
-    server = VLLMServer(checkpoint, rl_weight_sync="nccl", extra_args=["--dtype", "float32"])
+    server = VLLMServer(checkpoint, rl_weight_sync=True, rl_weight_sync_backend="nccl",
+                        extra_args=["--dtype", "float32"])
     ours = server.command
     for flag, value in zip(imposed[0::2], imposed[1::2]):
         assert ours[ours.index(flag) + 1] == value
@@ -39,11 +40,32 @@ def test_rl_weight_sync_serves_what_trl_vllm_serve_adds(tmp_path):
     assert server.env["VLLM_SERVER_DEV_MODE"] == "1"
     plain = VLLMServer(checkpoint)
     assert "--weight-transfer-config" not in plain.command and "VLLM_SERVER_DEV_MODE" not in plain.env
-    assert parse_args([str(checkpoint), "--rl-weight-sync"])[0].rl_weight_sync == "auto"
-    assert parse_args([str(checkpoint), "--rl-weight-sync", "gloo"])[0].rl_weight_sync == "gloo"
-    auto = VLLMServer(checkpoint, rl_weight_sync="auto").command  # vLLM's CPU build has no NCCL
+    auto = VLLMServer(checkpoint, rl_weight_sync=True).command  # vLLM's CPU build has no NCCL
     expected = json.dumps({"backend": "gloo" if cpu_build() else "nccl"})
     assert auto[auto.index("--weight-transfer-config") + 1] == expected
+    with pytest.raises(ServeError, match="^--rl-weight-sync-backend gloo needs --rl-weight-sync$"):
+        VLLMServer(checkpoint, rl_weight_sync_backend="gloo")
+
+
+def test_the_backend_has_a_flag_of_its_own(tmp_path, capsys):
+    """`--rl-weight-sync` takes no value, so a checkpoint after it stays the checkpoint; the backend is
+    `--rl-weight-sync-backend`, refused alone (one line), and the flag's old form is named with the new one."""
+    from align.serve.server import parse_args
+
+    args, extra = parse_args(["--rl-weight-sync", "outputs/sft", "--dtype", "auto"])
+    assert (args.checkpoint, args.rl_weight_sync, args.rl_weight_sync_backend, extra) == (
+        "outputs/sft", True, None, ["--dtype", "auto"])
+    args, _ = parse_args(["outputs/sft", "--rl-weight-sync", "--rl-weight-sync-backend", "gloo"])
+    assert (args.rl_weight_sync, args.rl_weight_sync_backend) == (True, "gloo")
+    for argv, error in [
+        (["outputs/sft", "--rl-weight-sync-backend", "gloo"], "--rl-weight-sync-backend gloo needs --rl-weight-sync"),
+        (["outputs/sft", "--rl-weight-sync", "gloo"],
+         "--rl-weight-sync takes no value: name the backend with --rl-weight-sync-backend gloo"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(argv)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == f"python -m align.serve: error: {error}"
 
 
 def test_a_server_that_does_not_answer_is_named_with_the_command_that_starts_one():

@@ -6,10 +6,10 @@ with head_dim 64 (vLLM's CPU attention has no kernel for the tiny factory's 16) 
 --enforce-eager), serve every test here: the server align.rl's `vllm_mode: server` generates from, which
 every other client uses as it would a plain one (vLLM 0.32's `logprobs_mode` leaves prompt log-probabilities
 alone: vllm/config/model.py, "for prompt_logprobs, processed_* and raw_* yield identical results", and
-gpu_model_runner.py's `_get_prompt_logprobs_dict`, which CPUModelRunner inherits). The last test trains
-through it (GPPO in server mode, its weights synced over the CPU build's gloo backend) and puts the SFT weights
-back. The SFT config keeps `output_router_logits: true`, which used to stop the
-compiled path (see align/serve/vllm_adapter.py). The server process never imports `align` itself: the `klear` plugin (vLLM's
+gpu_model_runner.py's `_get_prompt_logprobs_dict`, which CPUModelRunner inherits). The last two tests
+train through it (GPPO in server mode, its weights synced over the CPU build's gloo backend: one process, then
+ZeRO-3 with AutoEP over two) and put the SFT weights back. The SFT config keeps `output_router_logits: true`, which
+used to stop the compiled path (see align/serve/vllm_adapter.py). The server process never imports `align` itself: the `klear` plugin (vLLM's
 `vllm.general_plugins` entry point) registers the model in each of vLLM's processes.
 
 Equality with transformers proves that vLLM ran Klear's own routing (sigmoid scores, choice by score
@@ -105,7 +105,7 @@ def prompt_logprob_gap(served, transformers_klear, conversations) -> float:
 
 def test_trl_vllm_client_samples_with_log_probabilities_after_temperature(served, transformers_klear, conversations):
     """align.rl's `vllm_mode: server` generator as TRL 1.16's own client sees it (the calls VLLMGeneration makes,
-    bar the weight sync: the last test): `check_vllm_server` passes, /server_info names the gloo engine (the CPU
+    bar the weight sync: the last two tests): `check_vllm_server` passes, /server_info names the gloo engine (the CPU
     build's default for --rl-weight-sync), the prefix cache resets, and `generate` (token-id prompts, n per prompt) returns each sampled token with its
     log-probability after temperature: log_softmax(logits / T) of transformers' forward over prompt + completion,
     which is what TRL's importance-sampling correction compares with the trainer's."""
@@ -196,7 +196,7 @@ def test_a_trainer_without_cuda_is_told_to_use_gloo_against_an_nccl_server(serve
         check_server_info(nccl, url, trainer_has_cuda=False)
     assert str(error.value) == (f"vllm_mode server: the vLLM server at {url} syncs weights over NCCL, which needs a "
                                 "CUDA device for the trainer: start it with `python -m align.serve CHECKPOINT "
-                                "--rl-weight-sync gloo` (docs/rl.md, Generation)")
+                                "--rl-weight-sync --rl-weight-sync-backend gloo` (docs/rl.md, Generation)")
     raw = {**info, "model_config": {**info["model_config"], "logprobs_mode": "raw_logprobs"}}
     with pytest.raises(ValueError, match="returns raw_logprobs log-probabilities; TRL compares them"):
         check_server_info(raw, url, trainer_has_cuda=False)
