@@ -50,7 +50,7 @@ def peer(address: str, port: int, dtype_names: list[str], shapes: list[list[int]
     receives the whole checkpoint in that size's chunks and answers; None ends it."""
     from align.serve import weight_transfer
 
-    group = weight_transfer.open_group(address, port, 1, 2)
+    group = weight_transfer.join_group(address, port, 1, 2)
     conn.send("joined")
     while (chunk_bytes := conn.recv()) is not None:
         for chunk in weight_transfer.chunk_layout(dtype_names, shapes, chunk_bytes):
@@ -110,7 +110,7 @@ def main() -> None:
         receiver = context.Process(target=peer, args=(address, port, dtype_names, shapes, theirs))
         receiver.start()
         try:
-            group = weight_transfer.open_group(address, port, 0, 2)
+            group = weight_transfer.host_group(address, port, 2, check_peers=lambda: None)
             assert ours.recv() == "joined"
 
             def broadcast(chunk_bytes: int) -> dict:

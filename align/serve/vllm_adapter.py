@@ -57,7 +57,7 @@ vLLM internals used (check each one when moving to another vLLM version):
    into the CPU grouped-GEMM layout, and vLLM 0.32 runs it at the first load only
    (`UnquantizedFusedMoEMethod._setup_kernel` skips it on a weight update), so after a reload the kernel read
    unpacked experts as packed ones: a tiny Klear's prompt log-probabilities moved 0.013 from transformers' on a
-   reload of its own checkpoint. `reload_finished` prepacks them again (`tests/rl/test_rl_vllm_colocate.py`).
+   reload of its own checkpoint. `finish_reload` prepacks them again (`tests/rl/test_rl_vllm_colocate.py`).
 """
 
 from __future__ import annotations
@@ -94,9 +94,13 @@ from vllm.distributed.weight_transfer.base import (  # noqa: E402
     WeightTransferUpdateInfo,
 )
 
+from vllm.logger import init_logger  # noqa: E402
+
 from ..models.klear.modeling_klear import KlearRoutedExperts  # noqa: E402
 from ..training.compat import transformers_zero3_off  # noqa: E402
 from . import weight_transfer  # noqa: E402
+
+logger = init_logger(__name__)
 
 # Official per-expert names -> our module path; vLLM's fused-MoE loader reads the expert index.
 PER_EXPERT_NAMES = WeightsMapper(
@@ -184,28 +188,39 @@ def reload_weights(llm, named_weights) -> None:
     parameter without a `weight_loader` (`dispatch_cpu_unquantized_gemm`, layers/utils.py), so the next load
     fails ("'Parameter' object has no attribute 'weight_loader'"). vLLM's layerwise reload restores the
     parameters, loads and packs again. A name vLLM's Klear does not have fails in `load_weights`; a vLLM
-    parameter the weights did not cover (an expert left out or renamed) fails here: nothing is half-synced."""
+    parameter the weights did not cover (an expert left out or renamed) fails `check_every_parameter_loaded`."""
     runner = llm.llm_engine.model_executor.driver_worker.model_runner
     model = runner.get_model()
     initialize_layerwise_reload(model)
-    loaded = model.load_weights(named_weights)
-    reload_finished(model, runner.vllm_config.model_config, loaded)
+    loaded: set[str] = set()
+    try:
+        loaded = model.load_weights(named_weights)
+    finally:
+        finish_reload(model, runner.vllm_config.model_config, loaded)
+    check_every_parameter_loaded(model, loaded)
 
 
-def reload_finished(model, model_config, loaded) -> None:
+def finish_reload(model, model_config, loaded: set[str]) -> None:
     """The end of an in-place reload (`initialize_layerwise_reload`, then `model.load_weights`, which returned the
-    names in `loaded`): vLLM's own finalization, the CPU build's expert prepacking that it skips (internal 10), and
-    a check that no parameter of the engine was left out, naming them."""
+    vLLM parameter names in `loaded`), also after a failed load, so that the engine serves again: vLLM's own
+    finalization (a layer that got no weights keeps its previous ones), then the CPU build's expert prepacking that
+    it skips (internal 10), for the fused-MoE layers that got new weights only (the others are packed already)."""
     finalize_layerwise_reload(model, model_config)
-    for module in model.modules():
+    for name, module in model.named_modules():
         kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
         experts = getattr(kernel, "fused_experts", None)
-        if any(cls.__name__ == "CPUUnquantizedExperts" for cls in type(experts).__mro__):
+        # by class name: the module defining it (layers/fused_moe/experts/cpu_moe.py) is not importable on GPU builds
+        packs_on_cpu = any(cls.__name__ == "CPUUnquantizedExperts" for cls in type(experts).__mro__)
+        if packs_on_cpu and {f"{name}.w13_weight", f"{name}.w2_weight"} & loaded:
             experts.process_weights_after_loading(module)
+
+
+def check_every_parameter_loaded(model, loaded: set[str]) -> None:
     missing = sorted({name for name, _ in model.named_parameters()} - set(loaded))
     if missing:
         raise ValueError(
-            f"weight sync to vLLM left {len(missing)} of its parameters unloaded: {', '.join(missing[:8])}"
+            f"weight sync to vLLM left {len(missing)} of its parameters unloaded: {', '.join(missing[:8])} "
+            "(those layers keep their previous weights)"
         )
 
 
@@ -232,9 +247,14 @@ class GlooUpdateInfo(WeightTransferUpdateInfo):
 class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo]):
     """A vLLM worker's end of the `gloo` backend (`align.serve.weight_transfer`): joins the trainer's gloo group,
     receives each announced chunk and loads it inside vLLM's layerwise reload, as vLLM's NCCL engine does (which
-    also makes per-request loads work on the CPU build, see `reload_weights`). Every parameter must arrive within
-    one update: `finish_weight_update` fails naming any the trainer left out, as the colocated sync does
-    (`reload_finished`)."""
+    also makes per-request loads work on the CPU build, see `reload_weights`).
+
+    One `/update_weights` carries the whole update (`align.rl.vllm_client.KlearVLLMClient` sends every tensor in
+    one), so it is checked there and never in `finish_weight_update`: vLLM's worker clears its update state when
+    `update_weights` raises but not when `finish_weight_update` does, which would refuse every later update. A load
+    that fails (a name vLLM's Klear lacks, or a parameter left out) still receives the rest of the update, so the
+    trainer's broadcast never waits on a worker that stopped, then finishes the reload (the engine keeps serving;
+    layers that got nothing keep their weights) and raises, naming the cause."""
 
     init_info_cls = GlooInitInfo
     update_info_cls = GlooUpdateInfo
@@ -243,32 +263,64 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo
         super().__init__(config, vllm_config, device, model)
         self.group = None
         self.chunk_bytes = weight_transfer.CHUNK_BYTES
-        self.loaded: set[str] = set()
+        self.loaded: set[str] = set()  # this update's vLLM parameter names so far
+        self.received = False  # whether this update's one /update_weights came
 
     def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
         parallel = self.parallel_config  # a unique rank across data-parallel replicas, as vLLM's NCCL engine counts
         rank = init_info.rank_offset + parallel.data_parallel_index * parallel.world_size + parallel.rank
+        if self.group is not None:
+            logger.warning("gloo weight transfer: a new trainer connected; the previous trainer's group is dropped")
         self.chunk_bytes = init_info.chunk_bytes
-        self.group = weight_transfer.open_group(init_info.master_address, init_info.master_port, rank,
+        self.group = weight_transfer.join_group(init_info.master_address, init_info.master_port, rank,
                                                 init_info.world_size)
 
     def start_weight_update(self) -> None:
-        self.loaded = set()
+        self.loaded, self.received = set(), False
         initialize_layerwise_reload(self.model)
 
     def receive_weights(self, update_info: GlooUpdateInfo) -> None:
+        failure = None
         if self.group is None:
-            raise RuntimeError("gloo weight transfer: /update_weights before /init_weight_transfer_engine")
+            failure = RuntimeError("gloo weight transfer: /update_weights before /init_weight_transfer_engine")
+        elif self.received:
+            failure = RuntimeError("gloo weight transfer: one /update_weights per update carries every tensor "
+                                   "(align.rl.vllm_client.KlearVLLMClient); this update had one already")
+        else:
+            try:
+                failure = self._receive_and_load(update_info)
+            except Exception as error:  # noqa: BLE001  the wire failed (the trainer's process ended): it is gone
+                failure, self.group = error, None
+        self.received = True
+        if failure is not None:
+            finish_reload(self.model, self.model_config, self.loaded)
+            raise failure
+
+    def _receive_and_load(self, update_info: GlooUpdateInfo) -> Exception | None:
+        """Every announced chunk, loaded until a load fails; the failure, or the check that nothing was left out."""
+        failure = None
         for chunk in weight_transfer.chunk_layout(update_info.dtype_names, update_info.shapes, self.chunk_bytes):
             tensors = weight_transfer.receive(self.group, [update_info.dtype_names[i] for i in chunk],
                                               [update_info.shapes[i] for i in chunk])
-            self.loaded |= self.model.load_weights(
-                [(update_info.names[i], tensor.to(self.device)) for i, tensor in zip(chunk, tensors)])
+            if failure is None:
+                try:
+                    self.loaded |= self.model.load_weights(
+                        [(update_info.names[i], tensor.to(self.device)) for i, tensor in zip(chunk, tensors)])
+                except Exception as error:  # noqa: BLE001  (returned once the trainer has sent everything)
+                    failure = error
+        if failure is None:
+            try:
+                check_every_parameter_loaded(self.model, self.loaded)
+            except ValueError as error:
+                failure = error
+        return failure
 
     def finish_weight_update(self) -> None:
-        reload_finished(self.model, self.model_config, self.loaded)
+        # never raises (class docstring): everything was checked in `receive_weights`
+        finish_reload(self.model, self.model_config, self.loaded)
 
     def shutdown(self) -> None:
+        """`/shutdown_weight_transfer_engine`: the trainer closed its end (`KlearVLLMClient.close_communicator`)."""
         self.group = None
 
 

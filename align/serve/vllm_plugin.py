@@ -17,13 +17,16 @@ def register() -> None:
     backend; cheap and idempotent."""
     import align  # noqa: F401  (registers the "Klear" config, model and weight conversion with transformers)
     from vllm import ModelRegistry
-    from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 
     from align.serve.weight_transfer import BACKEND
 
     # A lazy "module:class" reference: vLLM imports the adapter (and its version check) only when a
     # Klear checkpoint is loaded, not in every process that loads plugins.
     ModelRegistry.register_model(ARCHITECTURE, "align.serve.vllm_adapter:KlearMoeForCausalLM")
+    try:  # a vLLM without weight-transfer engines still serves Klear (the adapter's version check names it)
+        from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
+    except ImportError:
+        return
     try:
         WeightTransferEngineFactory.register_engine(BACKEND, "align.serve.vllm_adapter", "GlooWeightTransferEngine")
     except ValueError:  # registered already (an earlier call in this process)

@@ -21,25 +21,56 @@ is `align.serve.vllm_adapter.GlooWeightTransferEngine`.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 BACKEND = "gloo"
-CHUNK_BYTES = 256 * 2**20  # per broadcast: a bound on the extra host memory on each side, not on tensor size
-GROUP_TIMEOUT = timedelta(minutes=30)  # a rendezvous or broadcast stuck longer has lost its peer
+# Per broadcast. The trainer holds about twice this in host memory (the chunk's copies and their packed buffer), a
+# worker once; a tensor larger than this goes alone.
+CHUNK_BYTES = 256 * 2**20
+# A rendezvous or one chunk's broadcast stuck longer has lost its peer. A peer whose process ends fails the other's
+# broadcast at once (gloo: "Connection closed by peer"), and a worker whose load fails still receives the rest of
+# the update (`GlooWeightTransferEngine.receive_weights`): this bounds only a peer that hangs.
+GROUP_TIMEOUT = timedelta(minutes=5)
 ALIGN = 16  # bytes: a multiple of every dtype's element size
+POLL_SECONDS = 0.05
 
 
-def open_group(master_address: str, master_port: int, rank: int, world_size: int) -> dist.ProcessGroupGloo:
-    """The trainer-server group, outside torch.distributed's default group (the trainer's own ranks keep theirs).
-    Rank 0 hosts the store; every rank blocks here until all `world_size` have joined."""
-    store = dist.TCPStore(master_address, master_port, world_size, is_master=rank == 0, timeout=GROUP_TIMEOUT)
+def host_group(master_address: str, master_port: int, world_size: int,
+               check_peers: Callable[[], None]) -> dist.ProcessGroupGloo:
+    """The trainer's end (rank 0), outside torch.distributed's default group (the trainer's own ranks keep theirs):
+    it hosts the store and waits for the `world_size - 1` workers to arrive, calling `check_peers` meanwhile, which
+    raises when they will not come (the server refused `/init_weight_transfer_engine`): no wait for the timeout."""
+    store = dist.TCPStore(master_address, master_port, world_size, is_master=True, timeout=GROUP_TIMEOUT,
+                          wait_for_workers=False)
+    arrivals = [f"arrived/{rank}" for rank in range(1, world_size)]
+    deadline = time.monotonic() + GROUP_TIMEOUT.total_seconds()
+    while not store.check(arrivals):
+        check_peers()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gloo weight transfer: the server's workers did not join {master_address}:"
+                               f"{master_port} within {GROUP_TIMEOUT}")
+        time.sleep(POLL_SECONDS)
+    return _group(store, 0, world_size)
+
+
+def join_group(master_address: str, master_port: int, rank: int, world_size: int) -> dist.ProcessGroupGloo:
+    """A worker's end: rank `rank` of the group the trainer hosts (`host_group`)."""
+    store = dist.TCPStore(master_address, master_port, world_size, is_master=False, timeout=GROUP_TIMEOUT)
+    store.set(f"arrived/{rank}", "1")
+    return _group(store, rank, world_size)
+
+
+def _group(store: dist.TCPStore, rank: int, world_size: int) -> dist.ProcessGroupGloo:
     return dist.ProcessGroupGloo(dist.PrefixStore("klear-weight-transfer", store), rank, world_size, GROUP_TIMEOUT)
 
 
 def nbytes(dtype_name: str, shape) -> int:
+    """A tensor's size in bytes from its announced dtype name (vLLM style, "bfloat16") and shape."""
     return math.prod(shape) * getattr(torch, dtype_name).itemsize
 
 
@@ -64,6 +95,7 @@ def chunk_layout(dtype_names: list[str], shapes: list[list[int]], chunk_bytes: i
 
 
 def _broadcast(group: dist.ProcessGroupGloo, buffer: torch.Tensor) -> None:
+    # The backend's own call: the group was never registered with torch.distributed, so dist.broadcast cannot name it.
     options = dist.BroadcastOptions()
     options.rootRank = 0
     group.broadcast([buffer], options).wait()

@@ -202,27 +202,68 @@ def test_a_trainer_without_cuda_is_told_to_use_gloo_against_an_nccl_server(serve
         check_server_info(raw, url, trainer_has_cuda=False)
 
 
+def sft_weights(sft_klear) -> dict:
+    """The SFT checkpoint's own tensors, official names."""
+    from safetensors.torch import load_file
+
+    return {name: tensor for shard in sorted(sft_klear[0].glob("*.safetensors"))
+            for name, tensor in load_file(shard).items()}
+
+
+def connected_client(served, chunk_bytes: int | None = None):
+    """align.rl's client with its gloo group open to the server, as a server-mode trainer holds it."""
+    from align.common.ports import free_loopback_port
+    from align.rl.vllm_client import KlearVLLMClient
+
+    client = KlearVLLMClient(base_url=served["base_url"].removesuffix("/v1"), group_port=free_loopback_port(),
+                             connection_timeout=10.0)
+    if chunk_bytes:
+        client.chunk_bytes = chunk_bytes
+    client.init_communicator()
+    return client
+
+
+def send_weights(client, weights: dict) -> None:
+    client.update_named_params([(name, str(t.dtype).removeprefix("torch."), list(t.shape))
+                                for name, t in weights.items()], iter(weights.items()))
+
+
 @contextmanager
 def sft_weights_put_back(served, sft_klear):
     """Around a run that trains the served model: afterwards the SFT checkpoint's own tensors (official names) go
     back into the server through align.rl's client, exactly (the tests above could run again)."""
-    from safetensors.torch import load_file
-
-    from align.common.ports import free_loopback_port
-    from align.rl.vllm_client import KlearVLLMClient
-
     try:
         yield
     finally:
-        client = KlearVLLMClient(base_url=served["base_url"].removesuffix("/v1"), group_port=free_loopback_port(),
-                                 connection_timeout=10.0)
-        client.init_communicator()
-        weights = {name: tensor for shard in sorted(sft_klear[0].glob("*.safetensors"))
-                   for name, tensor in load_file(shard).items()}
-        client.update_named_params([(name, str(t.dtype).removeprefix("torch."), list(t.shape))
-                                    for name, t in weights.items()], iter(weights.items()))
+        client = connected_client(served)
+        send_weights(client, sft_weights(sft_klear))
         client.reset_prefix_cache()
         client.close_communicator()
+
+
+def test_a_refused_update_is_reported_at_once_and_the_server_keeps_serving(served, sft_klear, transformers_klear,
+                                                                         conversations):
+    """Two updates the server refuses, sent in 64 KiB chunks so that the trainer still has chunks to send after the
+    server's load fails: a name vLLM's Klear lacks (the first tensor), then an update without one norm weight. Each
+    fails the trainer's call with HTTP 500 as soon as it has sent its chunks (the server receives the rest rather
+    than leave the trainer's broadcast waiting for the group timeout), the server's log names the cause, and the
+    server still serves (the SFT weights, exactly) and takes the next update on the same group."""
+    weights = sft_weights(sft_klear)
+    left_out = next(name for name in weights if name.endswith("layers.0.input_layernorm.weight"))
+    with sft_weights_put_back(served, sft_klear):
+        client = connected_client(served, chunk_bytes=64 * 2**10)
+        refused = served["log"].read_text().count('"POST /update_weights HTTP/1.1" 500')
+        with pytest.raises(RuntimeError, match="update_weights: HTTP 500"):
+            send_weights(client, {"model.layers.0.mlp.no_such.weight": torch.zeros(4), **weights})
+        with pytest.raises(RuntimeError, match="update_weights: HTTP 500"):
+            send_weights(client, {name: t for name, t in weights.items() if name != left_out})
+        log = served["log"].read_text()
+        assert log.count('"POST /update_weights HTTP/1.1" 500') == refused + 2
+        assert "no_such" in log and "left 1 of its parameters unloaded" in log
+        assert prompt_logprob_gap(served, transformers_klear, conversations) < LOGPROB_ATOL
+        send_weights(client, weights)
+        client.close_communicator()
+    assert prompt_logprob_gap(served, transformers_klear, conversations) < LOGPROB_ATOL
 
 
 def server_mode_args(served, sft_klear, out: Path, steps: int) -> list[str]:

@@ -1,8 +1,10 @@
 """The gloo weight-transfer wire (align.serve.weight_transfer) between two real processes on loopback: the chunk
-cuts both sides compute, and tensors of every kind a policy holds arriving bit for bit."""
+cuts both sides compute, tensors of every kind a policy holds arriving bit for bit, and a failing side never
+leaving the other waiting."""
 
 import multiprocessing
 
+import pytest
 import torch
 
 from align.common.ports import free_loopback_port
@@ -24,12 +26,20 @@ def metadata():
 
 
 def receiver(port, results):
-    group = weight_transfer.open_group("127.0.0.1", port, 1, 2)
+    group = weight_transfer.join_group("127.0.0.1", port, 1, 2)
     dtype_names, shapes = metadata()
     received = []
     for chunk in weight_transfer.chunk_layout(dtype_names, shapes, CHUNK_BYTES):
         received += weight_transfer.receive(group, [dtype_names[i] for i in chunk], [shapes[i] for i in chunk])
     results.put([t.clone() for t in received])
+
+
+def alive(process):
+    """`host_group`'s check: the receiver's process has not ended."""
+    def check():
+        if process.exitcode is not None:
+            raise RuntimeError(f"the receiver ended with {process.exitcode}")
+    return check
 
 
 def test_chunks_are_cut_at_the_same_tensors_and_a_large_one_goes_alone():
@@ -47,7 +57,7 @@ def test_every_tensor_arrives_bit_for_bit_in_its_dtype_and_shape():
     worker = context.Process(target=receiver, args=(port, results))
     worker.start()
     try:
-        group = weight_transfer.open_group("127.0.0.1", port, 0, 2)
+        group = weight_transfer.host_group("127.0.0.1", port, 2, check_peers=alive(worker))
         dtype_names, shapes = metadata()
         tensors = list(SENT.values())
         for chunk in weight_transfer.chunk_layout(dtype_names, shapes, CHUNK_BYTES):
@@ -60,3 +70,12 @@ def test_every_tensor_arrives_bit_for_bit_in_its_dtype_and_shape():
     assert worker.exitcode == 0
     for (name, sent), got in zip(SENT.items(), received, strict=True):
         assert got.dtype == sent.dtype and got.shape == sent.shape and torch.equal(got, sent), name
+
+
+def test_the_host_stops_waiting_when_its_peers_will_not_come():
+    def refused():
+        raise RuntimeError("HTTP 500 from /init_weight_transfer_engine")
+
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        weight_transfer.host_group("127.0.0.1", free_loopback_port(), 2, check_peers=refused)
+
