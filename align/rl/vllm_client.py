@@ -24,6 +24,7 @@ class KlearVLLMClient(VLLMClient):
     (`align.serve.weight_transfer`). With `nccl` it is TRL's own. TRL builds it (`compat.trl_vllm_generation`)."""
 
     gloo_group = None
+    speaks_gloo = False  # the server's backend is ours: a closed group is never handed to TRL's NCCL path
     chunk_bytes = weight_transfer.CHUNK_BYTES  # per broadcast; the server learns it at `init_communicator`
 
     def init_communicator(self, device=0):
@@ -40,14 +41,19 @@ class KlearVLLMClient(VLLMClient):
         self.gloo_group = weight_transfer.host_group(address, self.group_port, world_size,
                                                      check_peers=lambda: _raise_if_failed(joined))
         joined.result(timeout=weight_transfer.GROUP_TIMEOUT.total_seconds())
-        atexit.register(self.close_communicator)
+        if not self.speaks_gloo:
+            atexit.register(self.close_communicator)
+        self.speaks_gloo = True
 
     def update_named_params(self, metadata, named_params):
         """As TRL's: announce the tensors, then stream them (collected per chunk as host copies: a ZeRO-3 walk
         frees each gathered parameter at the next step), inside one start/finish of the server's update (TRL's
         `weight_update()` may hold one open already)."""
-        if self.gloo_group is None:
+        if not self.speaks_gloo:
             return super().update_named_params(metadata, named_params)
+        if self.gloo_group is None:
+            raise RuntimeError("weight sync: no gloo group to the server (closed, or dropped after a failed update): "
+                               "call init_communicator again")
         names, dtype_names, shapes = (list(field) for field in zip(*metadata, strict=True))
         if not self._updating_weights:
             self._sync_call("start_weight_update", {})
@@ -56,35 +62,57 @@ class KlearVLLMClient(VLLMClient):
         received = _in_background(self._sync_call, "update_weights",
                                   {"update_info": {"names": names, "dtype_names": dtype_names, "shapes": shapes}})
         stream = iter(named_params)
-        for chunk in weight_transfer.chunk_layout(dtype_names, shapes, self.gloo_chunk_bytes):
-            _raise_if_failed(received)  # the server stopped receiving: its error, not a stuck broadcast
-            tensors = []
-            for index in chunk:
-                name, tensor = next(stream)
-                if name != names[index]:
-                    raise RuntimeError(f"weight sync: the walk yielded {name!r} where {names[index]!r} was announced")
-                tensors.append(tensor.detach().to("cpu", copy=True))
-            weight_transfer.send(self.gloo_group, tensors)
-        # run the walk to its end (a PEFT model unmerges its adapters after the last tensor)
-        if (extra := next(stream, None)) is not None:
-            raise RuntimeError(f"weight sync: the walk yielded {extra[0]!r} after the {len(names)} announced tensors")
-        received.result(timeout=weight_transfer.GROUP_TIMEOUT.total_seconds())
+        try:
+            for chunk in weight_transfer.chunk_layout(dtype_names, shapes, self.gloo_chunk_bytes):
+                _raise_if_failed(received)  # the server stopped receiving: its error, not a stuck broadcast
+                tensors = []
+                for index in chunk:
+                    name, tensor = next(stream)
+                    if name != names[index]:
+                        raise RuntimeError(f"weight sync: the walk yielded {name!r} where {names[index]!r} was "
+                                           "announced")
+                    tensors.append(tensor.detach().to("cpu", copy=True))
+                weight_transfer.send(self.gloo_group, tensors)
+            # run the walk to its end (a PEFT model unmerges its adapters after the last tensor)
+            if (extra := next(stream, None)) is not None:
+                raise RuntimeError(f"weight sync: the walk yielded {extra[0]!r} after the {len(names)} announced "
+                                   "tensors")
+            received.result(timeout=weight_transfer.GROUP_TIMEOUT.total_seconds())
+        except BaseException:
+            self._abandon_update(stream)
+            raise
         if not self._updating_weights:
             self._sync_call("finish_weight_update", {})
 
     def close_communicator(self):
-        if self.gloo_group is None:
+        if not self.speaks_gloo:
             return super().close_communicator()
+        if self.gloo_group is None:
+            return
         self.gloo_group = None
         try:  # the server drops its end; it may have stopped first
-            self._sync_call("shutdown_weight_transfer_engine", {})
+            self._sync_call("shutdown_weight_transfer_engine", {}, timeout=60)
         except (requests.RequestException, RuntimeError):
             pass
 
-    def _sync_call(self, endpoint: str, payload: dict) -> None:
+    def _abandon_update(self, stream) -> None:
+        """After a failed update: the walk runs to its end (under ZeRO-3 the other ranks are in the same gathers;
+        a PEFT model unmerges), the group is dropped (its broadcasts may no longer match the server's; closing it
+        ends a receive the server still waits in), and the server's update is finished if it is still open, so that
+        it takes the next one. The trainer connects again with `init_communicator`."""
+        for _ in stream:
+            pass
+        self.gloo_group = None
+        if not self._updating_weights:
+            try:
+                self._sync_call("finish_weight_update", {}, timeout=60)
+            except (requests.RequestException, RuntimeError):
+                pass  # no update open any more (the server refused it): nothing to finish
+
+    def _sync_call(self, endpoint: str, payload: dict, timeout: float | None = None) -> None:
         """One weight-sync request, never retried (TRL's session retries a 500 on POST: a retried
         `/update_weights` would wait for a broadcast the trainer never repeats)."""
-        response = requests.post(f"{self.base_url}/{endpoint}", json=payload, timeout=None)
+        response = requests.post(f"{self.base_url}/{endpoint}", json=payload, timeout=timeout)
         if response.status_code != 200:
             raise RuntimeError(f"vLLM server {self.base_url}/{endpoint}: HTTP {response.status_code}: "
                                f"{response.text[-2000:]}")

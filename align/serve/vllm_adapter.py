@@ -286,6 +286,7 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo
         elif self.received:
             failure = RuntimeError("gloo weight transfer: one /update_weights per update carries every tensor "
                                    "(align.rl.vllm_client.KlearVLLMClient); this update had one already")
+            self._discard(update_info)
         else:
             try:
                 failure = self._receive_and_load(update_info)
@@ -295,6 +296,12 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo
         if failure is not None:
             finish_reload(self.model, self.model_config, self.loaded)
             raise failure
+
+    def _discard(self, update_info: GlooUpdateInfo) -> None:
+        """A refused request's chunks, received so that the trainer's broadcast does not wait for them."""
+        for chunk in weight_transfer.chunk_layout(update_info.dtype_names, update_info.shapes, self.chunk_bytes):
+            weight_transfer.receive(self.group, [update_info.dtype_names[i] for i in chunk],
+                                    [update_info.shapes[i] for i in chunk])
 
     def _receive_and_load(self, update_info: GlooUpdateInfo) -> Exception | None:
         """Every announced chunk, loaded until a load fails; the failure, or the check that nothing was left out."""

@@ -247,7 +247,7 @@ def test_a_refused_update_is_reported_at_once_and_the_server_keeps_serving(serve
     server's load fails: a name vLLM's Klear lacks (the first tensor), then an update without one norm weight. Each
     fails the trainer's call with HTTP 500 as soon as it has sent its chunks (the server receives the rest rather
     than leave the trainer's broadcast waiting for the group timeout), the server's log names the cause, and the
-    server still serves (the SFT weights, exactly) and takes the next update on the same group."""
+    server still serves (the SFT weights, exactly); the trainer connects again and the server takes its next update."""
     weights = sft_weights(sft_klear)
     left_out = next(name for name in weights if name.endswith("layers.0.input_layernorm.weight"))
     with sft_weights_put_back(served, sft_klear):
@@ -255,8 +255,12 @@ def test_a_refused_update_is_reported_at_once_and_the_server_keeps_serving(serve
         refused = served["log"].read_text().count('"POST /update_weights HTTP/1.1" 500')
         with pytest.raises(RuntimeError, match="update_weights: HTTP 500"):
             send_weights(client, {"model.layers.0.mlp.no_such.weight": torch.zeros(4), **weights})
+        with pytest.raises(RuntimeError, match="call init_communicator again"):  # the failed update dropped it
+            send_weights(client, weights)
+        client.init_communicator()
         with pytest.raises(RuntimeError, match="update_weights: HTTP 500"):
             send_weights(client, {name: t for name, t in weights.items() if name != left_out})
+        client.init_communicator()
         log = served["log"].read_text()
         assert log.count('"POST /update_weights HTTP/1.1" 500') == refused + 2
         assert "no_such" in log and "left 1 of its parameters unloaded" in log
