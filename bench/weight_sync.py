@@ -53,8 +53,8 @@ def peer(address: str, port: int, dtype_names: list[str], shapes: list[list[int]
     group = weight_transfer.join_group(address, port, 1, 2)
     conn.send("joined")
     while (chunk_bytes := conn.recv()) is not None:
-        for chunk in weight_transfer.chunk_layout(dtype_names, shapes, chunk_bytes):
-            weight_transfer.receive(group, [dtype_names[i] for i in chunk], [shapes[i] for i in chunk])
+        for _ in weight_transfer.receive_chunks(group, dtype_names, shapes, chunk_bytes):
+            pass
         conn.send("received")
 
 
@@ -68,9 +68,9 @@ def timed_requests(client) -> dict:
     finalisation and the prepacking)."""
     phases, request = {}, client._sync_call
 
-    def timed(endpoint: str, payload: dict) -> None:
+    def timed(endpoint: str, payload: dict, **options) -> None:
         started = time.perf_counter()
-        request(endpoint, payload)
+        request(endpoint, payload, **options)
         phases[f"{endpoint}_s"] = time.perf_counter() - started
 
     client._sync_call = timed

@@ -297,18 +297,19 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo
             finish_reload(self.model, self.model_config, self.loaded)
             raise failure
 
+    def _chunks(self, update_info: GlooUpdateInfo):
+        return weight_transfer.receive_chunks(self.group, update_info.dtype_names, update_info.shapes,
+                                              self.chunk_bytes)
+
     def _discard(self, update_info: GlooUpdateInfo) -> None:
         """A refused request's chunks, received so that the trainer's broadcast does not wait for them."""
-        for chunk in weight_transfer.chunk_layout(update_info.dtype_names, update_info.shapes, self.chunk_bytes):
-            weight_transfer.receive(self.group, [update_info.dtype_names[i] for i in chunk],
-                                    [update_info.shapes[i] for i in chunk])
+        for _ in self._chunks(update_info):
+            pass
 
     def _receive_and_load(self, update_info: GlooUpdateInfo) -> Exception | None:
         """Every announced chunk, loaded until a load fails; the failure, or the check that nothing was left out."""
         failure = None
-        for chunk in weight_transfer.chunk_layout(update_info.dtype_names, update_info.shapes, self.chunk_bytes):
-            tensors = weight_transfer.receive(self.group, [update_info.dtype_names[i] for i in chunk],
-                                              [update_info.shapes[i] for i in chunk])
+        for chunk, tensors in self._chunks(update_info):
             if failure is None:
                 try:
                     self.loaded |= self.model.load_weights(

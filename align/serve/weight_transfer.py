@@ -122,3 +122,11 @@ def receive(group: dist.ProcessGroupGloo, dtype_names: list[str], shapes: list[l
         tensors.append(buffer[offset:offset + size].view(getattr(torch, dtype_name)).reshape(shape))
         offset += _slot(size)
     return tensors
+
+
+def receive_chunks(group: dist.ProcessGroupGloo, dtype_names: list[str], shapes: list[list[int]],
+                   chunk_bytes: int = CHUNK_BYTES):
+    """A worker: the announced tensors chunk by chunk, as (the chunk's indices, its tensors), in the cuts the
+    trainer sends (`chunk_layout`)."""
+    for chunk in chunk_layout(dtype_names, shapes, chunk_bytes):
+        yield chunk, receive(group, [dtype_names[i] for i in chunk], [shapes[i] for i in chunk])

@@ -28,9 +28,8 @@ def metadata():
 def receiver(port, results):
     group = weight_transfer.join_group("127.0.0.1", port, 1, 2)
     dtype_names, shapes = metadata()
-    received = []
-    for chunk in weight_transfer.chunk_layout(dtype_names, shapes, CHUNK_BYTES):
-        received += weight_transfer.receive(group, [dtype_names[i] for i in chunk], [shapes[i] for i in chunk])
+    received = [tensor for _, tensors in weight_transfer.receive_chunks(group, dtype_names, shapes, CHUNK_BYTES)
+                for tensor in tensors]
     results.put([t.clone() for t in received])
 
 
